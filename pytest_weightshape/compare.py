@@ -1,0 +1,273 @@
+"""Golden vs observed -> a verdict that says what moved, by how much, and the likely cause.
+
+Shapes, dtypes, names and counts compare exactly; floats within the policy's tolerance.
+Fingerprints (digests of inputs and initial weights) never decide a verdict: they explain it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import environment
+from .tolerance import FLOAT_STATS, Policy, rms
+
+
+@dataclass(frozen=True)
+class Difference:
+    """One value that moved: where, the golden and current values, and what was allowed."""
+
+    variant: str
+    where: str  # output name, "parameters", "divergence/<output>", ...
+    stat: str
+    golden: Any
+    current: Any
+    allowed: float | None = None  # None: compared exactly
+
+    @property
+    def difference(self) -> float | None:
+        numbers = (self.golden, self.current)
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in numbers):
+            return float(self.current) - float(self.golden)
+        return None
+
+    @property
+    def excess(self) -> float:
+        """|difference| / allowed: how many tolerances away (inf for exact mismatches)."""
+        diff = self.difference
+        if diff is None or self.allowed is None:
+            return float("inf")
+        return abs(diff) / self.allowed if self.allowed else float("inf")
+
+
+@dataclass
+class Verdict:
+    ok: bool = True
+    differences: list[Difference] = field(default_factory=list)
+    causes: list[str] = field(default_factory=list)
+    environment_changes: list[str] = field(default_factory=list)
+    compared: int = 0
+    worst: float = 0.0  # largest |difference| / allowed among compared floats
+
+
+class _Comparer:
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+        self.verdict = Verdict()
+
+    def exact(self, variant: str, where: str, stat: str, golden: Any, current: Any) -> None:
+        self.verdict.compared += 1
+        if golden != current:
+            self.verdict.differences.append(Difference(variant, where, stat, golden, current))
+
+    def names(self, variant: str, where: str, golden: Mapping[str, Any],
+              current: Mapping[str, Any]) -> None:
+        """Each name present on one side only is a difference (``present: true -> false``)."""
+        self.verdict.compared += 1
+        for name in _names(golden, current):
+            if (name in golden) != (name in current):
+                self.verdict.differences.append(
+                    Difference(variant, where, name, name in golden, name in current)
+                )
+
+    def close(
+        self,
+        variant: str,
+        where: str,
+        stat: str,
+        golden: Any,
+        current: Any,
+        *,
+        dtype: str,
+        scale: float,
+        count: int,
+    ) -> None:
+        if not isinstance(golden, (int, float)) or not isinstance(current, (int, float)):
+            self.exact(variant, where, stat, golden, current)
+            return
+        self.verdict.compared += 1
+        allowed = self.policy.allowed(stat, float(golden), dtype=dtype, scale=scale, count=count)
+        diff = abs(float(current) - float(golden))
+        ratio = diff / allowed if allowed else (0.0 if diff == 0 else float("inf"))
+        self.verdict.worst = max(self.verdict.worst, ratio)
+        if diff > allowed:
+            self.verdict.differences.append(
+                Difference(variant, where, stat, golden, current, allowed)
+            )
+
+    def stats(
+        self,
+        variant: str,
+        where: str,
+        golden: Mapping[str, Any],
+        current: Mapping[str, Any],
+        *,
+        dtype: str,
+        scale: float,
+        count: int,
+    ) -> None:
+        for stat in dict.fromkeys([*golden, *current]):
+            g, c = golden.get(stat), current.get(stat)
+            if stat in FLOAT_STATS:
+                self.close(variant, where, stat, g, c, dtype=dtype, scale=scale, count=count)
+            else:
+                self.exact(variant, where, stat, g, c)
+
+
+def _names(golden: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+    return list(dict.fromkeys([*golden, *current]))
+
+
+def compare(golden: Mapping[str, Any], current: Mapping[str, Any], policy: Policy) -> Verdict:
+    """Compare two check documents (as produced by :mod:`pytest_weightshape.run`)."""
+    c = _Comparer(policy)
+    gvars, cvars = golden["variants"], current["variants"]
+    c.names("(all)", "variants", gvars, cvars)
+    for name in _names(gvars, cvars):
+        if name not in gvars or name not in cvars:
+            continue
+        g, cur = gvars[name], cvars[name]
+        c.exact(name, "variant", "kwargs", g["kwargs"], cur["kwargs"])
+        c.exact(name, "variant", "parameter_count", g["parameter_count"], cur["parameter_count"])
+        gp, cp = g["parameters"], cur["parameters"]
+        c.names(name, "parameters", gp, cp)
+        for pname in gp:
+            if pname in cp:
+                for key in ("shape", "dtype"):
+                    c.exact(name, f"parameters/{pname}", key, gp[pname][key], cp[pname][key])
+        gi, ci = g["inputs"], cur["inputs"]
+        c.names(name, "inputs", gi, ci)
+        for iname in gi:
+            if iname in ci:
+                for key in ("shape", "dtype"):
+                    c.exact(name, f"inputs/{iname}", key, gi[iname][key], ci[iname][key])
+        go, co = g["outputs"], cur["outputs"]
+        c.names(name, "outputs", go, co)
+        for oname in go:
+            if oname not in co:
+                continue
+            gout, cout = go[oname], co[oname]
+            c.exact(name, oname, "shape", gout["shape"], cout["shape"])
+            c.exact(name, oname, "dtype", gout["dtype"], cout["dtype"])
+            gstats = gout["stats"]
+            c.stats(
+                name,
+                oname,
+                gstats,
+                cout["stats"],
+                dtype=gout["dtype"],
+                scale=rms(gstats),
+                count=int(gstats.get("count") or 0),
+            )
+        _compare_divergence(c, name, g, cur, gvars)
+    verdict = c.verdict
+    verdict.ok = not verdict.differences
+    verdict.environment_changes = environment.differences(
+        golden.get("environment", {}), current.get("environment", {})
+    )
+    if not verdict.ok:
+        verdict.causes = likely_causes(golden, current, verdict)
+    return verdict
+
+
+def _compare_divergence(
+    c: _Comparer,
+    name: str,
+    g: Mapping[str, Any],
+    cur: Mapping[str, Any],
+    gvars: Mapping[str, Any],
+) -> None:
+    gd, cd = g.get("divergence"), cur.get("divergence")
+    if gd is None or cd is None:
+        c.exact(name, "divergence", "present", gd is not None, cd is not None)
+        return
+    base = next((v for v in gvars.values() if v.get("base")), None)
+    gpar, cpar = gd["parameters"], cd["parameters"]
+    for key in ("changed_shapes", "added", "removed"):
+        c.exact(name, "divergence/parameters", key, gpar[key], cpar[key])
+    c.close(
+        name,
+        "divergence/parameters",
+        "parameter_count_ratio",
+        gpar["parameter_count_ratio"],
+        cpar["parameter_count_ratio"],
+        dtype="float64",
+        scale=1.0,
+        count=0,
+    )
+    for key in ("outputs_added", "outputs_removed"):
+        c.exact(name, "divergence", key, gd[key], cd[key])
+    gouts, couts = gd["outputs"], cd["outputs"]
+    for oname in gouts:
+        if oname not in couts:
+            continue
+        base_out = (base or {}).get("outputs", {}).get(oname, {})
+        base_stats = base_out.get("stats", {})
+        c.stats(
+            name,
+            f"divergence/{oname}",
+            gouts[oname],
+            couts[oname],
+            dtype=base_out.get("dtype", "float32"),
+            scale=rms(base_stats),
+            count=int(base_stats.get("count") or 0),
+        )
+
+
+def _digests(tensors: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v.get("fingerprint", {}).get("digest") for k, v in tensors.items()}
+
+
+def likely_causes(
+    golden: Mapping[str, Any], current: Mapping[str, Any], verdict: Verdict
+) -> list[str]:
+    """Explain a failing verdict: shape change, inputs, initial weights, or forward numerics."""
+    causes: list[str] = []
+    structural = [d for d in verdict.differences if d.allowed is None]
+    if structural:
+        what = list(dict.fromkeys(f"{d.variant}: {d.where} {d.stat}" for d in structural))
+        shown = "; ".join(what[:4]) + (f"; +{len(what) - 4} more" if len(what) > 4 else "")
+        causes.append(f"shape or structure changed ({shown})")
+    gvars, cvars = golden["variants"], current["variants"]
+    inputs_changed = False
+    weights: list[str] = []
+    for name in gvars:
+        if name not in cvars:
+            continue
+        g, c = gvars[name], cvars[name]
+        gi, ci = _digests(g["inputs"]), _digests(c["inputs"])
+        if any(gi[k] != ci.get(k) for k in gi):
+            inputs_changed = True
+        gp, cp = g["parameters"], c["parameters"]
+        changed = [
+            p
+            for p in gp
+            if p in cp
+            and gp[p]["shape"] == cp[p]["shape"]
+            and gp[p].get("fingerprint", {}).get("digest")
+            != cp[p].get("fingerprint", {}).get("digest")
+        ]
+        if changed:
+            detail = []
+            for p in changed[:3]:
+                gf, cf = gp[p].get("fingerprint", {}), cp[p].get("fingerprint", {})
+                if gf.get("std") is not None and cf.get("std") is not None:
+                    detail.append(f"{p} std {gf['std']:.6g} -> {cf['std']:.6g}")
+                else:
+                    detail.append(p)
+            more = f", +{len(changed) - 3} more" if len(changed) > 3 else ""
+            weights.append(f"{name}: {', '.join(detail)}{more}")
+    if inputs_changed:
+        causes.append("inputs changed (the input fingerprint differs from the golden's)")
+    if weights:
+        causes.append(
+            "initial weights changed (RNG, initializer or framework default init): "
+            + "; ".join(weights)
+        )
+    if not causes:
+        causes.append(
+            "forward numerics changed: same inputs and initial weights, different outputs "
+            "(kernels, math library, device or framework version)"
+        )
+    return causes

@@ -1,0 +1,73 @@
+"""The environment a golden was recorded in: recorded to explain a failure, never compared.
+
+Versions come from package metadata, so recording them imports no framework; live settings
+(threads, CUDA) are read only from frameworks the test has already imported.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from collections.abc import Mapping
+from importlib import metadata
+from typing import Any
+
+#: Distributions whose versions are recorded, by the key used in the golden.
+_DISTRIBUTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("numpy", ("numpy",)),
+    ("torch", ("torch",)),
+    ("tensorflow", ("tensorflow", "tensorflow-cpu")),
+    ("keras", ("keras",)),
+    ("jax", ("jax",)),
+)
+
+
+def package_version(*distributions: str) -> str | None:
+    for dist in distributions:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def framework_versions() -> dict[str, str | None]:
+    """Installed versions of the frameworks we know, from metadata (no imports)."""
+    return {key: package_version(*dists) for key, dists in _DISTRIBUTIONS}
+
+
+def collect(device: str) -> dict[str, Any]:
+    """The environment block of a golden for a check that ran on ``device``."""
+    env: dict[str, Any] = {
+        "python": platform.python_version(),
+        "platform": f"{platform.system()}-{platform.machine()}",
+    }
+    env.update({k: v for k, v in framework_versions().items() if v is not None})
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        env["torch_cuda"] = torch.version.cuda
+        if torch.backends.cudnn.is_available():
+            env["cudnn"] = torch.backends.cudnn.version()
+        env["threads"] = torch.get_num_threads()
+    else:
+        env["threads"] = os.cpu_count()
+    env["device"] = device
+    if torch is not None and device.startswith("cuda"):
+        index = torch.device(device).index or 0
+        env["device_name"] = torch.cuda.get_device_name(index)
+        env["compute_capability"] = ".".join(map(str, torch.cuda.get_device_capability(index)))
+    return env
+
+
+def differences(golden: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+    """Readable changes between two environment blocks: ``torch 2.13.0 -> 2.14.1``."""
+    out = []
+    for key in dict.fromkeys([*golden, *current]):
+        old, new = golden.get(key), current.get(key)
+        if old != new:
+            out.append(
+                f"{key} {old if old is not None else '(absent)'} -> "
+                f"{new if new is not None else '(absent)'}"
+            )
+    return out

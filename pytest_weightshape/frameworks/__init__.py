@@ -1,0 +1,165 @@
+"""One adapter per framework behind one small protocol.
+
+An adapter module is imported only when a model of its kind reaches a check, and a framework
+is detected with ``sys.modules.get(...)`` before any ``isinstance``: a test suite that never
+imports torch never pays for it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import random
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any, NamedTuple, Protocol
+
+import numpy as np
+
+from ..errors import ModelError
+
+
+class Array(NamedTuple):
+    """A leaf of a model's inputs, outputs or parameters, on the host for measuring."""
+
+    name: str
+    value: np.ndarray
+    dtype: str  # the framework's dtype name (``bfloat16`` is kept even though numpy lacks it)
+
+
+class Adapter(Protocol):
+    """What the harness needs from a framework."""
+
+    name: str
+
+    def prepare(self, model: Any, device: str | None) -> Any:
+        """Put the model in inference mode (and on ``device``); return the model to run."""
+
+    def convert_input(self, value: Any, model: Any) -> Any:
+        """A numpy array or a native tensor -> what the model takes, on the model's device."""
+
+    def forward(self, model: Any, inputs: tuple[Any, ...]) -> Any:
+        """Run the model without gradients."""
+
+    def parameters(self, model: Any) -> list[Array]:
+        """Named parameters in a stable order."""
+
+    def outputs(self, raw: Any, model: Any) -> list[Array]:
+        """Flatten a raw output (tensor, tuple, list, dict) to named arrays."""
+
+    def device(self, model: Any) -> str:
+        """Where the model runs (``cpu``, ``cuda:0``...)."""
+
+    def feature_axis(self, ndim: int) -> int:
+        """The channel/feature axis of an output with ``ndim`` dims, when no width differs."""
+
+
+#: (module that must already be imported, adapter module) in detection order.
+_FRAMEWORKS: tuple[tuple[str, str], ...] = (("torch", "torch_adapter"),)
+
+
+def adapter_for(model: Any) -> Adapter:
+    """The adapter for ``model``; plain callables get the NumPy adapter."""
+    for module_name, adapter_module in _FRAMEWORKS:
+        if module_name in sys.modules:
+            adapter = _load(adapter_module)
+            if adapter.owns(model):
+                return adapter.ADAPTER  # type: ignore[no-any-return]
+    if callable(model):
+        return _load("numpy_adapter").ADAPTER  # type: ignore[no-any-return]
+    raise ModelError(
+        f"the builder returned {type(model).__name__} {_short(model)}, which is not a model: "
+        "return a torch.nn.Module or a callable that maps arrays to arrays"
+    )
+
+
+def _load(adapter_module: str) -> Any:
+    return importlib.import_module(f"{__name__}.{adapter_module}")
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+@contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Seed python ``random``, numpy's global RNG and every imported framework; restore after."""
+    py_state = random.getstate()
+    np_state = np.random.get_state()
+    restores: list[Callable[[], None]] = []
+    random.seed(seed)
+    np.random.seed(seed)
+    for module_name, adapter_module in _FRAMEWORKS:
+        if module_name in sys.modules:
+            restores.append(_load(adapter_module).seed(seed))
+    try:
+        yield
+    finally:
+        for restore in reversed(restores):
+            restore()
+        np.random.set_state(np_state)
+        random.setstate(py_state)
+
+
+def to_numpy(value: Any) -> tuple[np.ndarray, str] | None:
+    """A native array or tensor on the host, with its dtype name; ``None`` if not an array."""
+    if isinstance(value, np.ndarray):
+        return value, value.dtype.name
+    if isinstance(value, np.generic):
+        return np.asarray(value), value.dtype.name
+    for module_name, adapter_module in _FRAMEWORKS:
+        if module_name in sys.modules:
+            converted = _load(adapter_module).to_numpy(value)
+            if converted is not None:
+                return converted  # type: ignore[no-any-return]
+    return None
+
+
+def flatten(
+    raw: Any,
+    leaf: Callable[[Any], tuple[np.ndarray, str] | None],
+) -> list[Array]:
+    """Flatten nested outputs to stable names.
+
+    A lone array is ``output``; tuples and lists are indexed (``0``, ``1.0``), dicts and named
+    tuples keyed by field (adapters turn known structures such as an LSTM's
+    ``(output, (h_n, c_n))`` into dicts first).
+    ``None`` leaves are skipped; Python numbers become 0-d arrays; anything else is an error.
+    """
+    out: list[Array] = []
+
+    def walk(value: Any, path: tuple[str, ...]) -> None:
+        if value is None:
+            return
+        converted = leaf(value)
+        if converted is None and isinstance(value, (bool, int, float)):
+            converted = (np.asarray(value), np.asarray(value).dtype.name)
+        if converted is not None:
+            out.append(Array(".".join(path) or "output", converted[0], converted[1]))
+            return
+        if isinstance(value, Mapping):
+            for key in value:
+                walk(value[key], (*path, str(key)))
+        elif isinstance(value, tuple) and hasattr(value, "_fields"):
+            for key in value._fields:
+                walk(getattr(value, key), (*path, key))
+        elif isinstance(value, (tuple, list)):
+            for i, item in enumerate(value):
+                walk(item, (*path, str(i)))
+        else:
+            raise ModelError(
+                f"the model returned an output of unsupported type {type(value).__name__} "
+                f"at {'.'.join(path) or 'the top level'}: outputs must be arrays/tensors, "
+                "numbers, or tuples, lists and dicts of them"
+            )
+
+    walk(raw, ())
+    seen: set[str] = set()
+    for item in out:
+        if item.name in seen:
+            raise ModelError(f"the model's outputs flatten to the name {item.name!r} twice")
+        seen.add(item.name)
+    if not out:
+        raise ModelError("the model returned no array output (None or an empty container)")
+    return out

@@ -1,0 +1,51 @@
+"""Plain callables on NumPy arrays: ``model(*inputs) -> array | tuple | dict``.
+
+Parameters are the object's public ndarray attributes (``self.weight``...), in name order;
+a plain function has none. Builders draw weights from ``np.random`` (seeded per variant).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from . import Array, flatten, to_numpy
+
+
+def _leaf(value: Any) -> tuple[np.ndarray, str] | None:
+    return to_numpy(value)
+
+
+class NumpyAdapter:
+    name = "numpy"
+
+    def prepare(self, model: Any, device: str | None) -> Any:
+        return model
+
+    def convert_input(self, value: Any, model: Any) -> Any:
+        converted = to_numpy(value)
+        return converted[0] if converted is not None else value
+
+    def forward(self, model: Any, inputs: tuple[Any, ...]) -> Any:
+        return model(*inputs)
+
+    def parameters(self, model: Any) -> list[Array]:
+        attrs = getattr(model, "__dict__", {})
+        return [
+            Array(name, value, value.dtype.name)
+            for name, value in sorted(attrs.items())
+            if isinstance(value, np.ndarray) and not name.startswith("_")
+        ]
+
+    def outputs(self, raw: Any, model: Any) -> list[Array]:
+        return flatten(raw, _leaf)
+
+    def device(self, model: Any) -> str:
+        return "cpu"
+
+    def feature_axis(self, ndim: int) -> int:
+        return -1
+
+
+ADAPTER = NumpyAdapter()

@@ -1,0 +1,102 @@
+"""PyTorch ``nn.Module`` models. Imported only once torch is already imported by the test."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import Array, flatten
+
+
+def owns(model: Any) -> bool:
+    return isinstance(model, torch.nn.Module)
+
+
+def seed(value: int) -> Callable[[], None]:
+    """Seed torch's CPU (and initialised CUDA) generators; return a restore function."""
+    cpu_state = torch.random.get_rng_state()
+    cuda_states = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+    torch.manual_seed(value)
+
+    def restore() -> None:
+        torch.random.set_rng_state(cpu_state)
+        if cuda_states is not None:
+            torch.cuda.set_rng_state_all(cuda_states)
+
+    return restore
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def to_numpy(value: Any) -> tuple[np.ndarray, str] | None:
+    if not isinstance(value, torch.Tensor):
+        return None
+    tensor = value.detach()
+    if tensor.dtype in (torch.bfloat16, torch.float16) or tensor.dtype.is_complex:
+        host = tensor.to("cpu", torch.float32) if not tensor.dtype.is_complex else tensor.cpu()
+    else:
+        host = tensor.cpu()
+    return host.resolve_conj().resolve_neg().numpy(), dtype_name(tensor.dtype)
+
+
+#: Recurrent modules return ``(output, h_n)`` or ``(output, (h_n, c_n))``: name the parts.
+_RNN_NAMES: dict[type[torch.nn.Module], tuple[str, ...]] = {
+    torch.nn.LSTM: ("h_n", "c_n"),
+    torch.nn.GRU: ("h_n",),
+    torch.nn.RNN: ("h_n",),
+}
+
+
+class TorchAdapter:
+    name = "torch"
+
+    def prepare(self, model: Any, device: str | None) -> Any:
+        if device is not None:
+            model = model.to(device)
+        return model.eval()
+
+    def convert_input(self, value: Any, model: Any) -> Any:
+        if isinstance(value, np.ndarray):
+            value = torch.from_numpy(value)
+        if isinstance(value, torch.Tensor):
+            return value.to(self.device(model))
+        return value
+
+    def forward(self, model: Any, inputs: tuple[Any, ...]) -> Any:
+        with torch.no_grad():
+            return model(*inputs)
+
+    def parameters(self, model: Any) -> list[Array]:
+        out = []
+        for name, param in model.named_parameters():
+            host = to_numpy(param)
+            assert host is not None
+            out.append(Array(name, host[0], host[1]))
+        return out
+
+    def outputs(self, raw: Any, model: Any) -> list[Array]:
+        names = next((v for k, v in _RNN_NAMES.items() if type(model) is k), None)
+        if names and isinstance(raw, tuple) and len(raw) == 2:
+            state = raw[1] if len(names) > 1 else (raw[1],)
+            if isinstance(state, tuple) and len(state) == len(names):
+                raw = {"output": raw[0], **dict(zip(names, state, strict=True))}
+        return flatten(raw, to_numpy)
+
+    def device(self, model: Any) -> str:
+        for tensor in model.parameters():
+            return str(tensor.device)
+        for tensor in model.buffers():
+            return str(tensor.device)
+        return "cpu"
+
+    def feature_axis(self, ndim: int) -> int:
+        # torch convolutions are channels-first (N, C, ...); sequences and dense are last-axis.
+        return 1 if ndim >= 4 else -1
+
+
+ADAPTER = TorchAdapter()

@@ -1,0 +1,297 @@
+"""The golden document: JSON format, schema validation, file paths and safe writes.
+
+One file per test (and parameter set) under the top-level ``golden/`` folder, mirroring the test's
+path: ``tests/models/test_lstm.py::test_hidden[cpu]`` -> ``golden/tests/models/test_lstm/
+test_hidden[cpu].json``. The file holds each ``check`` of the test under its name (``default``
+for an unnamed check). Standard JSON only (no NaN/Infinity tokens), stable key order, floats
+written with ``repr`` so they round-trip. Nothing in a golden is ever executed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import tempfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from .errors import GoldenError
+
+SCHEMA_VERSION = 1
+DEFAULT_CHECK = "default"
+FILE_EXTENSION = "json"
+#: Longest file stem we write; longer test ids are cut and made unique with a digest.
+MAX_STEM = 120
+_UNSAFE = re.compile(r"[^A-Za-z0-9._=,+\-\[\]()@]")
+
+
+def _render(value: Any, indent: str) -> str:
+    if isinstance(value, dict) and value:
+        inner = indent + "  "
+        items = [
+            f"{inner}{json.dumps(str(k), ensure_ascii=False)}: {_render(v, inner)}"
+            for k, v in value.items()
+        ]
+        return "{\n" + ",\n".join(items) + "\n" + indent + "}"
+    if isinstance(value, list) and any(isinstance(v, (dict, list)) for v in value):
+        inner = indent + "  "
+        return "[\n" + ",\n".join(inner + _render(v, inner) for v in value) + "\n" + indent + "]"
+    # scalars, empty containers and flat lists (shapes) stay on one line
+    return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(", ", ": "))
+
+
+def render(document: Mapping[str, Any]) -> str:
+    """Canonical JSON text: 2-space indent, flat lists on one line, keys in document order,
+    floats written with ``repr`` (they round-trip), no NaN/Infinity tokens."""
+    try:
+        return _render(dict(document), "") + "\n"
+    except ValueError as exc:  # a NaN/Inf slipped into a float field
+        raise GoldenError(f"internal error: non-finite number in a golden ({exc})") from None
+
+
+def render_file(test: str, checks: Mapping[str, Mapping[str, Any]]) -> str:
+    return render({"schema_version": SCHEMA_VERSION, "test": test, "checks": dict(checks)})
+
+
+def _reject_constant(token: str) -> Any:
+    raise ValueError(f"non-standard JSON token {token}")
+
+
+def parse_file(text: str, path: str) -> tuple[str, dict[str, dict[str, Any]]]:
+    """Parse and validate a golden file -> (test name, checks). Raises :class:`GoldenError`."""
+    fix = (
+        "Restore it from version control, or delete it and record it again with "
+        "`pytest --snapshot-update`."
+    )
+    try:
+        data = json.loads(text, parse_constant=_reject_constant)
+    except ValueError as exc:
+        raise GoldenError(f"golden {path} is not valid JSON ({exc}). {fix}") from None
+    if not isinstance(data, dict):
+        raise GoldenError(f"golden {path} is not a JSON object. {fix}")
+    version = data.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise GoldenError(
+            f"golden {path} has schema_version {version!r}; this pytest-weightshape reads "
+            f"version {SCHEMA_VERSION}. Record it again with `pytest --snapshot-update`."
+        )
+    test, checks = data.get("test"), data.get("checks")
+    if not isinstance(test, str) or not isinstance(checks, dict):
+        raise GoldenError(f"golden {path} lacks 'test' (string) or 'checks' (object). {fix}")
+    for name, check in checks.items():
+        problem = check_problem(check)
+        if problem:
+            raise GoldenError(f"golden {path}, check {name!r}: {problem}. {fix}")
+    return test, checks
+
+
+# -- schema ---------------------------------------------------------------------------------
+
+_NUM = (int, float)
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _shape_problem(v: Any) -> bool:
+    return not isinstance(v, list) or not all(_is_int(d) and d >= 0 for d in v)
+
+
+def _tensors_problem(where: str, tensors: Any, value_key: str) -> str | None:
+    if not isinstance(tensors, dict):
+        return f"{where} must be an object"
+    for name, info in tensors.items():
+        if not isinstance(info, dict):
+            return f"{where}.{name} must be an object"
+        if _shape_problem(info.get("shape")):
+            return f"{where}.{name}.shape must be a list of non-negative integers"
+        if not isinstance(info.get("dtype"), str):
+            return f"{where}.{name}.dtype must be a string"
+        if not isinstance(info.get(value_key), dict):
+            return f"{where}.{name}.{value_key} must be an object"
+        for key, val in info[value_key].items():
+            if (val is not None and not isinstance(val, (*_NUM, str))) or isinstance(val, bool):
+                return f"{where}.{name}.{value_key}.{key} must be a number, string or null"
+    return None
+
+
+def _divergence_problem(where: str, div: Any) -> str | None:
+    if not isinstance(div, dict):
+        return f"{where} must be an object"
+    par = div.get("parameters")
+    if not isinstance(par, dict):
+        return f"{where}.parameters must be an object"
+    for key in ("changed_shapes", "added", "removed"):
+        if not isinstance(par.get(key), list):
+            return f"{where}.parameters.{key} must be a list"
+    ratio = par.get("parameter_count_ratio", "missing")
+    if ratio is not None and (not isinstance(ratio, _NUM) or isinstance(ratio, bool)):
+        return f"{where}.parameters.parameter_count_ratio must be a number or null"
+    for key in ("outputs_added", "outputs_removed"):
+        if not isinstance(div.get(key), list):
+            return f"{where}.{key} must be a list"
+    outs = div.get("outputs")
+    if not isinstance(outs, dict) or not all(isinstance(o, dict) for o in outs.values()):
+        return f"{where}.outputs must be an object of objects"
+    for oname, measures in outs.items():
+        for key, val in measures.items():
+            if isinstance(val, bool) or not (val is None or isinstance(val, (*_NUM, str))):
+                return f"{where}.outputs.{oname}.{key} must be a number, string or null"
+    return None
+
+
+def check_problem(check: Any) -> str | None:
+    """What is wrong with a check document's structure, or ``None`` if it is well-formed."""
+    if not isinstance(check, dict):
+        return "the check must be an object"
+    if check.get("schema_version") != SCHEMA_VERSION:
+        return f"schema_version must be {SCHEMA_VERSION}"
+    if not _is_int(check.get("seed")):
+        return "seed must be an integer"
+    if not isinstance(check.get("environment"), dict):
+        return "environment must be an object"
+    variants = check.get("variants")
+    if not isinstance(variants, dict) or not variants:
+        return "variants must be a non-empty object"
+    for name, var in variants.items():
+        where = f"variants[{name!r}]"
+        if not isinstance(var, dict):
+            return f"{where} must be an object"
+        if not isinstance(var.get("base"), bool):
+            return f"{where}.base must be true or false"
+        if not isinstance(var.get("kwargs"), dict):
+            return f"{where}.kwargs must be an object"
+        if not _is_int(var.get("parameter_count")):
+            return f"{where}.parameter_count must be an integer"
+        for key, value_key in (("parameters", "fingerprint"), ("inputs", "fingerprint")):
+            problem = _tensors_problem(f"{where}.{key}", var.get(key), value_key)
+            if problem:
+                return problem
+        problem = _tensors_problem(f"{where}.outputs", var.get("outputs"), "stats")
+        if problem:
+            return problem
+        if "divergence" in var:
+            problem = _divergence_problem(f"{where}.divergence", var["divergence"])
+            if problem:
+                return problem
+    if sum(1 for v in variants.values() if v["base"]) != 1:
+        return "exactly one variant must have base: true"
+    return None
+
+
+# -- paths ----------------------------------------------------------------------------------
+
+
+def _digest(text: str) -> str:
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=5).hexdigest()
+
+
+def safe_stem(name: str) -> str:
+    """A file stem for a test id that is safe on every OS and unique per id.
+
+    Characters outside a portable set (path separators, ``..``, ``:``, ``*``, control and
+    non-ASCII characters) are replaced; when anything was replaced or cut, a digest of the
+    original id is appended so two ids never share a file.
+    """
+    stem = _UNSAFE.sub("_", name).lstrip(".") or "_"
+    if stem != name or len(stem) > MAX_STEM:
+        stem = f"{stem[: MAX_STEM - 12]}~{_digest(name)}"
+    return stem
+
+
+def golden_dir(rootdir: Path, golden_root: Path, test_file: Path) -> Path:
+    """``golden/<test file's path relative to rootdir, without .py>``."""
+    try:
+        rel = Path(os.path.relpath(test_file.resolve(), rootdir.resolve()))
+    except ValueError:  # another drive on Windows
+        rel = Path("..")
+    if rel.parts and rel.parts[0] == "..":
+        rel = Path("_outside_rootdir") / f"{test_file.stem}~{_digest(str(test_file.resolve()))}"
+        return golden_root / rel
+    return golden_root / rel.parent / rel.stem
+
+
+# -- writing --------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Serialise read-merge-write of goldens in ``path``'s folder across processes.
+
+    The folder itself is locked (``flock`` on its descriptor), so no lock files are left
+    beside the goldens. Where ``fcntl`` is missing (Windows) writes stay atomic but
+    concurrent merges into one file are not serialised.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so readers see the old file or the new one, never a part."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def read_checks(path: Path) -> tuple[str | None, dict[str, dict[str, Any]]]:
+    """The checks in an existing, valid golden file; an absent file has none."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None, {}
+    return parse_file(text, str(path))
+
+
+def merge_write(path: Path, test: str, updates: Mapping[str, Mapping[str, Any]]) -> None:
+    """Set ``updates`` (check name -> document) in the golden at ``path``, keeping other checks.
+
+    A file that cannot be read (corrupt, other schema) is replaced by the updated checks: this
+    runs only under ``--snapshot-update``, where re-recording is what was asked for.
+    """
+    with locked(path):
+        try:
+            _, checks = read_checks(path)
+        except GoldenError:
+            checks = {}
+        checks.update(updates)
+        write_atomic(path, render_file(test, checks))
+
+
+def delete_checks(path: Path, names: set[str]) -> None:
+    """Remove checks from a golden; remove the file when none is left."""
+    with locked(path):
+        try:
+            test, checks = read_checks(path)
+        except GoldenError:
+            return
+        remaining = {k: v for k, v in checks.items() if k not in names}
+        if remaining and test is not None:
+            write_atomic(path, render_file(test, remaining))
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()

@@ -1,0 +1,79 @@
+"""Verdicts -> text a person reads in a failing test."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from .compare import Difference, Verdict
+
+#: Rows shown per (variant, output) table before the rest is summarised.
+MAX_ROWS = 12
+
+
+def _num(value: Any) -> str:
+    if isinstance(value, bool):  # only presence differences carry booleans
+        return "present" if value else "absent"
+    if value is None:
+        return "null"
+    if isinstance(value, float):
+        return f"{value:.9g}"
+    if isinstance(value, int):
+        return str(value)
+    text = str(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _table(rows: list[Difference]) -> list[str]:
+    header = ("statistic", "golden", "current", "difference", "allowed")
+    body = [
+        (
+            d.stat,
+            _num(d.golden),
+            _num(d.current),
+            f"{d.difference:+.3g}" if d.difference is not None else "",
+            f"{d.allowed:.3g}" if d.allowed is not None else "exact",
+        )
+        for d in rows
+    ]
+    widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
+    return [
+        "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip()
+        for r in [header, *body]
+    ]
+
+
+def failure(verdict: Verdict, *, test: str, check: str, path: str, nodeid: str) -> str:
+    """The message of a check whose values moved beyond tolerance."""
+    what = "check" if check == "default" else f"check {check!r}"
+    lines = [
+        f"weightshape: {what} of {test} moved beyond tolerance "
+        f"({len(verdict.differences)} of {verdict.compared} values)",
+        f"golden: {path}",
+    ]
+    for cause in verdict.causes:
+        lines.append(f"likely cause: {cause}")
+    if verdict.environment_changes:
+        lines.append("environment (golden -> now): " + ", ".join(verdict.environment_changes))
+    grouped: dict[tuple[str, str], list[Difference]] = defaultdict(list)
+    for diff in verdict.differences:
+        grouped[(diff.variant, diff.where)].append(diff)
+    for (variant, where), rows in grouped.items():
+        rows.sort(key=lambda d: -d.excess)
+        lines.append("")
+        lines.append(f"variant {variant} / {where}")
+        lines.extend("  " + line for line in _table(rows[:MAX_ROWS]))
+        if len(rows) > MAX_ROWS:
+            lines.append(f"  ... and {len(rows) - MAX_ROWS} more")
+    lines.append("")
+    lines.append(f"If the change is intended, accept it: pytest --snapshot-update '{nodeid}'")
+    return "\n".join(lines)
+
+
+def missing(*, test: str, check: str, path: str, nodeid: str) -> str:
+    what = "check" if check == "default" else f"check {check!r}"
+    return (
+        f"weightshape: no golden for the {what} of {test}\n"
+        f"expected at: {path}\n"
+        f"Record it with: pytest --snapshot-update '{nodeid}' (then review and commit the file)"
+    )

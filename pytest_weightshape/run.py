@@ -1,0 +1,246 @@
+"""Seeds, builds and runs every variant of a spec -> the observed check document.
+
+Inputs are made once, on the host, from a framework-independent NumPy stream, so they are
+bit-identical across framework versions and devices; each variant's build (and forward pass)
+runs under the same seed, with the global RNG state restored afterwards.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import traceback
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+from . import environment
+from .divergence import output_divergence, parameter_divergence
+from .errors import ModelError, SpecError
+from .frameworks import Adapter, Array, adapter_for, seeded, to_numpy
+from .golden import SCHEMA_VERSION
+from .spec import Variant, VariantSpec, format_value
+from .stats import fingerprint, summarize
+
+
+def _is_shape(value: Any) -> bool:
+    return isinstance(value, tuple) and all(
+        isinstance(d, int) and not isinstance(d, bool) for d in value
+    )
+
+
+def input_stream(seed: int) -> np.random.Generator:
+    """The framework-independent stream inputs are drawn from (PCG64 keyed by the seed)."""
+    return np.random.Generator(np.random.PCG64(seed))
+
+
+def make_inputs(inputs: Any, seed: int) -> tuple[Any, ...]:
+    """Resolve ``inputs`` to a tuple of arrays/tensors (one per model argument).
+
+    A shape tuple gives a float32 standard-normal array; a tuple of shapes/arrays is a
+    multi-input; a callable is called with a seeded ``numpy.random.Generator`` (or nothing).
+    """
+    rng = input_stream(seed)
+    if callable(inputs) and not _is_shape(inputs):
+        try:
+            takes_rng = bool(inspect.signature(inputs).parameters)
+        except (TypeError, ValueError):
+            takes_rng = False
+        try:
+            inputs = inputs(rng) if takes_rng else inputs()
+        except Exception as exc:
+            raise SpecError(f"the inputs= callable raised {_exception_line(exc)}") from None
+        if _is_shape(inputs):
+            raise SpecError("the inputs= callable returned a shape; return the array itself")
+    if _is_shape(inputs):
+        return (_draw(rng, inputs),)
+    if isinstance(inputs, (tuple, list)):
+        if not inputs:
+            raise SpecError("inputs= is empty: give a shape such as (1, 784), an array, or a tuple")
+        return tuple(_draw(rng, item) if _is_shape(item) else _one(item) for item in inputs)
+    return (_one(inputs),)
+
+
+def _draw(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    if any(d < 0 for d in shape):
+        raise SpecError(f"inputs= shape {shape} has a negative dimension")
+    return rng.standard_normal(shape, dtype=np.float32)
+
+
+def _one(value: Any) -> Any:
+    if to_numpy(value) is None:
+        raise SpecError(
+            f"inputs= got {type(value).__name__}; give a shape tuple such as (1, 784), "
+            "an array or tensor, a tuple of those, or a callable returning them"
+        )
+    return value
+
+
+def _exception_line(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _user_traceback(exc: BaseException) -> str:
+    """The exception's traceback without the harness's own frames."""
+    frames = [
+        f for f in traceback.extract_tb(exc.__traceback__) if "pytest_weightshape" not in f.filename
+    ]
+    lines = traceback.format_list(frames[-4:])
+    return "".join(lines) + _exception_line(exc)
+
+
+def _json_kwargs(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    def value(v: Any) -> Any:
+        if v is None or isinstance(v, (bool, int, str)):
+            return v
+        if isinstance(v, float):
+            return v if math.isfinite(v) else format_value(v)
+        if isinstance(v, (list, tuple)):
+            return [value(x) for x in v]
+        return format_value(v)
+
+    return {k: value(v) for k, v in kwargs.items()}
+
+
+def _tensor_info(arrays: list[Array]) -> dict[str, dict[str, Any]]:
+    return {
+        a.name: {
+            "shape": list(a.value.shape),
+            "dtype": a.dtype,
+            "fingerprint": fingerprint(a.value),
+        }
+        for a in arrays
+    }
+
+
+class Observer:
+    """Runs a spec's variants and assembles the check document."""
+
+    def __init__(
+        self,
+        spec: VariantSpec,
+        build: Callable[..., Any],
+        inputs: Any,
+        *,
+        device: str | None = None,
+    ) -> None:
+        if not callable(build):
+            raise SpecError(
+                f"check() needs a builder (variant kwargs -> model) first, got {type(build).__name__}"
+            )
+        self.spec = spec
+        self.build = build
+        self.device = device
+        self.inputs = make_inputs(inputs, spec.seed)
+        host_inputs = []
+        for i, value in enumerate(self.inputs):
+            converted = to_numpy(value)
+            assert converted is not None
+            name = "input" if len(self.inputs) == 1 else f"input.{i}"
+            host_inputs.append(Array(name, converted[0], converted[1]))
+        self.input_info = _tensor_info(host_inputs)
+
+    def _build(self, variant: Variant) -> tuple[Adapter, Any]:
+        with seeded(self.spec.seed):
+            try:
+                model = self.build(**variant.kwargs)
+            except Exception as exc:
+                raise ModelError(
+                    f"variant {variant.name}: the builder raised\n{_user_traceback(exc)}"
+                ) from None
+        if model is None:
+            raise ModelError(
+                f"variant {variant.name}: the builder returned None; it must return the model"
+            )
+        try:
+            adapter = adapter_for(model)
+            return adapter, adapter.prepare(model, self.device)
+        except ModelError as exc:
+            raise ModelError(f"variant {variant.name}: {exc}") from None
+
+    def _forward(self, variant: Variant, adapter: Adapter, model: Any) -> list[Array]:
+        converted = tuple(adapter.convert_input(value, model) for value in self.inputs)
+        with seeded(self.spec.seed):
+            try:
+                raw = adapter.forward(model, converted)
+            except Exception as exc:
+                shapes = ", ".join(
+                    f"{name} {info['shape']} {info['dtype']}"
+                    for name, info in self.input_info.items()
+                )
+                raise ModelError(
+                    f"variant {variant.name}: the model rejected the inputs ({shapes})\n"
+                    f"{_user_traceback(exc)}"
+                ) from None
+        try:
+            return adapter.outputs(raw, model)
+        except ModelError as exc:
+            raise ModelError(f"variant {variant.name}: {exc}") from None
+
+    def observe(self) -> dict[str, Any]:
+        """Build, run and measure every variant; the base's outputs are kept for divergence."""
+        variants: dict[str, Any] = {}
+        base_outputs: dict[str, np.ndarray] = {}
+        base_doc: dict[str, Any] = {}
+        device = "cpu"
+        feature_axis: Callable[[int], int] = lambda ndim: -1  # noqa: E731
+        for variant in self.spec.variants:
+            adapter, model = self._build(variant)
+            device = adapter.device(model)
+            feature_axis = adapter.feature_axis
+            params = adapter.parameters(model)
+            outputs = self._forward(variant, adapter, model)
+            doc: dict[str, Any] = {
+                "base": variant.is_base,
+                "kwargs": _json_kwargs(variant.kwargs),
+                "framework": adapter.name,
+                "model": type(model).__name__,
+                "device": device,
+                "parameter_count": int(sum(p.value.size for p in params)),
+                "parameters": _tensor_info(params),
+                "inputs": self.input_info,
+                "outputs": {
+                    o.name: {
+                        "shape": list(o.value.shape),
+                        "dtype": o.dtype,
+                        "stats": summarize(o.value),
+                    }
+                    for o in outputs
+                },
+            }
+            if variant.is_base:
+                base_outputs = {o.name: o.value for o in outputs}
+                base_doc = doc
+            else:
+                doc["divergence"] = {
+                    "parameters": parameter_divergence(
+                        base_doc["parameters"],
+                        doc["parameters"],
+                        base_doc["parameter_count"],
+                        doc["parameter_count"],
+                    ),
+                    "outputs": {
+                        o.name: output_divergence(
+                            base_outputs[o.name],
+                            o.value,
+                            base_doc["outputs"][o.name]["stats"],
+                            doc["outputs"][o.name]["stats"],
+                            feature_axis(o.value.ndim),
+                        )
+                        for o in outputs
+                        if o.name in base_outputs
+                    },
+                    "outputs_added": [o.name for o in outputs if o.name not in base_outputs],
+                    "outputs_removed": [
+                        n for n in base_outputs if n not in {o.name for o in outputs}
+                    ],
+                }
+            variants[variant.name] = doc
+            del model, outputs
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "seed": self.spec.seed,
+            "environment": environment.collect(device),
+            "variants": variants,
+        }

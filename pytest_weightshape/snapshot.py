@@ -1,0 +1,156 @@
+"""The syrupy extension: where goldens live, how they are read and written, and ``matches()``.
+
+syrupy stays the storage and update engine (``--snapshot-update``, unused-golden detection,
+xdist report merging); this extension gives it our layout (``golden/<test path>/<test>.json``,
+every check of a test in one file), our JSON, and a tolerance-aware ``matches()``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from syrupy.data import Snapshot, SnapshotCollection
+from syrupy.extensions.base import AbstractSyrupyExtension
+
+from . import golden
+from .compare import Verdict, compare
+from .errors import GoldenError
+from .tolerance import Policy
+
+if TYPE_CHECKING:
+    from syrupy.location import PyTestLocation
+    from syrupy.types import PropertyFilter, PropertyMatcher, SerializableData, SnapshotIndex
+
+
+class Candidate:
+    """What a check hands to syrupy: the observed document and how to judge it."""
+
+    def __init__(self, document: dict[str, Any], policy: Policy, test: str, check: str) -> None:
+        self.document = document
+        self.policy = policy
+        self.test = test
+        self.check = check
+        self.verdict: Verdict | None = None
+
+
+class Rendered(str):
+    """The serialized check document, still attached to its :class:`Candidate`."""
+
+    candidate: Candidate
+
+
+def check_name(index: SnapshotIndex) -> str:
+    return index if isinstance(index, str) else golden.DEFAULT_CHECK
+
+
+def snapshot_name_for(test: str, check: str) -> str:
+    """syrupy's name for a check: the test's name, plus ``[check]`` for a named check."""
+    return test if check == golden.DEFAULT_CHECK else f"{test}[{check}]"
+
+
+class WeightShapeExtension(AbstractSyrupyExtension):
+    file_extension = golden.FILE_EXTENSION
+    write_immediately = True
+    #: Set by the plugin at configure time (pytest's rootdir and the golden folder).
+    rootdir: ClassVar[Path] = Path.cwd()
+    golden_root: ClassVar[Path] = Path.cwd() / "golden"
+
+    # -- serialising and matching ---------------------------------------------------------
+
+    def serialize(
+        self,
+        data: SerializableData,
+        *,
+        exclude: PropertyFilter | None = None,
+        include: PropertyFilter | None = None,
+        matcher: PropertyMatcher | None = None,
+    ) -> Rendered:
+        if not isinstance(data, Candidate):
+            raise TypeError("the weightshape extension serialises shape_variant checks only")
+        rendered = Rendered(golden.render(data.document))
+        rendered.candidate = data
+        return rendered
+
+    def matches(
+        self, *, serialized_data: SerializableData, snapshot_data: SerializableData
+    ) -> bool:
+        candidate = getattr(serialized_data, "candidate", None)
+        if candidate is None:
+            return bool(serialized_data == snapshot_data)
+        recorded = json.loads(str(snapshot_data))
+        candidate.verdict = compare(recorded, candidate.document, candidate.policy)
+        return candidate.verdict.ok
+
+    # -- locations ------------------------------------------------------------------------
+
+    @classmethod
+    def get_snapshot_name(cls, *, test_location: PyTestLocation, index: SnapshotIndex = 0) -> str:
+        return snapshot_name_for(test_location.snapshot_name, check_name(index))
+
+    @classmethod
+    def get_file_basename(cls, *, test_location: PyTestLocation, index: SnapshotIndex) -> str:
+        return golden.safe_stem(test_location.snapshot_name)
+
+    @classmethod
+    def dirname(cls, *, test_location: PyTestLocation) -> str:
+        return str(golden.golden_dir(cls.rootdir, cls.golden_root, Path(test_location.filepath)))
+
+    @classmethod
+    def matches_test_location(
+        cls, *, test_location: PyTestLocation, snapshot_location: str
+    ) -> bool:
+        expected = cls.get_location(test_location=test_location, index=golden.DEFAULT_CHECK)
+        return Path(snapshot_location) == Path(expected)
+
+    # -- reading --------------------------------------------------------------------------
+
+    def read_snapshot_collection(self, *, snapshot_location: str) -> SnapshotCollection:
+        collection = SnapshotCollection(location=snapshot_location)
+        try:
+            test, checks = golden.read_checks(Path(snapshot_location))
+        except GoldenError:
+            # Unreadable: keep it claimed by its test so cleanup never deletes it silently.
+            collection.add(Snapshot(name=Path(snapshot_location).stem))
+            return collection
+        for check in checks:
+            collection.add(Snapshot(name=snapshot_name_for(test or "", check)))
+        return collection
+
+    def read_snapshot_data_from_location(
+        self, *, snapshot_location: str, snapshot_name: str, session_id: str
+    ) -> str | None:
+        try:
+            test, checks = golden.read_checks(Path(snapshot_location))
+        except GoldenError:
+            return None  # the plugin reports corruption before asking; here we may rewrite
+        for check, document in checks.items():
+            if snapshot_name_for(test or "", check) == snapshot_name:
+                return golden.render(document)
+        return None
+
+    # -- writing --------------------------------------------------------------------------
+
+    @classmethod
+    def write_snapshot_collection(
+        cls, *, snapshot_collection: SnapshotCollection, name_order: dict[str, int] | None = None
+    ) -> None:
+        updates: dict[str, dict[str, Any]] = {}
+        test = ""
+        for snapshot in snapshot_collection:
+            candidate = getattr(snapshot.data, "candidate", None)
+            if candidate is None:
+                raise TypeError("the weightshape extension writes shape_variant checks only")
+            test = candidate.test
+            updates[candidate.check] = json.loads(str(snapshot.data))
+        golden.merge_write(Path(snapshot_collection.location), test, updates)
+
+    def delete_snapshots(self, *, snapshot_location: str, snapshot_names: set[str]) -> None:
+        path = Path(snapshot_location)
+        try:
+            test, checks = golden.read_checks(path)
+        except GoldenError:
+            return  # never delete what we cannot read
+        doomed = {c for c in checks if snapshot_name_for(test or "", c) in snapshot_names}
+        golden.delete_checks(path, doomed)

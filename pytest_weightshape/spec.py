@@ -1,0 +1,210 @@
+"""The ``shape_variant`` marker -> a validated :class:`VariantSpec`.
+
+``@pytest.mark.shape_variant(hidden_size=[10, 20])`` declares an axis; the first value of each
+axis is the base. Several axes are zipped, or crossed with ``grid=True``; ``variants=[{...}, ...]``
+(or ``{"name": {...}}``) lists variants explicitly, the first being the base.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import itertools
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import SpecError
+from .tolerance import Override, check_number, parse_per_stat
+
+#: Keyword arguments of the marker that are settings, not axes.
+MARKER_SETTINGS: tuple[str, ...] = ("variants", "grid", "seed", "rtol", "atol", "tolerance")
+#: The marker's documented signature, shown in errors.
+MARKER_SIGNATURE = (
+    "shape_variant(**axes, variants=None, grid=False, seed=0, rtol=None, atol=None, tolerance=None)"
+)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One model configuration: its readable name and the kwargs given to the builder."""
+
+    name: str
+    kwargs: Mapping[str, Any]
+    is_base: bool = False
+
+
+@dataclass(frozen=True)
+class VariantSpec:
+    """Everything the marker says: variants (base first), seed and tolerance settings."""
+
+    variants: tuple[Variant, ...]
+    seed: int = 0
+    tolerance: Override = Override()
+    per_stat: Mapping[str, Override] = field(default_factory=dict)
+
+    @property
+    def base(self) -> Variant:
+        return self.variants[0]
+
+
+def format_value(value: Any) -> str:
+    """A stable, readable text for an axis value, used in variant names.
+
+    Numbers, strings, booleans, ``None``, tuples/lists of those, and named callables
+    (functions, classes, ``functools.partial``) are supported. Anything whose ``repr``
+    would change between runs (it holds a memory address) is refused.
+    """
+    if value is None or isinstance(value, (bool, int, str)):
+        return str(value)
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else str(value)
+    if isinstance(value, (tuple, list)):
+        inner = ",".join(format_value(v) for v in value)
+        return f"({inner})" if isinstance(value, tuple) else f"[{inner}]"
+    if isinstance(value, functools.partial):
+        args = [format_value(a) for a in value.args]
+        args += [f"{k}={format_value(v)}" for k, v in value.keywords.items()]
+        return f"{format_value(value.func)}({','.join(args)})"
+    name = getattr(value, "__qualname__", None) or getattr(value, "__name__", None)
+    if isinstance(name, str) and callable(value):
+        if "<lambda>" in name:
+            raise SpecError(
+                "a lambda has no stable name; use a named function (def ...) or a string key"
+            )
+        return name
+    text = repr(value)
+    if " at 0x" in text or len(text) > 80:
+        raise SpecError(
+            f"value {text[:60]!r} of type {type(value).__name__} has no stable, short name; "
+            "use a string, a number, or a named function as the axis value"
+        )
+    return text
+
+
+def variant_name(kwargs: Mapping[str, Any]) -> str:
+    """``{"kernel_size": 5, "padding": 2}`` -> ``"kernel_size=5,padding=2"``."""
+    if not kwargs:
+        return "default"
+    return ",".join(f"{key}={format_value(val)}" for key, val in kwargs.items())
+
+
+def _axis_values(name: str, values: object) -> list[Any]:
+    if isinstance(values, (list, tuple, range)):
+        if len(values) == 0:
+            raise SpecError(
+                f"axis {name!r} is empty; give at least the base value, e.g. {name}=[10, 20]"
+            )
+        return list(values)
+    hint = ""
+    close = difflib.get_close_matches(name, MARKER_SETTINGS, n=1)
+    if close:
+        hint = f" Did you mean the setting {close[0]}=?"
+    raise SpecError(
+        f"axis {name!r} must be a list of values (first is the base), e.g. {name}=[{values!r}, ...]; "
+        f"got {type(values).__name__} {values!r}.{hint}"
+    )
+
+
+def _explicit_variants(variants: object) -> list[tuple[str | None, Mapping[str, Any]]]:
+    if isinstance(variants, Mapping):
+        items = list(variants.items())
+        for key, kwargs in items:
+            if not isinstance(key, str) or not key:
+                raise SpecError(f"variants= names must be non-empty strings, got {key!r}")
+            if not isinstance(kwargs, Mapping):
+                raise SpecError(
+                    f"variants[{key!r}] must be a dict of builder kwargs, got {kwargs!r}"
+                )
+        return [(key, kwargs) for key, kwargs in items]
+    if isinstance(variants, (list, tuple)):
+        out: list[tuple[str | None, Mapping[str, Any]]] = []
+        for i, kwargs in enumerate(variants):
+            if not isinstance(kwargs, Mapping):
+                raise SpecError(
+                    f"variants[{i}] must be a dict of builder kwargs, got {type(kwargs).__name__}"
+                )
+            out.append((None, kwargs))
+        if not out:
+            raise SpecError(
+                "variants= is empty; give the base first, e.g. variants=[{'units': 10}, {'units': 5}]"
+            )
+        return out
+    raise SpecError(
+        f"variants= must be a list of dicts (first is the base) or a dict name -> kwargs, "
+        f"got {type(variants).__name__}"
+    )
+
+
+def parse_marker(args: Sequence[Any], kwargs: Mapping[str, Any]) -> VariantSpec:
+    """Validate the marker's arguments and expand them into variants.
+
+    Raises :class:`SpecError` with a message that says what to change.
+    """
+    if args:
+        raise SpecError(
+            f"the marker takes keyword arguments only, got positional {list(args)!r}. "
+            f"Signature: {MARKER_SIGNATURE}"
+        )
+    axes = {k: v for k, v in kwargs.items() if k not in MARKER_SETTINGS}
+    grid = kwargs.get("grid", False)
+    if not isinstance(grid, bool):
+        raise SpecError(f"grid= must be True or False, got {grid!r}")
+    seed = kwargs.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise SpecError(f"seed= must be an integer in [0, 2**32), got {seed!r}")
+    override = Override(
+        rtol=check_number(kwargs.get("rtol"), "rtol="),
+        atol=check_number(kwargs.get("atol"), "atol="),
+    )
+    per_stat = parse_per_stat(kwargs.get("tolerance"), "marker")
+
+    raw: list[tuple[str | None, Mapping[str, Any]]]
+    if kwargs.get("variants") is not None:
+        if axes:
+            raise SpecError(
+                f"use either axes ({', '.join(axes)}) or variants=, not both: "
+                "put every setting into the variants' dicts"
+            )
+        if grid:
+            raise SpecError("grid=True crosses axes; it has no meaning with variants=")
+        raw = _explicit_variants(kwargs["variants"])
+    elif axes:
+        values = {name: _axis_values(name, vals) for name, vals in axes.items()}
+        if grid:
+            combos = itertools.product(*values.values())
+        else:
+            lengths = {name: len(vals) for name, vals in values.items()}
+            if len(set(lengths.values())) > 1:
+                shown = ", ".join(f"{n}: {k}" for n, k in lengths.items())
+                raise SpecError(
+                    f"axes are zipped and must have equal length ({shown}); "
+                    "pass grid=True to cross them instead"
+                )
+            combos = zip(*values.values(), strict=True)
+        raw = [(None, dict(zip(values, combo, strict=True))) for combo in combos]
+    else:
+        raise SpecError(
+            "the marker needs at least one axis, e.g. shape_variant(hidden_size=[10, 20]), "
+            "or variants=[{...}, {...}]"
+        )
+
+    variants: list[Variant] = []
+    seen: dict[str, int] = {}
+    for i, (given, kw) in enumerate(raw):
+        for key in kw:
+            if not isinstance(key, str) or not key.isidentifier():
+                raise SpecError(f"variant {i}: builder keyword {key!r} is not a valid name")
+        try:
+            name = given if given is not None else variant_name(kw)
+        except SpecError as exc:
+            raise SpecError(f"variant {i} ({dict(kw)!r}): {exc}") from None
+        if name in seen:
+            raise SpecError(
+                f"variants {seen[name]} and {i} have the same name {name!r}; "
+                "every variant needs distinct values (names key the golden file)"
+            )
+        seen[name] = i
+        variants.append(Variant(name=name, kwargs=dict(kw), is_base=i == 0))
+    return VariantSpec(variants=tuple(variants), seed=seed, tolerance=override, per_stat=per_stat)

@@ -1,0 +1,187 @@
+"""How far a recorded float may move before a check fails.
+
+The rule is ``|current - golden| <= atol + rtol * |golden|`` for every float in a golden.
+Shapes, dtypes, names and counts compare exactly.
+
+Defaults (chosen from drifts measured on our machines, see README "Tolerance"):
+
+* ``rtol`` comes from the output dtype: float32 1e-5, float64 1e-7, float16 1e-3,
+  bfloat16 1.6e-2. For float32 that is ~30x above the largest benign drift we measured
+  (TF oneDNN on/off moved output statistics by 3e-7 relative) and 10x below a 1e-4
+  relative change of the weights, which moves the output's std by ~1e-4.
+* ``atol`` is derived from the output's own size unless set: ``rtol * rms`` where ``rms`` is
+  the golden output's root mean square. A statistic that sits near zero (the mean or median
+  of a centred output) is then judged against the output's magnitude, not against zero.
+  Dimensionless measures (cosine, CKA, ratios) use ``atol = rtol``; the fraction of zeros
+  allows one element to cross zero (``1 / count``).
+
+Overrides, highest first: per statistic (``tolerance={"std": 1e-3}``), per check, per marker,
+command line (``--weightshape-rtol``/``--weightshape-atol``), ini (``weightshape_rtol``...).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import SpecError
+
+QUANTILES: tuple[float, ...] = (0.01, 0.05, 0.25, 0.50, 0.75, 0.95, 0.99)
+QUANTILE_KEYS: tuple[str, ...] = tuple(f"q{round(q * 100):02d}" for q in QUANTILES)
+
+#: Output statistics measured in the output's own units.
+VALUE_STATS: tuple[str, ...] = ("mean", "std", "min", "max", "mean_abs", *QUANTILE_KEYS)
+#: Output statistics that are fractions of the element count.
+FRACTION_STATS: tuple[str, ...] = ("zero_fraction",)
+#: Integer statistics: compared exactly.
+COUNT_STATS: tuple[str, ...] = ("count", "nan_count", "inf_count")
+#: Divergence measures in the output's units.
+DIVERGENCE_VALUE: tuple[str, ...] = ("mean_difference", "max_abs_difference")
+#: Divergence ratios of two statistics (each carries its own rounding, hence 2x rtol).
+DIVERGENCE_RATIO: tuple[str, ...] = (
+    "std_ratio",
+    "mean_abs_ratio",
+    "max_ratio",
+    "parameter_count_ratio",
+)
+#: Bounded dimensionless similarity measures.
+DIVERGENCE_UNIT: tuple[str, ...] = ("cosine", "cka")
+
+FLOAT_STATS: frozenset[str] = frozenset(
+    VALUE_STATS + FRACTION_STATS + DIVERGENCE_VALUE + DIVERGENCE_RATIO + DIVERGENCE_UNIT
+)
+ALL_STATS: frozenset[str] = FLOAT_STATS | frozenset(COUNT_STATS)
+
+#: Relative tolerance per output dtype.
+DTYPE_RTOL: Mapping[str, float] = {
+    "float64": 1e-7,
+    "float32": 1e-5,
+    "float16": 1e-3,
+    "bfloat16": 1.6e-2,
+    "complex128": 1e-7,
+    "complex64": 1e-5,
+}
+#: Fallback for dtypes not in the table (float-like dtypes of other frameworks).
+DEFAULT_RTOL = 1e-5
+
+
+@dataclass(frozen=True)
+class Override:
+    """A tolerance set somewhere (a statistic, a check, a marker, the command line, ini)."""
+
+    rtol: float | None = None
+    atol: float | None = None
+
+    def over(self, lower: Override) -> Override:
+        """This override, with fields it leaves unset taken from ``lower``."""
+        return Override(
+            rtol=self.rtol if self.rtol is not None else lower.rtol,
+            atol=self.atol if self.atol is not None else lower.atol,
+        )
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The resolved tolerance of one check: a global override and per-statistic ones."""
+
+    default: Override = Override()
+    per_stat: Mapping[str, Override] = field(default_factory=dict)
+
+    def allowed(self, stat: str, golden: float, *, dtype: str, scale: float, count: int) -> float:
+        """The largest ``|current - golden|`` accepted for ``stat``.
+
+        ``scale`` is the golden output's root mean square, ``count`` its element count.
+        """
+        chosen = self.per_stat.get(stat, Override()).over(self.default)
+        rtol = chosen.rtol if chosen.rtol is not None else dtype_rtol(dtype)
+        if stat in DIVERGENCE_RATIO and chosen.rtol is None:
+            rtol = 2 * rtol
+        if chosen.atol is not None:
+            atol = chosen.atol
+        elif stat in VALUE_STATS or stat in DIVERGENCE_VALUE:
+            atol = rtol * scale
+        elif stat in FRACTION_STATS:
+            atol = 1.0 / count if count else rtol
+        else:
+            atol = rtol
+        return atol + rtol * abs(golden)
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-friendly summary, for reports."""
+        out: dict[str, Any] = {"rtol": self.default.rtol, "atol": self.default.atol}
+        if self.per_stat:
+            out["per_stat"] = {
+                k: {"rtol": v.rtol, "atol": v.atol} for k, v in sorted(self.per_stat.items())
+            }
+        return out
+
+
+def dtype_rtol(dtype: str) -> float:
+    """Relative tolerance for an output of ``dtype`` (a name such as ``float32``)."""
+    return DTYPE_RTOL.get(dtype, DEFAULT_RTOL)
+
+
+def check_number(value: object, what: str) -> float | None:
+    """Validate an rtol/atol value: ``None`` or a finite number >= 0."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise SpecError(f"{what} must be a number >= 0, got {value!r}")
+    number = float(value)
+    if not math.isfinite(number) or number < 0:
+        raise SpecError(f"{what} must be a finite number >= 0, got {value!r}")
+    return number
+
+
+def parse_per_stat(value: object, where: str) -> dict[str, Override]:
+    """Parse ``tolerance={"std": 1e-3, "max": {"atol": 0.1}}``.
+
+    A bare number is an ``rtol``; a mapping may set ``rtol`` and/or ``atol``.
+    """
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise SpecError(
+            f"{where}: tolerance= must be a dict of statistic -> rtol or "
+            f"{{'rtol': ..., 'atol': ...}}, got {type(value).__name__}"
+        )
+    result: dict[str, Override] = {}
+    for stat, setting in value.items():
+        if stat not in FLOAT_STATS:
+            known = ", ".join(sorted(FLOAT_STATS))
+            raise SpecError(f"{where}: tolerance= names unknown statistic {stat!r}. Known: {known}")
+        if isinstance(setting, Mapping):
+            extra = set(setting) - {"rtol", "atol"}
+            if extra or not setting:
+                raise SpecError(
+                    f"{where}: tolerance[{stat!r}] takes 'rtol' and/or 'atol', "
+                    f"got {sorted(map(str, setting))}"
+                )
+            result[stat] = Override(
+                rtol=check_number(setting.get("rtol"), f"{where}: tolerance[{stat!r}]['rtol']"),
+                atol=check_number(setting.get("atol"), f"{where}: tolerance[{stat!r}]['atol']"),
+            )
+        else:
+            result[stat] = Override(rtol=check_number(setting, f"{where}: tolerance[{stat!r}]"))
+    return result
+
+
+def resolve(*layers: tuple[Override, Mapping[str, Override]]) -> Policy:
+    """Combine settings, highest precedence first (check, marker, command line, ini)."""
+    default = Override()
+    per_stat: dict[str, Override] = {}
+    for override, stats in reversed(layers):
+        default = override.over(default)
+        for stat, stat_override in stats.items():
+            per_stat[stat] = stat_override.over(per_stat.get(stat, Override()))
+    return Policy(default=default, per_stat=per_stat)
+
+
+def rms(stats: Mapping[str, Any]) -> float:
+    """Root mean square of an output from its statistics: the scale tolerances refer to."""
+    mean, std = stats.get("mean"), stats.get("std")
+    if not isinstance(mean, (int, float)) or not isinstance(std, (int, float)):
+        return 0.0
+    return math.sqrt(float(mean) ** 2 + float(std) ** 2)
