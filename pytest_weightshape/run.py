@@ -25,7 +25,7 @@ from .stats import fingerprint, summarize
 
 
 def _is_shape(value: Any) -> bool:
-    return isinstance(value, tuple) and all(
+    return isinstance(value, tuple) and len(value) > 0 and all(
         isinstance(d, int) and not isinstance(d, bool) for d in value
     )
 

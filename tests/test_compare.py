@@ -1,0 +1,103 @@
+import copy
+
+import pytest
+
+from pytest_weightshape.compare import compare
+from pytest_weightshape.report import failure
+from pytest_weightshape.run import Observer
+from pytest_weightshape.spec import parse_marker
+from pytest_weightshape.tolerance import Override, Policy
+
+from .models import Dense
+
+
+def observe(build=Dense, inputs=(8, 16), **marker):
+    spec = parse_marker((), {"units": [10, 5], **marker})
+    return Observer(spec, build, inputs).observe()
+
+
+@pytest.fixture(scope="module")
+def doc():
+    return observe()
+
+
+def test_identical_documents_match(doc):
+    verdict = compare(doc, copy.deepcopy(doc), Policy())
+    assert verdict.ok and verdict.compared > 50 and verdict.worst == 0
+
+
+def test_float_beyond_tolerance_fails_with_numbers(doc):
+    current = copy.deepcopy(doc)
+    stats = current["variants"]["units=5"]["outputs"]["output"]["stats"]
+    stats["std"] *= 1 + 1e-3
+    verdict = compare(doc, current, Policy())
+    assert not verdict.ok
+    (d,) = verdict.differences
+    assert (d.variant, d.where, d.stat) == ("units=5", "output", "std")
+    assert d.difference == pytest.approx(stats["std"] - doc["variants"]["units=5"]["outputs"]["output"]["stats"]["std"])
+    assert d.allowed < abs(d.difference)
+    assert verdict.causes[0].startswith("forward numerics changed")
+    # a looser per-statistic tolerance accepts it
+    assert compare(doc, current, Policy(per_stat={"std": Override(rtol=1e-2)})).ok
+
+
+def test_within_tolerance_passes(doc):
+    current = copy.deepcopy(doc)
+    current["variants"]["units=5"]["outputs"]["output"]["stats"]["std"] *= 1 + 1e-7
+    verdict = compare(doc, current, Policy())
+    assert verdict.ok and 0 < verdict.worst < 1
+
+
+def test_shape_change_is_exact_and_named_as_cause(doc):
+    current = copy.deepcopy(doc)
+    current["variants"]["units=5"]["outputs"]["output"]["shape"] = [8, 6]
+    verdict = compare(doc, current, Policy())
+    assert any(d.stat == "shape" and d.allowed is None for d in verdict.differences)
+    assert verdict.causes[0].startswith("shape or structure changed")
+
+
+def test_changed_initial_weights_are_named(doc):
+    current = observe(build=lambda units: Dense(units, scale=1.001))
+    verdict = compare(doc, current, Policy())
+    assert not verdict.ok
+    cause = " ".join(verdict.causes)
+    assert "initial weights changed" in cause and "kernel std" in cause
+    assert "inputs changed" not in cause
+
+
+def test_changed_inputs_are_named(doc):
+    current = observe(seed=1)
+    verdict = compare(doc, current, Policy())
+    assert "inputs changed" in " ".join(verdict.causes)
+
+
+def test_missing_and_extra_variants_and_outputs(doc):
+    current = copy.deepcopy(doc)
+    del current["variants"]["units=5"]
+    current["variants"]["units=10"]["outputs"]["extra"] = current["variants"]["units=10"]["outputs"]["output"]
+    verdict = compare(doc, current, Policy())
+    presence = {(d.where, d.stat): (d.golden, d.current) for d in verdict.differences}
+    assert presence[("variants", "units=5")] == (True, False)
+    assert presence[("outputs", "extra")] == (False, True)
+
+
+def test_nan_appearing_fails_even_with_loose_tolerance(doc):
+    current = copy.deepcopy(doc)
+    current["variants"]["units=10"]["outputs"]["output"]["stats"]["nan_count"] = 1
+    verdict = compare(doc, current, Policy(default=Override(rtol=1.0, atol=1e9)))
+    assert [d.stat for d in verdict.differences] == ["nan_count"]
+
+
+def test_failure_text_has_table_cause_environment_and_fix(doc):
+    current = copy.deepcopy(doc)
+    current["environment"]["torch"] = "9.9.9"
+    current["variants"]["units=5"]["outputs"]["output"]["stats"]["max"] += 1.0
+    verdict = compare(doc, current, Policy())
+    text = failure(verdict, test="test_dense", check="default", path="golden/t/test_dense.json",
+                   nodeid="t.py::test_dense")
+    assert "variant units=5 / output" in text
+    assert "statistic" in text and "golden" in text and "allowed" in text and "max" in text
+    assert "likely cause: forward numerics changed" in text
+    torch_before = doc["environment"].get("torch", "(absent)")
+    assert f"torch {torch_before} -> 9.9.9" in text
+    assert "pytest --snapshot-update 't.py::test_dense'" in text

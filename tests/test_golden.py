@@ -1,0 +1,111 @@
+import json
+import math
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pytest_weightshape import golden
+from pytest_weightshape.errors import GoldenError
+from pytest_weightshape.run import Observer
+from pytest_weightshape.spec import parse_marker
+
+from .models import Dense
+
+
+@pytest.fixture(scope="module")
+def check_doc():
+    spec = parse_marker((), {"units": [10, 5]})
+    return Observer(spec, Dense, (8, 16)).observe()
+
+
+def test_render_is_standard_json_that_round_trips(check_doc):
+    text = golden.render_file("test_x", {"default": check_doc})
+    assert "NaN" not in text and "Infinity" not in text
+    test, checks = golden.parse_file(text, "g.json")
+    assert test == "test_x" and checks == {"default": check_doc}
+    assert golden.render_file(test, checks) == text  # byte-stable
+
+
+@given(st.floats(allow_nan=False, allow_infinity=False))
+def test_floats_round_trip_exactly(value):
+    text = golden.render({"v": value, "shape": [1, 2]})
+    assert json.loads(text)["v"] == value
+    assert math.copysign(1, json.loads(text)["v"]) == math.copysign(1, value)
+
+
+def test_non_finite_numbers_are_refused():
+    with pytest.raises(GoldenError, match="non-finite"):
+        golden.render({"v": float("nan")})
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda text: text[: len(text) // 2], "is not valid JSON"),
+        (lambda text: "[]", "is not a JSON object"),
+        (lambda text: text.replace('"schema_version": 1', '"schema_version": 99', 1), "schema_version 99"),
+        (lambda text: text.replace('"mean": ', '"mean": NaN, "x": ', 1), "not valid JSON"),
+        (lambda text: text.replace('"checks"', '"chex"'), "lacks 'test'"),
+        (lambda text: text.replace('"parameter_count": ', '"parameter_count": "many", "y": ', 1),
+         "parameter_count must be an integer"),
+        (lambda text: text.replace('"shape": [', '"shape": ["a", ', 1), "shape must be a list"),
+        (lambda text: text.replace('"base": true', '"base": false', 1), "exactly one variant"),
+        (lambda text: text.replace('"count": ', '"count": [], "z": ', 1), "must be a number"),
+    ],
+)
+def test_corrupt_goldens_name_the_file_and_the_fix(check_doc, mutate, message):
+    text = mutate(golden.render_file("test_x", {"default": check_doc}))
+    with pytest.raises(GoldenError) as info:
+        golden.parse_file(text, "golden/tests/test_x/test_x.json")
+    assert message in str(info.value)
+    assert "golden/tests/test_x/test_x.json" in str(info.value)
+    assert "--snapshot-update" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["test_a[../../etc]", "test_a[a/b]", "test_a[a\\b]", "test_a[c:d]", "test_a[*]",
+     "test_a[ünï]", "test_a[" + "x" * 400 + "]", "test_a[\x00]", "..", ".hidden"],
+)
+def test_safe_stem_is_one_safe_path_component(name):
+    stem = golden.safe_stem(name)
+    assert "/" not in stem and "\\" not in stem and stem not in {"", ".", ".."}
+    assert not stem.startswith(".") and len(stem) <= golden.MAX_STEM
+    assert stem.isascii() and stem.isprintable()
+
+
+def test_safe_stem_keeps_plain_names_and_never_collides():
+    assert golden.safe_stem("test_lstm[cpu-10]") == "test_lstm[cpu-10]"
+    ids = ["test[a/b]", "test[a_b]", "test[a:b]", "test[a\\b]", "test[" + "y" * 300 + "]",
+           "test[" + "y" * 301 + "]"]
+    assert len({golden.safe_stem(i) for i in ids}) == len(ids)
+
+
+def test_golden_dir_mirrors_the_test_path(tmp_path):
+    root = tmp_path
+    assert golden.golden_dir(root, root / "golden", root / "tests" / "m" / "test_x.py") == (
+        root / "golden" / "tests" / "m" / "test_x"
+    )
+    outside = golden.golden_dir(root / "a", root / "a" / "golden", root / "b" / "test_y.py")
+    assert outside.parent == root / "a" / "golden" / "_outside_rootdir"
+
+
+def test_merge_write_keeps_other_checks_and_delete_removes_file(tmp_path, check_doc):
+    path = tmp_path / "g" / "test_x.json"
+    golden.merge_write(path, "test_x", {"default": check_doc})
+    golden.merge_write(path, "test_x", {"second": check_doc})
+    assert list(golden.read_checks(path)[1]) == ["default", "second"]
+    golden.delete_checks(path, {"default"})
+    assert list(golden.read_checks(path)[1]) == ["second"]
+    golden.delete_checks(path, {"second"})
+    assert not path.exists()
+    assert [p.name for p in path.parent.iterdir()] == []  # no temp or lock files left
+
+
+def test_merge_write_replaces_a_corrupt_file(tmp_path, check_doc):
+    path = Path(tmp_path / "test_x.json")
+    path.write_text("{truncated")
+    golden.merge_write(path, "test_x", {"default": check_doc})
+    assert golden.read_checks(path)[1] == {"default": check_doc}

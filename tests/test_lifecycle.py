@@ -1,0 +1,331 @@
+"""The whole life cycle in inner pytest sessions (subprocesses: each gets fresh RNG and imports)."""
+
+import json
+import textwrap
+
+import pytest
+
+DENSE = textwrap.dedent(
+    """
+    import numpy as np
+    import pytest
+
+    SCALE = 1.0
+
+    class Dense:
+        def __init__(self, units, in_features=16):
+            limit = np.sqrt(6.0 / (in_features + units))
+            self.kernel = (np.random.uniform(-limit, limit, (in_features, units)) * SCALE).astype(np.float32)
+            self.bias = np.zeros(units, dtype=np.float32)
+
+        def __call__(self, x):
+            return np.maximum(x @ self.kernel + self.bias, 0.0)
+    """
+)
+
+TEST = DENSE + textwrap.dedent(
+    """
+    @pytest.mark.shape_variant(units=[10, 5])
+    def test_dense(shape_variant):
+        shape_variant.check(Dense, inputs=(8, 16))
+    """
+)
+
+
+def run(pytester, *args):
+    return pytester.runpytest_subprocess(*args)
+
+
+def golden_of(pytester, module="test_dense", test="test_dense"):
+    return pytester.path / "golden" / module / f"{test}.json"
+
+
+def assert_clean_failure(result):
+    """Failed with our message, and no traceback through the plugin's code."""
+    out = result.stdout.str()
+    assert "pytest_weightshape/" not in out and "pytest_weightshape\\" not in out
+    assert "Traceback" not in out
+    return out
+
+
+def test_full_life_cycle(pytester):
+    pytester.makepyfile(test_dense=TEST)
+    path = golden_of(pytester)
+
+    first = run(pytester)
+    first.assert_outcomes(failed=1)
+    out = assert_clean_failure(first)
+    assert "no golden for the check of test_dense" in out
+    assert "golden/test_dense/test_dense.json" in out
+    assert "pytest --snapshot-update 'test_dense.py::test_dense'" in out
+    assert not path.exists()
+
+    run(pytester, "--snapshot-update").assert_outcomes(passed=1)
+    recorded = path.read_bytes()
+    document = json.loads(recorded)
+    assert list(document["checks"]["default"]["variants"]) == ["units=10", "units=5"]
+
+    run(pytester).assert_outcomes(passed=1)
+    mtime = path.stat().st_mtime_ns
+    run(pytester, "--snapshot-update").assert_outcomes(passed=1)
+    assert path.read_bytes() == recorded and path.stat().st_mtime_ns == mtime  # not rewritten
+
+    pytester.makepyfile(test_dense=TEST.replace("SCALE = 1.0", "SCALE = 1.001"))
+    changed = run(pytester)
+    changed.assert_outcomes(failed=1)
+    out = assert_clean_failure(changed)
+    assert "check of test_dense moved beyond tolerance" in out
+    assert "likely cause: initial weights changed" in out and "kernel std" in out
+    assert "variant units=10 / output" in out and "allowed" in out
+    assert path.read_bytes() == recorded  # a failing check never touches the golden
+
+    run(pytester, "--snapshot-update").assert_outcomes(passed=1)
+    assert path.read_bytes() != recorded
+    run(pytester).assert_outcomes(passed=1)
+
+
+def test_noise_below_tolerance_passes_and_does_not_rewrite(pytester):
+    pytester.makepyfile(test_dense=TEST)
+    run(pytester, "--snapshot-update").assert_outcomes(passed=1)
+    recorded = golden_of(pytester).read_bytes()
+    noisy = TEST.replace(
+        "return np.maximum(x @ self.kernel + self.bias, 0.0)",
+        "return np.maximum(x @ (self.kernel * np.float32(1 + 2e-7)) + self.bias, 0.0)",
+    )
+    pytester.makepyfile(test_dense=noisy)
+    run(pytester).assert_outcomes(passed=1)
+    run(pytester, "--snapshot-update").assert_outcomes(passed=1)
+    assert golden_of(pytester).read_bytes() == recorded
+
+
+def test_torch_readme_example_life_cycle(pytester):
+    pytest.importorskip("torch")
+    example = textwrap.dedent(
+        """
+        import pytest
+        import torch.nn as nn
+
+        @pytest.mark.shape_variant(hidden_size=[10, 20])
+        def test_lstm_hidden_size(shape_variant):
+            shape_variant.check(
+                lambda hidden_size: nn.LSTM(10, hidden_size, batch_first=True),
+                inputs=(1, 10, 10),
+            )
+        """
+    )
+    pytester.makepyfile(test_lstm=example)
+    run(pytester).assert_outcomes(failed=1)
+    run(pytester, "--snapshot-update").assert_outcomes(passed=1)
+    run(pytester).assert_outcomes(passed=1)
+    recorded = golden_of(pytester, "test_lstm", "test_lstm_hidden_size").read_bytes()
+    pytester.makepyfile(test_lstm=example.replace("batch_first=True)", "batch_first=True, bias=False)"))
+    result = run(pytester)
+    result.assert_outcomes(failed=1)
+    out = assert_clean_failure(result)
+    assert "likely cause: shape or structure changed" in out
+    assert "bias_ih_l0" in out and "present" in out and "absent" in out
+    assert golden_of(pytester, "test_lstm", "test_lstm_hidden_size").read_bytes() == recorded
+
+
+def test_parametrize_gives_one_golden_per_parameter_set(pytester):
+    pytester.makepyfile(
+        test_dense=DENSE
+        + textwrap.dedent(
+            """
+            @pytest.mark.parametrize("n", [4, 8])
+            @pytest.mark.shape_variant(units=[10, 5])
+            def test_dense(shape_variant, n):
+                result = shape_variant.check(Dense, inputs=(n, 16))
+                assert result.output("units=5")["shape"] == [n, 5]
+            """
+        )
+    )
+    run(pytester, "--snapshot-update").assert_outcomes(passed=2)
+    folder = pytester.path / "golden" / "test_dense"
+    assert sorted(p.name for p in folder.iterdir()) == ["test_dense[4].json", "test_dense[8].json"]
+    run(pytester).assert_outcomes(passed=2)
+
+
+def test_several_named_checks_share_the_test_golden(pytester):
+    pytester.makepyfile(
+        test_dense=DENSE
+        + textwrap.dedent(
+            """
+            @pytest.mark.shape_variant(units=[10, 5])
+            def test_dense(shape_variant):
+                a = shape_variant.check(Dense, inputs=(8, 16), name="small_batch")
+                b = shape_variant.check(Dense, inputs=(32, 16), name="large_batch")
+                assert a.status == b.status
+
+            @pytest.mark.shape_variant(units=[10, 5])
+            def test_duplicate(shape_variant):
+                shape_variant.check(Dense, inputs=(8, 16), name="same")
+                shape_variant.check(Dense, inputs=(8, 16), name="same")
+            """
+        )
+    )
+    result = run(pytester, "--snapshot-update")
+    result.assert_outcomes(passed=1, failed=1)
+    assert "two checks named 'same' in one test" in result.stdout.str()
+    checks = json.loads(golden_of(pytester).read_text())["checks"]
+    assert list(checks) == ["small_batch", "large_batch"]
+    run(pytester, "-k", "not duplicate").assert_outcomes(passed=1)
+
+
+def test_xdist_records_and_checks(pytester):
+    pytest.importorskip("xdist")
+    body = "".join(
+        textwrap.dedent(
+            f"""
+            @pytest.mark.shape_variant(units=[{u}, 5])
+            def test_dense_{u}(shape_variant):
+                shape_variant.check(Dense, inputs=(8, 16))
+            """
+        )
+        for u in range(6, 14)
+    )
+    pytester.makepyfile(test_dense=DENSE + body)
+    run(pytester, "-n", "2", "--snapshot-update").assert_outcomes(passed=8)
+    files = sorted((pytester.path / "golden" / "test_dense").iterdir())
+    assert len(files) == 8
+    for f in files:
+        json.loads(f.read_text())  # every golden whole and valid
+    serial = {f.name: f.read_bytes() for f in files}
+    run(pytester, "-n", "2").assert_outcomes(passed=8)
+    run(pytester, "--snapshot-update").assert_outcomes(passed=8)
+    assert {f.name: f.read_bytes() for f in files} == serial
+
+
+@pytest.mark.parametrize(
+    ("marker", "message"),
+    [
+        ("units=[10, 5], padding=[1]", "axes are zipped and must have equal length (units: 2, padding: 1)"),
+        ("units=10", "axis 'units' must be a list of values"),
+        ("units=[]", "axis 'units' is empty"),
+        ("units=[10, 10]", "same name 'units=10'"),
+        ("", "needs at least one axis"),
+        ("units=[10, 5], tolerance={'sdt': 1}", "unknown statistic 'sdt'"),
+    ],
+)
+def test_marker_errors_are_clear(pytester, marker, message):
+    pytester.makepyfile(
+        test_dense=DENSE
+        + textwrap.dedent(
+            f"""
+            @pytest.mark.shape_variant({marker})
+            def test_dense(shape_variant):
+                shape_variant.check(Dense, inputs=(8, 16))
+            """
+        )
+    )
+    result = run(pytester)
+    result.assert_outcomes(errors=1)
+    out = assert_clean_failure(result)
+    assert "test_dense.py::test_dense: invalid shape_variant marker" in out
+    assert message in out
+
+
+def test_fixture_without_marker_and_builder_errors(pytester):
+    pytester.makepyfile(
+        test_dense=DENSE
+        + textwrap.dedent(
+            """
+            def test_no_marker(shape_variant):
+                pass
+
+            def broken(units):
+                if units == 5:
+                    raise RuntimeError("cannot build five")
+                return Dense(units)
+
+            @pytest.mark.shape_variant(units=[10, 5])
+            def test_builder_raises(shape_variant):
+                shape_variant.check(broken, inputs=(8, 16))
+
+            @pytest.mark.shape_variant(units=[10, 5])
+            def test_wrong_inputs(shape_variant):
+                shape_variant.check(Dense, inputs=(8, 3))
+            """
+        )
+    )
+    result = run(pytester)
+    result.assert_outcomes(errors=1, failed=2)
+    out = assert_clean_failure(result)
+    assert "the shape_variant fixture needs a marker" in out
+    assert "variant units=5: the builder raised" in out and "RuntimeError: cannot build five" in out
+    assert "variant units=10: the model rejected the inputs (input [8, 3] float32)" in out
+
+
+def test_corrupt_golden_fails_that_test_only_and_is_left_untouched(pytester):
+    pytester.makepyfile(
+        test_dense=TEST + TEST.replace("def test_dense(", "def test_other(").split(DENSE)[1]
+    )
+    run(pytester, "--snapshot-update").assert_outcomes(passed=2)
+    path = golden_of(pytester)
+    text = path.read_text()
+    path.write_text(text[: len(text) // 2])
+    corrupt = path.read_bytes()
+    result = run(pytester)
+    result.assert_outcomes(passed=1, failed=1)
+    out = assert_clean_failure(result)
+    assert "golden/test_dense/test_dense.json is not valid JSON" in out
+    assert "--snapshot-update" in out
+    assert path.read_bytes() == corrupt
+    run(pytester, "--snapshot-update").assert_outcomes(passed=2)
+    assert json.loads(path.read_text())["checks"]["default"]
+
+
+def test_tolerance_settings_from_ini_command_line_marker_and_check(pytester):
+    pytester.makepyfile(test_dense=TEST)
+    run(pytester, "--snapshot-update").assert_outcomes(passed=1)
+    pytester.makepyfile(test_dense=TEST.replace("SCALE = 1.0", "SCALE = 1.001"))
+    run(pytester).assert_outcomes(failed=1)
+    run(pytester, "--weightshape-rtol=0.01").assert_outcomes(passed=1)
+    pytester.makeini(
+        "[pytest]\naddopts = -p no:cacheprovider --snapshot-no-colors\nweightshape_rtol = 0.01\n"
+    )
+    result = run(pytester)
+    result.assert_outcomes(passed=1)
+    assert "weightshape: goldens in golden/ (default); tolerance rtol=0.01 (ini)" in result.stdout.str()
+    # command line beats ini, marker beats command line, check beats marker
+    run(pytester, "--weightshape-rtol=1e-6").assert_outcomes(failed=1)
+    strict_marker = TEST.replace("SCALE = 1.0", "SCALE = 1.001").replace(
+        "units=[10, 5])", "units=[10, 5], rtol=1e-6)"
+    )
+    pytester.makepyfile(test_dense=strict_marker)
+    run(pytester, "--weightshape-rtol=0.01").assert_outcomes(failed=1)
+    pytester.makepyfile(test_dense=strict_marker.replace("inputs=(8, 16))", "inputs=(8, 16), rtol=0.01)"))
+    run(pytester).assert_outcomes(passed=1)
+
+
+def test_golden_dir_option(pytester):
+    pytester.makepyfile(test_dense=TEST)
+    run(pytester, "--snapshot-update", "--weightshape-golden-dir=expectations").assert_outcomes(passed=1)
+    assert (pytester.path / "expectations" / "test_dense" / "test_dense.json").exists()
+    assert not (pytester.path / "golden").exists()
+
+
+def test_plugin_can_be_disabled(pytester):
+    pytester.makepyfile(test_dense=TEST)
+    result = run(pytester, "-p", "no:weightshape")
+    assert "fixture 'shape_variant' not found" in result.stdout.str()
+
+
+def test_loading_the_plugin_imports_no_framework(pytester):
+    pytester.makeconftest(
+        textwrap.dedent(
+            """
+            import sys
+
+            def pytest_sessionfinish(session):
+                heavy = sorted(m for m in ("numpy", "torch", "tensorflow", "keras", "jax")
+                               if m in sys.modules)
+                print("HEAVY-MODULES:", heavy)
+            """
+        )
+    )
+    pytester.makepyfile(test_plain="def test_plain():\n    assert True\n")
+    result = run(pytester, "-s")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*weightshape: goldens in golden/*"])
+    assert "HEAVY-MODULES: []" in result.stdout.str()

@@ -1,0 +1,180 @@
+import random
+
+import numpy as np
+import pytest
+
+from pytest_weightshape.compare import compare
+from pytest_weightshape.errors import ModelError, SpecError
+from pytest_weightshape.run import Observer, make_inputs
+from pytest_weightshape.spec import parse_marker
+from pytest_weightshape.tolerance import Policy
+
+from .models import Dense
+
+torch = pytest.importorskip("torch")
+nn = torch.nn
+
+
+def observe(build, inputs, **marker):
+    marker = marker or {"units": [10, 5]}
+    return Observer(parse_marker((), marker), build, inputs).observe()
+
+
+def test_shape_inputs_are_float32_normal_from_a_fixed_stream():
+    (x,) = make_inputs((2, 3), seed=0)
+    assert x.dtype == np.float32 and x.shape == (2, 3)
+    expected = np.random.Generator(np.random.PCG64(0)).standard_normal((2, 3), dtype=np.float32)
+    assert np.array_equal(x, expected)
+    np.random.seed(123)  # the global RNG does not influence inputs
+    assert np.array_equal(make_inputs((2, 3), seed=0)[0], x)
+
+
+def test_multi_and_callable_inputs():
+    a, b = make_inputs(((2, 3), (4,)), seed=0)
+    assert a.shape == (2, 3) and b.shape == (4,)
+    arr = np.arange(6, dtype=np.float32)
+    assert make_inputs(arr, seed=0)[0] is arr
+    (drawn,) = make_inputs(lambda rng: rng.integers(0, 10, (3,)), seed=5)
+    assert np.array_equal(drawn, np.random.Generator(np.random.PCG64(5)).integers(0, 10, (3,)))
+    t = torch.ones(2)
+    x, y = make_inputs((t, (1, 2)), seed=0)
+    assert x is t and y.shape == (1, 2)
+
+
+@pytest.mark.parametrize(
+    ("inputs", "message"),
+    [("abc", "inputs= got str"), ((), "inputs= is empty"), (lambda: 1 / 0, "callable raised"),
+     ((2, -1), "negative dimension")],
+)
+def test_bad_inputs_explain(inputs, message):
+    with pytest.raises(SpecError, match=message):
+        make_inputs(inputs, seed=0)
+
+
+def test_every_variant_is_built_from_the_same_seed_and_rng_state_is_restored():
+    random.seed(42)
+    np.random.seed(42)
+    torch.manual_seed(42)
+    before = (random.random(), np.random.random(), torch.rand(1).item())
+    random.seed(42)
+    np.random.seed(42)
+    torch.manual_seed(42)
+    doc = observe(lambda units: nn.Linear(16, units), (4, 16))
+    after = (random.random(), np.random.random(), torch.rand(1).item())
+    assert before == after
+    torch.manual_seed(0)
+    expected = nn.Linear(16, 10).weight.detach().numpy()
+    from pytest_weightshape.stats import fingerprint
+
+    assert doc["variants"]["units=10"]["parameters"]["weight"]["fingerprint"] == fingerprint(expected)
+    again = observe(lambda units: nn.Linear(16, units), (4, 16))
+    assert again == doc
+
+
+def test_lstm_outputs_get_their_names_and_model_runs_in_eval_without_grad():
+    seen = {}
+
+    class Probe(nn.Module):
+        def __init__(self, hidden_size):
+            super().__init__()
+            self.lstm = nn.LSTM(10, hidden_size, batch_first=True)
+            self.drop = nn.Dropout(0.9)
+
+        def forward(self, x):
+            seen["training"] = self.training
+            seen["grad"] = torch.is_grad_enabled()
+            return self.drop(self.lstm(x)[0])
+
+    doc = observe(lambda hidden_size: nn.LSTM(10, hidden_size, batch_first=True), (1, 10, 10),
+                  hidden_size=[10, 20])
+    outputs = doc["variants"]["hidden_size=20"]["outputs"]
+    assert list(outputs) == ["output", "h_n", "c_n"]
+    assert outputs["output"]["shape"] == [1, 10, 20] and outputs["h_n"]["shape"] == [1, 1, 20]
+    observe(Probe, (1, 10, 10), hidden_size=[10, 20])
+    assert seen == {"training": False, "grad": False}
+
+
+def test_nested_tuple_dict_outputs_flatten_to_stable_names():
+    class Multi(nn.Module):
+        def __init__(self, units):
+            super().__init__()
+            self.fc = nn.Linear(4, units)
+
+        def forward(self, x):
+            y = self.fc(x)
+            return {"logits": y, "aux": (y.sum(), [y * 2, None])}
+
+    doc = observe(Multi, (2, 4))
+    assert list(doc["variants"]["units=5"]["outputs"]) == ["logits", "aux.0", "aux.1.0"]
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda units: None, "variant units=10: the builder returned None"),
+        (lambda units: 42, "variant units=10: the builder returned int"),
+        (lambda units: nn.Linear(3, units), "variant units=10: the model rejected the inputs (input [4, 16] float32)"),
+        (lambda units: nn.Linear(16, units) if units == 10 else 1 / 0, "variant units=5: the builder raised"),
+        (lambda units: (lambda x: "text"), "unsupported type str"),
+    ],
+)
+def test_model_errors_name_the_variant(build, message):
+    with pytest.raises(ModelError) as info:
+        observe(build, (4, 16))
+    assert message in str(info.value)
+    assert "pytest_weightshape" not in str(info.value)  # no harness frames in the traceback
+
+
+def test_numpy_model_parameters_are_its_array_attributes():
+    doc = observe(Dense, (4, 16))
+    params = doc["variants"]["units=5"]["parameters"]
+    assert {k: v["shape"] for k, v in params.items()} == {"bias": [5], "kernel": [16, 5]}
+    assert doc["variants"]["units=5"]["framework"] == "numpy"
+
+
+def _perturbed(build, relative, noise):
+    """Wrap a builder: scale weights by (1 + relative) or add relative Gaussian noise."""
+
+    def wrapped(**kwargs):
+        model = build(**kwargs)
+        generator = torch.Generator().manual_seed(1234)
+        with torch.no_grad():
+            for p in model.parameters():
+                if noise:
+                    p.add_(p * relative * torch.randn(p.shape, generator=generator))
+                else:
+                    p.mul_(1 + relative)
+        return model
+
+    return wrapped
+
+
+def _linear_relu(init):
+    layer = nn.Linear(784, 128)
+    init(layer.weight)
+    return nn.Sequential(layer, nn.ReLU())
+
+
+SYSTEMS = {
+    "conv2d": ({"kernel_size": [3, 5], "padding": [1, 2]},
+               lambda kernel_size, padding: nn.Conv2d(1, 32, kernel_size, padding=padding),
+               (1, 1, 28, 28)),
+    "lstm": ({"hidden_size": [10, 20]},
+             lambda hidden_size: nn.LSTM(10, hidden_size, batch_first=True), (1, 10, 10)),
+    "linear_init": ({"init": [nn.init.xavier_uniform_, nn.init.kaiming_uniform_]},
+                    _linear_relu, (64, 784)),
+}
+
+
+@pytest.mark.parametrize("system", SYSTEMS)
+def test_default_tolerance_passes_1e7_noise_and_fails_1e4_change(system):
+    marker, build, inputs = SYSTEMS[system]
+    golden = observe(build, inputs, **marker)
+    noisy = observe(_perturbed(build, 1e-7, noise=True), inputs, **marker)
+    changed = observe(_perturbed(build, 1e-4, noise=False), inputs, **marker)
+    assert noisy != golden  # the noise is real: digests and statistics moved
+    quiet = compare(golden, noisy, Policy())
+    assert quiet.ok, quiet.differences[:3]
+    loud = compare(golden, changed, Policy())
+    assert not loud.ok
+    assert any("initial weights changed" in c for c in loud.causes)

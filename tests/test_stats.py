@@ -1,0 +1,69 @@
+import numpy as np
+import pytest
+
+from pytest_weightshape.stats import exact_quantiles, fingerprint, summarize
+from pytest_weightshape.tolerance import QUANTILE_KEYS, QUANTILES, rms
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 1000, 100_001])
+def test_quantiles_equal_numpy_linear_method(n):
+    # interpolation happens in float64, like np.quantile of the values widened to float64
+    x = np.random.default_rng(n).standard_normal(n).astype(np.float32)
+    reference = np.quantile(x.astype(np.float64), QUANTILES)
+    assert exact_quantiles(x) == pytest.approx(reference, rel=1e-14, abs=1e-15)
+
+
+def test_statistics_match_numpy_float64_reference():
+    x = np.random.default_rng(1).standard_normal((4, 32, 28, 28)).astype(np.float32)
+    x[x < -1] = 0.0
+    s = summarize(x)
+    x64 = x.astype(np.float64)
+    assert s["count"] == x.size
+    assert s["mean"] == pytest.approx(x64.mean(), rel=1e-12)
+    assert s["std"] == pytest.approx(x64.std(), rel=1e-12)
+    assert s["min"] == x.min() and s["max"] == x.max()
+    assert s["mean_abs"] == pytest.approx(np.abs(x64).mean(), rel=1e-12)
+    assert s["zero_fraction"] == pytest.approx((x == 0).mean())
+    assert [s[k] for k in QUANTILE_KEYS] == pytest.approx(np.quantile(x64, QUANTILES), rel=1e-14)
+    assert s["nan_count"] == s["inf_count"] == 0
+
+
+def test_nan_and_inf_are_counted_not_mixed_into_statistics():
+    x = np.array([1.0, 2.0, np.nan, np.inf, -np.inf, 3.0], dtype=np.float32)
+    s = summarize(x)
+    assert s["nan_count"] == 1 and s["inf_count"] == 2
+    assert s["mean"] == pytest.approx(2.0) and s["min"] == 1.0 and s["max"] == 3.0
+
+
+def test_all_nonfinite_gives_nulls_not_nan():
+    s = summarize(np.array([np.nan, np.inf]))
+    assert s["mean"] is None and s["q50"] is None and s["nan_count"] == 1
+
+
+def test_statistics_are_deterministic_and_independent_of_layout():
+    x = np.random.default_rng(2).standard_normal((64, 128)).astype(np.float32)
+    assert summarize(x) == summarize(x.copy()) == summarize(np.asfortranarray(x))
+
+
+def test_integer_bool_and_empty_arrays():
+    assert summarize(np.array([True, False, True]))["mean"] == pytest.approx(2 / 3)
+    assert summarize(np.arange(5))["q50"] == 2.0
+    empty = summarize(np.zeros((0, 3), np.float32))
+    assert empty["count"] == 0 and empty["mean"] is None
+
+
+def test_rms_is_the_scale_of_an_output():
+    s = summarize(np.array([3.0, -3.0, 3.0, -3.0]))
+    assert rms(s) == pytest.approx(3.0)
+    assert rms({"mean": None, "std": None}) == 0.0
+
+
+def test_fingerprint_sees_one_ulp_and_reports_size():
+    x = np.random.default_rng(3).standard_normal(100).astype(np.float32)
+    y = x.copy()
+    y[17] = np.nextafter(y[17], np.float32(np.inf))
+    fx, fy = fingerprint(x), fingerprint(y)
+    assert fx["digest"] != fy["digest"]
+    assert fx["digest"] == fingerprint(x.copy())["digest"]
+    assert fx["mean"] == pytest.approx(fy["mean"]) and fx["std"] == pytest.approx(x.std(), rel=1e-6)
+    assert fingerprint(x.reshape(10, 10))["digest"] != fx["digest"]  # shape is part of it

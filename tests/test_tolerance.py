@@ -1,0 +1,39 @@
+import pytest
+
+from pytest_weightshape.tolerance import Override, Policy, dtype_rtol, resolve
+
+
+def test_value_stats_scale_atol_with_the_output():
+    policy = Policy()
+    # float32: rtol 1e-5, atol = rtol * rms
+    assert policy.allowed("mean", 0.0, dtype="float32", scale=2.0, count=10) == pytest.approx(2e-5)
+    assert policy.allowed("std", 3.0, dtype="float32", scale=2.0, count=10) == pytest.approx(5e-5)
+
+
+def test_dtype_defaults():
+    assert dtype_rtol("float32") == 1e-5
+    assert dtype_rtol("float64") == 1e-7
+    assert dtype_rtol("float16") == 1e-3
+    assert dtype_rtol("bfloat16") == 1.6e-2
+
+
+def test_ratios_fractions_and_similarities():
+    policy = Policy()
+    assert policy.allowed("std_ratio", 1.0, dtype="float32", scale=9, count=1) == pytest.approx(4e-5)
+    assert policy.allowed("zero_fraction", 0.5, dtype="float32", scale=9, count=100) == pytest.approx(
+        0.01 + 0.5e-5
+    )
+    assert policy.allowed("cosine", 1.0, dtype="float32", scale=9, count=1) == pytest.approx(2e-5)
+
+
+def test_precedence_stat_over_check_over_marker_over_cli_over_ini():
+    ini = (Override(rtol=1e-1, atol=1.0), {})
+    cli = (Override(rtol=1e-2), {})
+    marker = (Override(rtol=1e-3), {"max": Override(atol=0.5)})
+    check = (Override(rtol=1e-4), {"std": Override(rtol=0.25)})
+    policy = resolve(check, marker, cli, ini)
+    assert policy.default == Override(rtol=1e-4, atol=1.0)
+    assert policy.allowed("std", 0.0, dtype="float32", scale=0, count=1) == pytest.approx(1.0)
+    assert policy.allowed("max", 2.0, dtype="float32", scale=0, count=1) == pytest.approx(0.5 + 2e-4)
+    assert resolve(marker, cli).default.rtol == 1e-3
+    assert resolve(cli, ini).default.rtol == 1e-2
