@@ -47,4 +47,6 @@ def test_linear_relu_init(shape_variant):
     # the std ratio carries it: He/Xavier bound = sqrt((fan_in + fan_out) / fan_in).
     assert he["parameters"]["changed_shapes"] == []
     assert he["outputs"]["output"]["cka"] > 0.9999
-    assert he["outputs"]["output"]["std_ratio"] == pytest.approx(((784 + 128) / 784) ** 0.5, rel=1e-3)
+    assert he["outputs"]["output"]["std_ratio"] == pytest.approx(
+        ((784 + 128) / 784) ** 0.5, rel=1e-3
+    )

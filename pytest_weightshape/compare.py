@@ -61,8 +61,9 @@ class _Comparer:
         if golden != current:
             self.verdict.differences.append(Difference(variant, where, stat, golden, current))
 
-    def names(self, variant: str, where: str, golden: Mapping[str, Any],
-              current: Mapping[str, Any]) -> None:
+    def names(
+        self, variant: str, where: str, golden: Mapping[str, Any], current: Mapping[str, Any]
+    ) -> None:
         """Each name present on one side only is a difference (``present: true -> false``)."""
         self.verdict.compared += 1
         for name in _names(golden, current):

@@ -62,7 +62,8 @@ def _feature_axis(base: np.ndarray, variant: np.ndarray, hint: int) -> int | Non
 
 def _centered_matrix(x: np.ndarray, axis: int) -> np.ndarray:
     m = np.moveaxis(x, axis, -1).reshape(-1, x.shape[axis]).astype(np.float64)
-    return m - m.mean(axis=0, keepdims=True)
+    centered: np.ndarray = m - m.mean(axis=0, keepdims=True)
+    return centered
 
 
 def linear_cka(x: np.ndarray, y: np.ndarray) -> float | None:
@@ -74,13 +75,13 @@ def linear_cka(x: np.ndarray, y: np.ndarray) -> float | None:
     n, p = x.shape
     q = y.shape[1]
     if p + q <= n:
-        hsic = np.linalg.norm(x.T @ y) ** 2
-        norm = np.linalg.norm(x.T @ x) * np.linalg.norm(y.T @ y)
+        hsic = float(np.linalg.norm(x.T @ y)) ** 2
+        norm = float(np.linalg.norm(x.T @ x) * np.linalg.norm(y.T @ y))
     else:
         k = x @ x.T
         ell = y @ y.T
         hsic = float(np.vdot(k, ell))
-        norm = np.linalg.norm(k) * np.linalg.norm(ell)
+        norm = float(np.linalg.norm(k) * np.linalg.norm(ell))
     if norm == 0 or not math.isfinite(norm):
         return None
     return float(hsic / norm)

@@ -267,7 +267,7 @@ def read_checks(path: Path) -> tuple[str | None, dict[str, dict[str, Any]]]:
     return parse_file(text, str(path))
 
 
-def merge_write(path: Path, test: str, updates: Mapping[str, Mapping[str, Any]]) -> None:
+def merge_write(path: Path, test: str, updates: Mapping[str, dict[str, Any]]) -> None:
     """Set ``updates`` (check name -> document) in the golden at ``path``, keeping other checks.
 
     A file that cannot be read (corrupt, other schema) is replaced by the updated checks: this

@@ -45,8 +45,12 @@ _SETTINGS = pytest.StashKey[Settings]()
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("weightshape", "pytest-weightshape: weight-shape regression checks")
     for dest, (ini, help_text) in _OPTIONS.items():
-        group.addoption(f"--weightshape-{dest.replace('_', '-')}", dest=f"weightshape_{dest}",
-                        default=None, help=f"{help_text} (ini: {ini})")
+        group.addoption(
+            f"--weightshape-{dest.replace('_', '-')}",
+            dest=f"weightshape_{dest}",
+            default=None,
+            help=f"{help_text} (ini: {ini})",
+        )
         parser.addini(ini, help_text, default=None)
 
 
@@ -67,13 +71,17 @@ def _float_setting(config: pytest.Config, dest: str) -> tuple[float | None, str]
     try:
         return check_number(float(raw), f"--weightshape-{dest} ({source})"), source
     except (ValueError, SpecError) as exc:
-        raise pytest.UsageError(f"--weightshape-{dest} ({source}): expected a number >= 0, "
-                                f"got {raw!r}") from exc
+        raise pytest.UsageError(
+            f"--weightshape-{dest} ({source}): expected a number >= 0, got {raw!r}"
+        ) from exc
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", f"{MARKER_SIGNATURE}: check a model's weight-shape "
-                            "variants against a golden file (pytest-weightshape)")
+    config.addinivalue_line(
+        "markers",
+        f"{MARKER_SIGNATURE}: check a model's weight-shape "
+        "variants against a golden file (pytest-weightshape)",
+    )
     golden_dir, golden_source = _setting(config, "golden_dir")
     rtol, rtol_source = _float_setting(config, "rtol")
     atol, atol_source = _float_setting(config, "atol")
@@ -98,20 +106,26 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         where = settings.golden_root.relative_to(config.rootpath)
     except ValueError:
         where = settings.golden_root
-    tol = ", ".join(
-        f"{k}={getattr(settings.override, k)} ({settings.sources[k]})"
-        for k in ("rtol", "atol")
-        if getattr(settings.override, k) is not None
-    ) or "per-dtype defaults"
-    return [f"weightshape: goldens in {where}/ ({settings.sources['golden_dir']}); "
-            f"tolerance {tol}; {versions}"]
+    tol = (
+        ", ".join(
+            f"{k}={getattr(settings.override, k)} ({settings.sources[k]})"
+            for k in ("rtol", "atol")
+            if getattr(settings.override, k) is not None
+        )
+        or "per-dtype defaults"
+    )
+    return [
+        f"weightshape: goldens in {where}/ ({settings.sources['golden_dir']}); "
+        f"tolerance {tol}; {versions}"
+    ]
 
 
 class ShapeVariant:
     """The ``shape_variant`` fixture: runs checks of the test's marker against its golden."""
 
-    def __init__(self, request: pytest.FixtureRequest, snapshot: SnapshotAssertion,
-                 spec: VariantSpec) -> None:
+    def __init__(
+        self, request: pytest.FixtureRequest, snapshot: SnapshotAssertion, spec: VariantSpec
+    ) -> None:
         self.spec = spec
         self._request = request
         self._snapshot = snapshot
@@ -145,9 +159,16 @@ class ShapeVariant:
             message = f"{nodeid}: {exc}"
         pytest.fail(message, pytrace=False)  # outside `except`: no chained traceback
 
-    def _check(self, build: Callable[..., Any], inputs: Any, name: str | None,
-               rtol: float | None, atol: float | None, tolerance: Mapping[str, Any] | None,
-               device: str | None) -> CheckResult:
+    def _check(
+        self,
+        build: Callable[..., Any],
+        inputs: Any,
+        name: str | None,
+        rtol: float | None,
+        atol: float | None,
+        tolerance: Mapping[str, Any] | None,
+        device: str | None,
+    ) -> CheckResult:
         from syrupy.location import PyTestLocation
 
         from . import golden, report
@@ -166,9 +187,12 @@ class ShapeVariant:
         self._names.add(check)
         settings = self._request.config.stash[_SETTINGS]
         policy = resolve(
-            (Override(rtol=check_number(rtol, "check(rtol=)"),
-                      atol=check_number(atol, "check(atol=)")),
-             parse_per_stat(tolerance, "check()")),
+            (
+                Override(
+                    rtol=check_number(rtol, "check(rtol=)"), atol=check_number(atol, "check(atol=)")
+                ),
+                parse_per_stat(tolerance, "check()"),
+            ),
             (self.spec.tolerance, self.spec.per_stat),
             (settings.override, {}),
         )
@@ -200,8 +224,9 @@ class ShapeVariant:
             if outcome.recalled_data is None:
                 raise _Failed(report.missing(test=test, check=check, path=shown, nodeid=nodeid))
             assert candidate.verdict is not None
-            raise _Failed(report.failure(candidate.verdict, test=test, check=check,
-                                         path=shown, nodeid=nodeid))
+            raise _Failed(
+                report.failure(candidate.verdict, test=test, check=check, path=shown, nodeid=nodeid)
+            )
         status = "recorded" if outcome.created else "updated" if outcome.updated else "passed"
         result = CheckResult(check, status, shown, document, candidate.verdict)
         self.results.append(result)

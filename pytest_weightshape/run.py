@@ -25,8 +25,10 @@ from .stats import fingerprint, summarize
 
 
 def _is_shape(value: Any) -> bool:
-    return isinstance(value, tuple) and len(value) > 0 and all(
-        isinstance(d, int) and not isinstance(d, bool) for d in value
+    return (
+        isinstance(value, tuple)
+        and len(value) > 0
+        and all(isinstance(d, int) and not isinstance(d, bool) for d in value)
     )
 
 
@@ -127,7 +129,8 @@ class Observer:
     ) -> None:
         if not callable(build):
             raise SpecError(
-                f"check() needs a builder (variant kwargs -> model) first, got {type(build).__name__}"
+                "check() needs a builder (variant kwargs -> model) first, "
+                f"got {type(build).__name__}"
             )
         self.spec = spec
         self.build = build

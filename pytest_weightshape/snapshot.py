@@ -77,7 +77,7 @@ class WeightShapeExtension(AbstractSyrupyExtension):
         self, *, serialized_data: SerializableData, snapshot_data: SerializableData
     ) -> bool:
         candidate = getattr(serialized_data, "candidate", None)
-        if candidate is None:
+        if not isinstance(candidate, Candidate):
             return bool(serialized_data == snapshot_data)
         recorded = json.loads(str(snapshot_data))
         candidate.verdict = compare(recorded, candidate.document, candidate.policy)

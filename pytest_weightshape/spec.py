@@ -11,7 +11,7 @@ import difflib
 import functools
 import itertools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,7 +41,7 @@ class VariantSpec:
 
     variants: tuple[Variant, ...]
     seed: int = 0
-    tolerance: Override = Override()
+    tolerance: Override = field(default_factory=Override)
     per_stat: Mapping[str, Override] = field(default_factory=dict)
 
     @property
@@ -102,7 +102,8 @@ def _axis_values(name: str, values: object) -> list[Any]:
     if close:
         hint = f" Did you mean the setting {close[0]}=?"
     raise SpecError(
-        f"axis {name!r} must be a list of values (first is the base), e.g. {name}=[{values!r}, ...]; "
+        f"axis {name!r} must be a list of values (first is the base), "
+        f"e.g. {name}=[{values!r}, ...]; "
         f"got {type(values).__name__} {values!r}.{hint}"
     )
 
@@ -128,7 +129,8 @@ def _explicit_variants(variants: object) -> list[tuple[str | None, Mapping[str, 
             out.append((None, kwargs))
         if not out:
             raise SpecError(
-                "variants= is empty; give the base first, e.g. variants=[{'units': 10}, {'units': 5}]"
+                "variants= is empty; give the base first, "
+                "e.g. variants=[{'units': 10}, {'units': 5}]"
             )
         return out
     raise SpecError(
@@ -172,6 +174,7 @@ def parse_marker(args: Sequence[Any], kwargs: Mapping[str, Any]) -> VariantSpec:
         raw = _explicit_variants(kwargs["variants"])
     elif axes:
         values = {name: _axis_values(name, vals) for name, vals in axes.items()}
+        combos: Iterable[tuple[Any, ...]]
         if grid:
             combos = itertools.product(*values.values())
         else:

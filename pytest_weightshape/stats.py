@@ -76,7 +76,7 @@ def fingerprint(array: np.ndarray) -> dict[str, Any]:
     x = np.ascontiguousarray(array)
     h = hashlib.blake2b(digest_size=8)
     h.update(f"{x.dtype.str}{x.shape}".encode())
-    h.update(memoryview(x).cast("B") if x.size else b"")
+    h.update(x.data if x.size else b"")
     out: dict[str, Any] = {"digest": h.hexdigest()}
     if x.size and (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
         finite = x if np.isfinite(x).all() else x[np.isfinite(x)]

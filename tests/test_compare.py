@@ -34,7 +34,9 @@ def test_float_beyond_tolerance_fails_with_numbers(doc):
     assert not verdict.ok
     (d,) = verdict.differences
     assert (d.variant, d.where, d.stat) == ("units=5", "output", "std")
-    assert d.difference == pytest.approx(stats["std"] - doc["variants"]["units=5"]["outputs"]["output"]["stats"]["std"])
+    assert d.difference == pytest.approx(
+        stats["std"] - doc["variants"]["units=5"]["outputs"]["output"]["stats"]["std"]
+    )
     assert d.allowed < abs(d.difference)
     assert verdict.causes[0].startswith("forward numerics changed")
     # a looser per-statistic tolerance accepts it
@@ -74,7 +76,9 @@ def test_changed_inputs_are_named(doc):
 def test_missing_and_extra_variants_and_outputs(doc):
     current = copy.deepcopy(doc)
     del current["variants"]["units=5"]
-    current["variants"]["units=10"]["outputs"]["extra"] = current["variants"]["units=10"]["outputs"]["output"]
+    current["variants"]["units=10"]["outputs"]["extra"] = current["variants"]["units=10"][
+        "outputs"
+    ]["output"]
     verdict = compare(doc, current, Policy())
     presence = {(d.where, d.stat): (d.golden, d.current) for d in verdict.differences}
     assert presence[("variants", "units=5")] == (True, False)
@@ -93,8 +97,13 @@ def test_failure_text_has_table_cause_environment_and_fix(doc):
     current["environment"]["torch"] = "9.9.9"
     current["variants"]["units=5"]["outputs"]["output"]["stats"]["max"] += 1.0
     verdict = compare(doc, current, Policy())
-    text = failure(verdict, test="test_dense", check="default", path="golden/t/test_dense.json",
-                   nodeid="t.py::test_dense")
+    text = failure(
+        verdict,
+        test="test_dense",
+        check="default",
+        path="golden/t/test_dense.json",
+        nodeid="t.py::test_dense",
+    )
     assert "variant units=5 / output" in text
     assert "statistic" in text and "golden" in text and "allowed" in text and "max" in text
     assert "likely cause: forward numerics changed" in text

@@ -45,11 +45,16 @@ def test_non_finite_numbers_are_refused():
     [
         (lambda text: text[: len(text) // 2], "is not valid JSON"),
         (lambda text: "[]", "is not a JSON object"),
-        (lambda text: text.replace('"schema_version": 1', '"schema_version": 99', 1), "schema_version 99"),
+        (
+            lambda text: text.replace('"schema_version": 1', '"schema_version": 99', 1),
+            "schema_version 99",
+        ),
         (lambda text: text.replace('"mean": ', '"mean": NaN, "x": ', 1), "not valid JSON"),
         (lambda text: text.replace('"checks"', '"chex"'), "lacks 'test'"),
-        (lambda text: text.replace('"parameter_count": ', '"parameter_count": "many", "y": ', 1),
-         "parameter_count must be an integer"),
+        (
+            lambda text: text.replace('"parameter_count": ', '"parameter_count": "many", "y": ', 1),
+            "parameter_count must be an integer",
+        ),
         (lambda text: text.replace('"shape": [', '"shape": ["a", ', 1), "shape must be a list"),
         (lambda text: text.replace('"base": true', '"base": false', 1), "exactly one variant"),
         (lambda text: text.replace('"count": ', '"count": [], "z": ', 1), "must be a number"),
@@ -66,8 +71,18 @@ def test_corrupt_goldens_name_the_file_and_the_fix(check_doc, mutate, message):
 
 @pytest.mark.parametrize(
     "name",
-    ["test_a[../../etc]", "test_a[a/b]", "test_a[a\\b]", "test_a[c:d]", "test_a[*]",
-     "test_a[ünï]", "test_a[" + "x" * 400 + "]", "test_a[\x00]", "..", ".hidden"],
+    [
+        "test_a[../../etc]",
+        "test_a[a/b]",
+        "test_a[a\\b]",
+        "test_a[c:d]",
+        "test_a[*]",
+        "test_a[ünï]",
+        "test_a[" + "x" * 400 + "]",
+        "test_a[\x00]",
+        "..",
+        ".hidden",
+    ],
 )
 def test_safe_stem_is_one_safe_path_component(name):
     stem = golden.safe_stem(name)
@@ -78,8 +93,14 @@ def test_safe_stem_is_one_safe_path_component(name):
 
 def test_safe_stem_keeps_plain_names_and_never_collides():
     assert golden.safe_stem("test_lstm[cpu-10]") == "test_lstm[cpu-10]"
-    ids = ["test[a/b]", "test[a_b]", "test[a:b]", "test[a\\b]", "test[" + "y" * 300 + "]",
-           "test[" + "y" * 301 + "]"]
+    ids = [
+        "test[a/b]",
+        "test[a_b]",
+        "test[a:b]",
+        "test[a\\b]",
+        "test[" + "y" * 300 + "]",
+        "test[" + "y" * 301 + "]",
+    ]
     assert len({golden.safe_stem(i) for i in ids}) == len(ids)
 
 

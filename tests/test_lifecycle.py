@@ -15,7 +15,8 @@ DENSE = textwrap.dedent(
     class Dense:
         def __init__(self, units, in_features=16):
             limit = np.sqrt(6.0 / (in_features + units))
-            self.kernel = (np.random.uniform(-limit, limit, (in_features, units)) * SCALE).astype(np.float32)
+            kernel = np.random.uniform(-limit, limit, (in_features, units)) * SCALE
+            self.kernel = kernel.astype(np.float32)
             self.bias = np.zeros(units, dtype=np.float32)
 
         def __call__(self, x):
@@ -118,7 +119,9 @@ def test_torch_readme_example_life_cycle(pytester):
     run(pytester, "--snapshot-update").assert_outcomes(passed=1)
     run(pytester).assert_outcomes(passed=1)
     recorded = golden_of(pytester, "test_lstm", "test_lstm_hidden_size").read_bytes()
-    pytester.makepyfile(test_lstm=example.replace("batch_first=True)", "batch_first=True, bias=False)"))
+    pytester.makepyfile(
+        test_lstm=example.replace("batch_first=True)", "batch_first=True, bias=False)")
+    )
     result = run(pytester)
     result.assert_outcomes(failed=1)
     out = assert_clean_failure(result)
@@ -199,7 +202,10 @@ def test_xdist_records_and_checks(pytester):
 @pytest.mark.parametrize(
     ("marker", "message"),
     [
-        ("units=[10, 5], padding=[1]", "axes are zipped and must have equal length (units: 2, padding: 1)"),
+        (
+            "units=[10, 5], padding=[1]",
+            "axes are zipped and must have equal length (units: 2, padding: 1)",
+        ),
         ("units=10", "axis 'units' must be a list of values"),
         ("units=[]", "axis 'units' is empty"),
         ("units=[10, 10]", "same name 'units=10'"),
@@ -286,7 +292,10 @@ def test_tolerance_settings_from_ini_command_line_marker_and_check(pytester):
     )
     result = run(pytester)
     result.assert_outcomes(passed=1)
-    assert "weightshape: goldens in golden/ (default); tolerance rtol=0.01 (ini)" in result.stdout.str()
+    assert (
+        "weightshape: goldens in golden/ (default); tolerance rtol=0.01 (ini)"
+        in result.stdout.str()
+    )
     # command line beats ini, marker beats command line, check beats marker
     run(pytester, "--weightshape-rtol=1e-6").assert_outcomes(failed=1)
     strict_marker = TEST.replace("SCALE = 1.0", "SCALE = 1.001").replace(
@@ -294,13 +303,17 @@ def test_tolerance_settings_from_ini_command_line_marker_and_check(pytester):
     )
     pytester.makepyfile(test_dense=strict_marker)
     run(pytester, "--weightshape-rtol=0.01").assert_outcomes(failed=1)
-    pytester.makepyfile(test_dense=strict_marker.replace("inputs=(8, 16))", "inputs=(8, 16), rtol=0.01)"))
+    pytester.makepyfile(
+        test_dense=strict_marker.replace("inputs=(8, 16))", "inputs=(8, 16), rtol=0.01)")
+    )
     run(pytester).assert_outcomes(passed=1)
 
 
 def test_golden_dir_option(pytester):
     pytester.makepyfile(test_dense=TEST)
-    run(pytester, "--snapshot-update", "--weightshape-golden-dir=expectations").assert_outcomes(passed=1)
+    run(pytester, "--snapshot-update", "--weightshape-golden-dir=expectations").assert_outcomes(
+        passed=1
+    )
     assert (pytester.path / "expectations" / "test_dense" / "test_dense.json").exists()
     assert not (pytester.path / "golden").exists()
 

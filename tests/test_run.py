@@ -43,8 +43,12 @@ def test_multi_and_callable_inputs():
 
 @pytest.mark.parametrize(
     ("inputs", "message"),
-    [("abc", "inputs= got str"), ((), "inputs= is empty"), (lambda: 1 / 0, "callable raised"),
-     ((2, -1), "negative dimension")],
+    [
+        ("abc", "inputs= got str"),
+        ((), "inputs= is empty"),
+        (lambda: 1 / 0, "callable raised"),
+        ((2, -1), "negative dimension"),
+    ],
 )
 def test_bad_inputs_explain(inputs, message):
     with pytest.raises(SpecError, match=message):
@@ -66,7 +70,9 @@ def test_every_variant_is_built_from_the_same_seed_and_rng_state_is_restored():
     expected = nn.Linear(16, 10).weight.detach().numpy()
     from pytest_weightshape.stats import fingerprint
 
-    assert doc["variants"]["units=10"]["parameters"]["weight"]["fingerprint"] == fingerprint(expected)
+    assert doc["variants"]["units=10"]["parameters"]["weight"]["fingerprint"] == fingerprint(
+        expected
+    )
     again = observe(lambda units: nn.Linear(16, units), (4, 16))
     assert again == doc
 
@@ -85,8 +91,11 @@ def test_lstm_outputs_get_their_names_and_model_runs_in_eval_without_grad():
             seen["grad"] = torch.is_grad_enabled()
             return self.drop(self.lstm(x)[0])
 
-    doc = observe(lambda hidden_size: nn.LSTM(10, hidden_size, batch_first=True), (1, 10, 10),
-                  hidden_size=[10, 20])
+    doc = observe(
+        lambda hidden_size: nn.LSTM(10, hidden_size, batch_first=True),
+        (1, 10, 10),
+        hidden_size=[10, 20],
+    )
     outputs = doc["variants"]["hidden_size=20"]["outputs"]
     assert list(outputs) == ["output", "h_n", "c_n"]
     assert outputs["output"]["shape"] == [1, 10, 20] and outputs["h_n"]["shape"] == [1, 1, 20]
@@ -113,9 +122,15 @@ def test_nested_tuple_dict_outputs_flatten_to_stable_names():
     [
         (lambda units: None, "variant units=10: the builder returned None"),
         (lambda units: 42, "variant units=10: the builder returned int"),
-        (lambda units: nn.Linear(3, units), "variant units=10: the model rejected the inputs (input [4, 16] float32)"),
-        (lambda units: nn.Linear(16, units) if units == 10 else 1 / 0, "variant units=5: the builder raised"),
-        (lambda units: (lambda x: "text"), "unsupported type str"),
+        (
+            lambda units: nn.Linear(3, units),
+            "variant units=10: the model rejected the inputs (input [4, 16] float32)",
+        ),
+        (
+            lambda units: nn.Linear(16, units) if units == 10 else 1 / 0,
+            "variant units=5: the builder raised",
+        ),
+        (lambda units: lambda x: "text", "unsupported type str"),
     ],
 )
 def test_model_errors_name_the_variant(build, message):
@@ -156,13 +171,21 @@ def _linear_relu(init):
 
 
 SYSTEMS = {
-    "conv2d": ({"kernel_size": [3, 5], "padding": [1, 2]},
-               lambda kernel_size, padding: nn.Conv2d(1, 32, kernel_size, padding=padding),
-               (1, 1, 28, 28)),
-    "lstm": ({"hidden_size": [10, 20]},
-             lambda hidden_size: nn.LSTM(10, hidden_size, batch_first=True), (1, 10, 10)),
-    "linear_init": ({"init": [nn.init.xavier_uniform_, nn.init.kaiming_uniform_]},
-                    _linear_relu, (64, 784)),
+    "conv2d": (
+        {"kernel_size": [3, 5], "padding": [1, 2]},
+        lambda kernel_size, padding: nn.Conv2d(1, 32, kernel_size, padding=padding),
+        (1, 1, 28, 28),
+    ),
+    "lstm": (
+        {"hidden_size": [10, 20]},
+        lambda hidden_size: nn.LSTM(10, hidden_size, batch_first=True),
+        (1, 10, 10),
+    ),
+    "linear_init": (
+        {"init": [nn.init.xavier_uniform_, nn.init.kaiming_uniform_]},
+        _linear_relu,
+        (64, 784),
+    ),
 }
 
 

@@ -42,8 +42,16 @@ def test_explicit_variants_list_and_mapping():
 
 
 def test_settings_are_not_axes():
-    spec = parse_marker((), {"units": [10, 5], "seed": 7, "rtol": 1e-3, "atol": 0,
-                             "tolerance": {"std": 1e-2, "max": {"atol": 0.5}}})
+    spec = parse_marker(
+        (),
+        {
+            "units": [10, 5],
+            "seed": 7,
+            "rtol": 1e-3,
+            "atol": 0,
+            "tolerance": {"std": 1e-2, "max": {"atol": 0.5}},
+        },
+    )
     assert spec.seed == 7
     assert spec.tolerance.rtol == 1e-3 and spec.tolerance.atol == 0.0
     assert spec.per_stat["std"].rtol == 1e-2

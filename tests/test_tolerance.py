@@ -19,10 +19,12 @@ def test_dtype_defaults():
 
 def test_ratios_fractions_and_similarities():
     policy = Policy()
-    assert policy.allowed("std_ratio", 1.0, dtype="float32", scale=9, count=1) == pytest.approx(4e-5)
-    assert policy.allowed("zero_fraction", 0.5, dtype="float32", scale=9, count=100) == pytest.approx(
-        0.01 + 0.5e-5
+    assert policy.allowed("std_ratio", 1.0, dtype="float32", scale=9, count=1) == pytest.approx(
+        4e-5
     )
+    assert policy.allowed(
+        "zero_fraction", 0.5, dtype="float32", scale=9, count=100
+    ) == pytest.approx(0.01 + 0.5e-5)
     assert policy.allowed("cosine", 1.0, dtype="float32", scale=9, count=1) == pytest.approx(2e-5)
 
 
@@ -34,6 +36,8 @@ def test_precedence_stat_over_check_over_marker_over_cli_over_ini():
     policy = resolve(check, marker, cli, ini)
     assert policy.default == Override(rtol=1e-4, atol=1.0)
     assert policy.allowed("std", 0.0, dtype="float32", scale=0, count=1) == pytest.approx(1.0)
-    assert policy.allowed("max", 2.0, dtype="float32", scale=0, count=1) == pytest.approx(0.5 + 2e-4)
+    assert policy.allowed("max", 2.0, dtype="float32", scale=0, count=1) == pytest.approx(
+        0.5 + 2e-4
+    )
     assert resolve(marker, cli).default.rtol == 1e-3
     assert resolve(cli, ini).default.rtol == 1e-2

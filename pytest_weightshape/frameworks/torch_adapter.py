@@ -18,7 +18,7 @@ def owns(model: Any) -> bool:
 def seed(value: int) -> Callable[[], None]:
     """Seed torch's CPU (and initialised CUDA) generators; return a restore function."""
     cpu_state = torch.random.get_rng_state()
-    cuda_states = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+    cuda_states = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None  # type: ignore[no-untyped-call]
     torch.manual_seed(value)
 
     def restore() -> None:
