@@ -57,6 +57,10 @@ class _Comparer:
         self.verdict = Verdict()
 
     def exact(self, variant: str, where: str, stat: str, golden: Any, current: Any) -> None:
+        if _is_text_list(golden) and _is_text_list(current) and golden != current:
+            # lists of names or shape changes: report what appeared and what went away
+            self.names(variant, f"{where} {stat}", dict.fromkeys(golden), dict.fromkeys(current))
+            return
         self.verdict.compared += 1
         if golden != current:
             self.verdict.differences.append(Difference(variant, where, stat, golden, current))
@@ -116,6 +120,10 @@ class _Comparer:
                 self.exact(variant, where, stat, g, c)
 
 
+def _is_text_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
 def _names(golden: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
     return list(dict.fromkeys([*golden, *current]))
 
@@ -123,6 +131,7 @@ def _names(golden: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
 def compare(golden: Mapping[str, Any], current: Mapping[str, Any], policy: Policy) -> Verdict:
     """Compare two check documents (as produced by :mod:`pytest_weightshape.run`)."""
     c = _Comparer(policy)
+    c.exact("(all)", "check", "seed", golden["seed"], current["seed"])
     gvars, cvars = golden["variants"], current["variants"]
     c.names("(all)", "variants", gvars, cvars)
     for name in _names(gvars, cvars):
@@ -225,7 +234,12 @@ def likely_causes(
 ) -> list[str]:
     """Explain a failing verdict: shape change, inputs, initial weights, or forward numerics."""
     causes: list[str] = []
-    structural = [d for d in verdict.differences if d.allowed is None]
+    if golden["seed"] != current["seed"]:
+        causes.append(
+            f"the marker's seed changed ({golden['seed']} -> {current['seed']}): inputs and "
+            "initial weights are drawn anew"
+        )
+    structural = [d for d in verdict.differences if d.allowed is None and d.stat != "seed"]
     if structural:
         what = list(dict.fromkeys(f"{d.variant}: {d.where} {d.stat}" for d in structural))
         shown = "; ".join(what[:4]) + (f"; +{len(what) - 4} more" if len(what) > 4 else "")
@@ -267,8 +281,16 @@ def likely_causes(
             + "; ".join(weights)
         )
     if not causes:
-        causes.append(
-            "forward numerics changed: same inputs and initial weights, different outputs "
-            "(kernels, math library, device or framework version)"
-        )
+        opaque = [n for n, v in cvars.items() if n in gvars and v["parameter_count"] == 0]
+        if opaque:
+            causes.append(
+                f"outputs changed while the inputs did not; variants {', '.join(opaque)} have no "
+                "visible parameters, so changed weights cannot be told from changed forward "
+                "numerics"
+            )
+        else:
+            causes.append(
+                "forward numerics changed: same inputs and initial weights, different outputs "
+                "(kernels, math library, device or framework version)"
+            )
     return causes

@@ -13,8 +13,9 @@ from typing import Any
 
 import numpy as np
 
-#: Below this many samples CKA is not recorded (it is undefined for n < 2).
-CKA_MIN_SAMPLES = 2
+#: Below this many samples CKA is not recorded: it is undefined for n < 2 and identically 1
+#: for n = 2 (two centred samples span one direction), so it would pin nothing.
+CKA_MIN_SAMPLES = 3
 
 
 def _shape_text(shape: Sequence[int]) -> str:
@@ -120,7 +121,7 @@ def output_divergence(
         out["cosine"] = float(np.dot(a, b) / norm) if norm else None
         out["max_abs_difference"] = float(np.max(np.abs(a - b)))
     axis = _feature_axis(base, variant, feature_axis)
-    if axis is not None:
+    if axis is not None and base.size and variant.size:
         x = _centered_matrix(base, axis)
         y = _centered_matrix(variant, axis)
         if x.shape[0] == y.shape[0] and x.shape[0] >= CKA_MIN_SAMPLES:

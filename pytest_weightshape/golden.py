@@ -204,15 +204,18 @@ def safe_stem(name: str) -> str:
     return stem
 
 
-def golden_dir(rootdir: Path, golden_root: Path, test_file: Path) -> Path:
-    """``golden/<test file's path relative to rootdir, without .py>``."""
+def golden_dir(rootdir: Path, golden_root: Path, test_file: Path, module: str) -> Path:
+    """``golden/<test file's path relative to rootdir, without .py>``.
+
+    A test file outside rootdir goes to ``golden/_outside_rootdir/<module name>``: named from
+    its import name, so the folder does not depend on where the checkout lives.
+    """
     try:
         rel = Path(os.path.relpath(test_file.resolve(), rootdir.resolve()))
     except ValueError:  # another drive on Windows
         rel = Path("..")
     if rel.parts and rel.parts[0] == "..":
-        rel = Path("_outside_rootdir") / f"{test_file.stem}~{_digest(str(test_file.resolve()))}"
-        return golden_root / rel
+        return golden_root / "_outside_rootdir" / safe_stem(module or test_file.stem)
     return golden_root / rel.parent / rel.stem
 
 

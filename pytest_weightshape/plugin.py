@@ -6,6 +6,9 @@ torch or tensorflow (the measuring code is imported on the first ``check``).
 
 from __future__ import annotations
 
+import os
+import traceback
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +43,46 @@ class Settings:
 
 
 _SETTINGS = pytest.StashKey[Settings]()
+_OUTCOMES = pytest.StashKey["_Outcomes"]()
+
+
+class WeightShapeWarning(pytest.PytestWarning):
+    """A shape_variant test that is set up in a way that checks nothing."""
+
+
+class _Outcomes:
+    """Which tests use ``shape_variant`` and which of them failed, for this process.
+
+    A failing test never loses its golden and never writes one: syrupy is told the test was
+    skipped (so its goldens are neither "unused" nor deleted by ``--snapshot-update``), and the
+    deferred writes of a failed test are dropped at session end.
+    """
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.users: set[str] = set()
+        self.failed: set[str] = set()
+
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        for item in items:
+            uses = "shape_variant" in getattr(item, "fixturenames", ())
+            if uses:
+                self.users.add(item.nodeid)
+            elif item.get_closest_marker("shape_variant") is not None:
+                item.warn(
+                    WeightShapeWarning(
+                        "marked shape_variant but does not use the shape_variant fixture, so "
+                        "nothing is checked: add `shape_variant` to the test's arguments"
+                    )
+                )
+
+    @pytest.hookimpl(trylast=True)  # after syrupy recorded the outcome
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.failed and report.nodeid in self.users:
+            self.failed.add(report.nodeid)
+            syrupy = getattr(self.config, "_syrupy", None)
+            if syrupy is not None:
+                syrupy.ran_item(report.nodeid, "skipped")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -91,10 +134,27 @@ def pytest_configure(config: pytest.Config) -> None:
         sources={"golden_dir": golden_source, "rtol": rtol_source, "atol": atol_source},
     )
     config.stash[_SETTINGS] = settings
+    outcomes = _Outcomes(config)
+    config.stash[_OUTCOMES] = outcomes
+    config.pluginmanager.register(outcomes, "weightshape-outcomes")
     from .snapshot import WeightShapeExtension
 
+    config.stash[_PREVIOUS_ROOTS] = (WeightShapeExtension.rootdir, WeightShapeExtension.golden_root)
     WeightShapeExtension.rootdir = config.rootpath
     WeightShapeExtension.golden_root = settings.golden_root
+
+
+_PREVIOUS_ROOTS = pytest.StashKey[tuple[Path, Path]]()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Put back the locations of an enclosing session (in-process pytester runs)."""
+    if _PREVIOUS_ROOTS in config.stash:
+        from .snapshot import WeightShapeExtension
+
+        WeightShapeExtension.rootdir, WeightShapeExtension.golden_root = config.stash[
+            _PREVIOUS_ROOTS
+        ]
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -157,7 +217,23 @@ class ShapeVariant:
             message = str(exc)
         except WeightShapeError as exc:
             message = f"{nodeid}: {exc}"
+        except Exception as exc:
+            message = (
+                f"{nodeid}: pytest-weightshape internal error (please report it with this "
+                f"text):\n{''.join(traceback.format_exception(exc))}"
+            )
         pytest.fail(message, pytrace=False)  # outside `except`: no chained traceback
+
+    def _finish(self) -> None:
+        nodeid = self._request.node.nodeid
+        if not self._names and nodeid not in self._request.config.stash[_OUTCOMES].failed:
+            warnings.warn(
+                WeightShapeWarning(
+                    f"{nodeid} uses the shape_variant fixture but ran no check: "
+                    "call shape_variant.check(build, inputs)"
+                ),
+                stacklevel=1,
+            )
 
     def _check(
         self,
@@ -180,8 +256,9 @@ class ShapeVariant:
         if not isinstance(check, str) or not check:
             raise SpecError(f"check name= must be a non-empty string, got {name!r}")
         if check in self._names:
+            what = "unnamed checks" if name is None else f"checks named {check!r}"
             raise SpecError(
-                f"two checks named {check!r} in one test; give each check(..., name='...') "
+                f"two {what} in one test; give each check(..., name='...') "
                 "a distinct name (names key the golden file)"
             )
         self._names.add(check)
@@ -203,14 +280,22 @@ class ShapeVariant:
         assertion = self._assertion
         location = PyTestLocation(self._request.node)
         path = assertion.extension.get_location(test_location=location, index=check)
-        shown = _relative(Path(path), self._request.config.rootpath)
-        nodeid = self._request.node.nodeid
+        config = self._request.config
+        shown = os.path.relpath(path, config.invocation_params.dir)
+        nodeid = _node_argument(self._request.node.nodeid, config)
         test = location.snapshot_name
         updating = assertion.update_snapshots
         if not updating and Path(path).exists():
             golden.read_checks(Path(path))  # a corrupt golden fails here, untouched
 
-        candidate = Candidate(document, policy, test, check)
+        outcomes = config.stash[_OUTCOMES]
+        candidate = Candidate(
+            document,
+            policy,
+            test,
+            check,
+            write=lambda: self._request.node.nodeid not in outcomes.failed,
+        )
         assertion(name=check) == candidate  # noqa: B015  (syrupy's assertion protocol)
         outcome = assertion.executions[assertion.num_executions - 1]
         if outcome.exception is not None:
@@ -225,7 +310,14 @@ class ShapeVariant:
                 raise _Failed(report.missing(test=test, check=check, path=shown, nodeid=nodeid))
             assert candidate.verdict is not None
             raise _Failed(
-                report.failure(candidate.verdict, test=test, check=check, path=shown, nodeid=nodeid)
+                report.failure(
+                    candidate.verdict,
+                    test=test,
+                    check=check,
+                    path=shown,
+                    nodeid=nodeid,
+                    verbose=config.get_verbosity() >= 2,
+                )
             )
         status = "recorded" if outcome.created else "updated" if outcome.updated else "passed"
         result = CheckResult(check, status, shown, document, candidate.verdict)
@@ -237,11 +329,11 @@ class _Failed(WeightShapeError):
     """A check that ran and did not match its golden."""
 
 
-def _relative(path: Path, root: Path) -> str:
-    try:
-        return str(path.relative_to(root))
-    except ValueError:
-        return str(path)
+def _node_argument(nodeid: str, config: pytest.Config) -> str:
+    """The node id as an argument that works from the directory pytest was started in."""
+    path, sep, rest = nodeid.partition("::")
+    relative = os.path.relpath(config.rootpath / path, config.invocation_params.dir)
+    return f"{Path(relative).as_posix()}{sep}{rest}"
 
 
 @pytest.fixture
@@ -255,7 +347,9 @@ def shape_variant(request: pytest.FixtureRequest, snapshot: SnapshotAssertion) -
             pytrace=False,
         )
     try:
-        return ShapeVariant(request, snapshot, parse_marker(marker.args, marker.kwargs))
+        fixture = ShapeVariant(request, snapshot, parse_marker(marker.args, marker.kwargs))
     except SpecError as exc:
         message = f"{request.node.nodeid}: invalid shape_variant marker: {exc}"
-    pytest.fail(message, pytrace=False)
+        pytest.fail(message, pytrace=False)
+    request.addfinalizer(fixture._finish)
+    return fixture

@@ -24,6 +24,14 @@ def _num(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+def _signed(d: Difference) -> str:
+    if d.difference is None:
+        return ""
+    if isinstance(d.golden, int) and isinstance(d.current, int):
+        return f"{d.current - d.golden:+d}"
+    return f"{d.difference:+.3g}"
+
+
 def _table(rows: list[Difference]) -> list[str]:
     header = ("statistic", "golden", "current", "difference", "allowed")
     body = [
@@ -31,7 +39,7 @@ def _table(rows: list[Difference]) -> list[str]:
             d.stat,
             _num(d.golden),
             _num(d.current),
-            f"{d.difference:+.3g}" if d.difference is not None else "",
+            _signed(d),
             f"{d.allowed:.3g}" if d.allowed is not None else "exact",
         )
         for d in rows
@@ -43,8 +51,14 @@ def _table(rows: list[Difference]) -> list[str]:
     ]
 
 
-def failure(verdict: Verdict, *, test: str, check: str, path: str, nodeid: str) -> str:
-    """The message of a check whose values moved beyond tolerance."""
+def failure(
+    verdict: Verdict, *, test: str, check: str, path: str, nodeid: str, verbose: bool = False
+) -> str:
+    """The message of a check whose values moved beyond tolerance.
+
+    When the structure changed (shapes, names), the value tables that follow from it are
+    summarised in one line unless ``verbose``; each table shows its largest drifts first.
+    """
     what = "check" if check == "default" else f"check {check!r}"
     lines = [
         f"weightshape: {what} of {test} moved beyond tolerance "
@@ -55,16 +69,28 @@ def failure(verdict: Verdict, *, test: str, check: str, path: str, nodeid: str) 
         lines.append(f"likely cause: {cause}")
     if verdict.environment_changes:
         lines.append("environment (golden -> now): " + ", ".join(verdict.environment_changes))
+    structural = any(d.allowed is None for d in verdict.differences)
     grouped: dict[tuple[str, str], list[Difference]] = defaultdict(list)
+    hidden = 0
     for diff in verdict.differences:
+        if structural and diff.allowed is not None and not verbose:
+            hidden += 1
+            continue
         grouped[(diff.variant, diff.where)].append(diff)
     for (variant, where), rows in grouped.items():
         rows.sort(key=lambda d: -d.excess)
+        shown = rows if verbose else rows[:MAX_ROWS]
         lines.append("")
         lines.append(f"variant {variant} / {where}")
-        lines.extend("  " + line for line in _table(rows[:MAX_ROWS]))
-        if len(rows) > MAX_ROWS:
-            lines.append(f"  ... and {len(rows) - MAX_ROWS} more")
+        lines.extend("  " + line for line in _table(shown))
+        if len(rows) > len(shown):
+            lines.append(f"  ... and {len(rows) - len(shown)} more (-vv shows all)")
+    if hidden:
+        lines.append("")
+        lines.append(
+            f"{hidden} statistics also moved beyond tolerance, following the structural change "
+            "(-vv shows them)"
+        )
     lines.append("")
     lines.append(f"If the change is intended, accept it: pytest --snapshot-update '{nodeid}'")
     return "\n".join(lines)

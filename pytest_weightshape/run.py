@@ -158,9 +158,15 @@ class Observer:
             )
         try:
             adapter = adapter_for(model)
-            return adapter, adapter.prepare(model, self.device)
         except ModelError as exc:
             raise ModelError(f"variant {variant.name}: {exc}") from None
+        try:
+            return adapter, adapter.prepare(model, self.device)
+        except Exception as exc:
+            raise ModelError(
+                f"variant {variant.name}: preparing the model for device {self.device!r} "
+                f"failed: {_exception_line(exc)}"
+            ) from None
 
     def _forward(self, variant: Variant, adapter: Adapter, model: Any) -> list[Array]:
         converted = tuple(adapter.convert_input(value, model) for value in self.inputs)
@@ -192,8 +198,8 @@ class Observer:
             adapter, model = self._build(variant)
             device = adapter.device(model)
             feature_axis = adapter.feature_axis
-            params = adapter.parameters(model)
             outputs = self._forward(variant, adapter, model)
+            params = adapter.parameters(model)  # after the forward: lazy models build there
             doc: dict[str, Any] = {
                 "base": variant.is_base,
                 "kwargs": _json_kwargs(variant.kwargs),

@@ -8,10 +8,11 @@ every check of a test in one file), our JSON, and a tolerance-aware ``matches()`
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from syrupy.data import Snapshot, SnapshotCollection
+from syrupy.data import Snapshot, SnapshotCollection, SnapshotCollections
 from syrupy.extensions.base import AbstractSyrupyExtension
 
 from . import golden
@@ -27,11 +28,21 @@ if TYPE_CHECKING:
 class Candidate:
     """What a check hands to syrupy: the observed document and how to judge it."""
 
-    def __init__(self, document: dict[str, Any], policy: Policy, test: str, check: str) -> None:
+    def __init__(
+        self,
+        document: dict[str, Any],
+        policy: Policy,
+        test: str,
+        check: str,
+        write: Callable[[], bool] = lambda: True,
+    ) -> None:
         self.document = document
         self.policy = policy
         self.test = test
         self.check = check
+        #: Asked when syrupy flushes writes at session end: False drops the write (the test
+        #: failed after recording, so its golden is not trusted).
+        self.write = write
         self.verdict: Verdict | None = None
 
 
@@ -52,7 +63,8 @@ def snapshot_name_for(test: str, check: str) -> str:
 
 class WeightShapeExtension(AbstractSyrupyExtension):
     file_extension = golden.FILE_EXTENSION
-    write_immediately = True
+    #: Writes wait for session end, when the outcome of every test is known.
+    write_immediately = False
     #: Set by the plugin at configure time (pytest's rootdir and the golden folder).
     rootdir: ClassVar[Path] = Path.cwd()
     golden_root: ClassVar[Path] = Path.cwd() / "golden"
@@ -95,7 +107,14 @@ class WeightShapeExtension(AbstractSyrupyExtension):
 
     @classmethod
     def dirname(cls, *, test_location: PyTestLocation) -> str:
-        return str(golden.golden_dir(cls.rootdir, cls.golden_root, Path(test_location.filepath)))
+        return str(
+            golden.golden_dir(
+                cls.rootdir,
+                cls.golden_root,
+                Path(test_location.filepath),
+                test_location.modulename,
+            )
+        )
 
     @classmethod
     def matches_test_location(
@@ -103,6 +122,25 @@ class WeightShapeExtension(AbstractSyrupyExtension):
     ) -> bool:
         expected = cls.get_location(test_location=test_location, index=golden.DEFAULT_CHECK)
         return Path(snapshot_location) == Path(expected)
+
+    def discover_snapshots(
+        self, *, test_location: PyTestLocation, ignore_extensions: list[str] | None = None
+    ) -> SnapshotCollections:
+        """The goldens of one test module: the ``.json`` files directly in its folder.
+
+        Subfolders (another module's goldens, as for ``tests/test_a.py`` beside
+        ``tests/test_a/``) and files that are not goldens (a README) are never claimed, so
+        syrupy never reports or deletes them.
+        """
+        discovered = SnapshotCollections()
+        folder = Path(self.dirname(test_location=test_location))
+        if folder.is_dir():
+            for path in sorted(folder.iterdir()):
+                ours = path.suffix == f".{self.file_extension}" and not path.name.startswith(".")
+                if ours and path.is_file():
+                    location = str(path)
+                    discovered.add(self.read_snapshot_collection(snapshot_location=location))
+        return discovered
 
     # -- reading --------------------------------------------------------------------------
 
@@ -140,11 +178,13 @@ class WeightShapeExtension(AbstractSyrupyExtension):
         test = ""
         for snapshot in snapshot_collection:
             candidate = getattr(snapshot.data, "candidate", None)
-            if candidate is None:
+            if not isinstance(candidate, Candidate):
                 raise TypeError("the weightshape extension writes shape_variant checks only")
-            test = candidate.test
-            updates[candidate.check] = json.loads(str(snapshot.data))
-        golden.merge_write(Path(snapshot_collection.location), test, updates)
+            if candidate.write():
+                test = candidate.test
+                updates[candidate.check] = json.loads(str(snapshot.data))
+        if updates:
+            golden.merge_write(Path(snapshot_collection.location), test, updates)
 
     def delete_snapshots(self, *, snapshot_location: str, snapshot_names: set[str]) -> None:
         path = Path(snapshot_location)

@@ -43,8 +43,6 @@ def summarize(array: np.ndarray) -> Stats:
     x = np.asarray(array)
     if x.dtype == np.bool_:
         x = x.astype(np.uint8)
-    elif np.iscomplexobj(x):
-        x = np.abs(x)
     flat = x.reshape(-1)
     count = int(flat.size)
     if np.issubdtype(flat.dtype, np.floating):

@@ -110,3 +110,49 @@ def test_failure_text_has_table_cause_environment_and_fix(doc):
     torch_before = doc["environment"].get("torch", "(absent)")
     assert f"torch {torch_before} -> 9.9.9" in text
     assert "pytest --snapshot-update 't.py::test_dense'" in text
+
+
+def test_seed_change_is_named_first(doc):
+    verdict = compare(doc, observe(seed=3), Policy())
+    assert verdict.causes[0] == (
+        "the marker's seed changed (0 -> 3): inputs and initial weights are drawn anew"
+    )
+
+
+def test_changed_name_lists_show_what_appeared_and_went(doc):
+    current = copy.deepcopy(doc)
+    div = current["variants"]["units=5"]["divergence"]["parameters"]
+    div["changed_shapes"] = [*div["changed_shapes"][:1], "extra: [1] -> [2]"]
+    verdict = compare(doc, current, Policy())
+    rows = {(d.stat, d.golden, d.current) for d in verdict.differences}
+    assert ("extra: [1] -> [2]", False, True) in rows
+    assert (
+        doc["variants"]["units=5"]["divergence"]["parameters"]["changed_shapes"][1],
+        True,
+        False,
+    ) in rows
+
+
+def test_models_without_parameters_do_not_claim_same_weights():
+    def plain(units):
+        return lambda x: x[:, :units] * 2.0
+
+    golden = observe(build=plain)
+    current = observe(build=lambda units: lambda x: x[:, :units] * 2.1)
+    verdict = compare(golden, current, Policy())
+    assert "no visible parameters" in verdict.causes[0]
+
+
+def test_structural_failures_summarise_the_value_tables(doc):
+    current = copy.deepcopy(doc)
+    out = current["variants"]["units=5"]["outputs"]["output"]
+    out["shape"] = [8, 6]
+    out["stats"]["std"] += 1.0
+    verdict = compare(doc, current, Policy())
+    short = failure(verdict, test="t", check="default", path="p", nodeid="n")
+    assert (
+        "1 statistics also moved beyond tolerance" in short
+        and "std" not in short.split("also")[0].split("shape")[-1]
+    )
+    full = failure(verdict, test="t", check="default", path="p", nodeid="n", verbose=True)
+    assert "std" in full and "also moved" not in full

@@ -106,11 +106,15 @@ def test_safe_stem_keeps_plain_names_and_never_collides():
 
 def test_golden_dir_mirrors_the_test_path(tmp_path):
     root = tmp_path
-    assert golden.golden_dir(root, root / "golden", root / "tests" / "m" / "test_x.py") == (
+    test_file = root / "tests" / "m" / "test_x.py"
+    assert golden.golden_dir(root, root / "golden", test_file, "tests.m.test_x") == (
         root / "golden" / "tests" / "m" / "test_x"
     )
-    outside = golden.golden_dir(root / "a", root / "a" / "golden", root / "b" / "test_y.py")
-    assert outside.parent == root / "a" / "golden" / "_outside_rootdir"
+    outside = golden.golden_dir(
+        root / "a", root / "a" / "golden", root / "b" / "test_y.py", "b.test_y"
+    )
+    # named from the module, not the absolute path: the same on every checkout
+    assert outside == root / "a" / "golden" / "_outside_rootdir" / "b.test_y"
 
 
 def test_merge_write_keeps_other_checks_and_delete_removes_file(tmp_path, check_doc):

@@ -342,3 +342,115 @@ def test_loading_the_plugin_imports_no_framework(pytester):
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*weightshape: goldens in golden/*"])
     assert "HEAVY-MODULES: []" in result.stdout.str()
+
+
+def test_failing_tests_never_lose_or_write_goldens_on_update(pytester, monkeypatch):
+    pytester.makepyfile(
+        test_dense=DENSE
+        + textwrap.dedent(
+            """
+            import os
+
+            BROKEN = os.environ.get("BROKEN", "")
+
+            @pytest.mark.shape_variant(units=[10, 5])
+            def test_setup(shape_variant):
+                shape_variant.check(Dense, inputs=(8, 16))
+
+            @pytest.mark.shape_variant(units=[10, 5])
+            def test_model(shape_variant):
+                if BROKEN == "model":
+                    shape_variant.check(lambda units: 1 / 0, inputs=(8, 16))
+                shape_variant.check(Dense, inputs=(8, 16))
+
+            @pytest.mark.shape_variant(units=[10, 5])
+            def test_after(shape_variant):
+                result = shape_variant.check(Dense, inputs=(8, 16))
+                assert BROKEN != "after", "the test's own assertion fails after recording"
+            """
+        )
+    )
+    folder = pytester.path / "golden" / "test_dense"
+    monkeypatch.setenv("BROKEN", "after")
+    result = run(pytester, "--snapshot-update")
+    result.assert_outcomes(passed=2, failed=1)
+    assert sorted(p.name for p in folder.iterdir()) == ["test_model.json", "test_setup.json"]
+
+    monkeypatch.setenv("BROKEN", "")
+    run(pytester, "--snapshot-update").assert_outcomes(passed=3)
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    source = (pytester.path / "test_dense.py").read_text()
+    (pytester.path / "test_dense.py").write_text(
+        source.replace(
+            "def test_setup(shape_variant):", "def test_setup(shape_variant, missing_fixture):"
+        )
+    )
+    monkeypatch.setenv("BROKEN", "model")
+    result = run(pytester, "--snapshot-update")
+    result.assert_outcomes(passed=1, failed=1, errors=1)
+    assert "Deleted" not in result.stdout.str() and "unused" not in result.stdout.str()
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    result = run(pytester)  # a plain run does not call the goldens of failed tests unused
+    result.assert_outcomes(passed=1, failed=1, errors=1)
+    assert "unused" not in result.stdout.str()
+
+
+def test_nested_module_folders_and_foreign_files_are_left_alone(pytester):
+    pytester.makepyfile(**{"test_a": TEST, "test_a/test_c": TEST})
+    run(pytester, "--snapshot-update").assert_outcomes(passed=2)
+    nested = pytester.path / "golden" / "test_a" / "test_c" / "test_dense.json"
+    notes = pytester.path / "golden" / "test_a" / "README.md"
+    notes.write_text("notes kept beside the goldens\n")
+    assert nested.exists()
+    run(pytester, "--snapshot-update", "--ignore=test_a/test_c.py").assert_outcomes(passed=1)
+    assert nested.exists() and notes.exists()
+    run(pytester).assert_outcomes(passed=2)
+
+
+def test_class_based_tests(pytester):
+    pytester.makepyfile(
+        test_dense=DENSE
+        + textwrap.dedent(
+            """
+            class TestDense:
+                @pytest.mark.shape_variant(units=[10, 5])
+                def test_units(self, shape_variant):
+                    shape_variant.check(Dense, inputs=(8, 16))
+            """
+        )
+    )
+    run(pytester, "--snapshot-update").assert_outcomes(passed=1)
+    assert (pytester.path / "golden" / "test_dense" / "TestDense.test_units.json").exists()
+    run(pytester).assert_outcomes(passed=1)
+
+
+def test_setups_that_check_nothing_warn(pytester):
+    pytester.makepyfile(
+        test_dense=DENSE
+        + textwrap.dedent(
+            """
+            @pytest.mark.shape_variant(units=[10, 5])
+            def test_marker_only():
+                pass
+
+            @pytest.mark.shape_variant(units=[10, 5])
+            def test_no_check(shape_variant):
+                pass
+            """
+        )
+    )
+    result = run(pytester)
+    result.assert_outcomes(passed=2, warnings=2)
+    out = result.stdout.str()
+    assert "marked shape_variant but does not use the shape_variant fixture" in out
+    assert "test_no_check uses the shape_variant fixture but ran no check" in out
+
+
+def test_commands_in_messages_work_from_the_invocation_directory(pytester, monkeypatch):
+    pytester.makepyfile(**{"sub/test_dense": TEST})
+    monkeypatch.chdir(pytester.path / "sub")
+    result = pytester.runpytest_subprocess("test_dense.py")
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str()
+    assert "pytest --snapshot-update 'test_dense.py::test_dense'" in out
+    assert "expected at: ../golden/sub/test_dense/test_dense.json" in out

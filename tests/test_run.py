@@ -201,3 +201,55 @@ def test_default_tolerance_passes_1e7_noise_and_fails_1e4_change(system):
     loud = compare(golden, changed, Policy())
     assert not loud.ok
     assert any("initial weights changed" in c for c in loud.causes)
+
+
+def test_other_float_dtypes_complex_and_empty_outputs():
+    class Odd(nn.Module):
+        def __init__(self, units):
+            super().__init__()
+            self.fc = nn.Linear(16, units)
+
+        def forward(self, x):
+            y = self.fc(x)
+            return {
+                "bf16": y.to(torch.bfloat16),
+                "half": y.half(),
+                "f8": y.to(torch.float8_e4m3fn),
+                "complex": torch.complex(y, -y),
+                "empty": y[:, :0],
+            }
+
+    doc = observe(Odd, (4, 16))
+    outputs = doc["variants"]["units=5"]["outputs"]
+    assert outputs["bf16"]["dtype"] == "bfloat16" and outputs["f8"]["dtype"] == "float8_e4m3fn"
+    assert outputs["complex.real"]["stats"]["mean"] == pytest.approx(
+        -outputs["complex.imag"]["stats"]["mean"]
+    )
+    assert outputs["empty"]["stats"]["count"] == 0
+    divergence = doc["variants"]["units=5"]["divergence"]["outputs"]
+    assert divergence["empty"]["cka"] is None
+
+
+def test_double_and_half_models_get_inputs_in_their_dtype():
+    doc = observe(lambda units: nn.Linear(16, units).double(), (4, 16))
+    assert doc["variants"]["units=5"]["outputs"]["output"]["dtype"] == "float64"
+    assert doc["variants"]["units=5"]["inputs"]["input"]["dtype"] == "float32"  # as generated
+
+
+@pytest.mark.filterwarnings("ignore:Initializing zero-element tensors is a no-op")
+def test_zero_width_variant():
+    doc = observe(lambda units: nn.Linear(16, units), (4, 16), units=[8, 0])
+    assert doc["variants"]["units=0"]["outputs"]["output"]["shape"] == [4, 0]
+    assert doc["variants"]["units=0"]["divergence"]["outputs"]["output"]["cka"] is None
+
+
+def test_unavailable_device_is_a_clear_error():
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(ModelError, match="preparing the model for device 'cuda' failed"):
+        Observer(
+            parse_marker((), {"units": [2, 3]}),
+            lambda units: nn.Linear(4, units),
+            (1, 4),
+            device="cuda",
+        ).observe()

@@ -55,7 +55,14 @@ class Adapter(Protocol):
 
 
 #: (module that must already be imported, adapter module) in detection order.
-_FRAMEWORKS: tuple[tuple[str, str], ...] = (("torch", "torch_adapter"),)
+#: Keras comes first: on its torch backend, Keras layers are also ``torch.nn.Module``s.
+_FRAMEWORKS: tuple[tuple[str, str], ...] = (("keras", "keras_adapter"), ("torch", "torch_adapter"))
+#: (module that must already be imported, module with ``save() -> restore`` and ``seed(int)``).
+_RNGS: tuple[tuple[str, str], ...] = (
+    ("torch", "torch_adapter"),
+    ("tensorflow", "tensorflow_rng"),
+    ("keras", "keras_adapter"),
+)
 
 
 def adapter_for(model: Any) -> Adapter:
@@ -84,15 +91,19 @@ def _short(value: Any) -> str:
 
 @contextmanager
 def seeded(seed: int) -> Iterator[None]:
-    """Seed python ``random``, numpy's global RNG and every imported framework; restore after."""
+    """Seed python ``random``, numpy's global RNG and every imported framework; restore after.
+
+    Every state is saved before anything is seeded (seeding one framework may touch another's
+    generator, as Keras on torch does), and frameworks that are not imported are left alone.
+    """
     py_state = random.getstate()
     np_state = np.random.get_state()
-    restores: list[Callable[[], None]] = []
+    rngs = [_load(module) for name, module in _RNGS if name in sys.modules]
+    restores: list[Callable[[], None]] = [rng.save() for rng in rngs]
     random.seed(seed)
     np.random.seed(seed)
-    for module_name, adapter_module in _FRAMEWORKS:
-        if module_name in sys.modules:
-            restores.append(_load(adapter_module).seed(seed))
+    for rng in rngs:
+        rng.seed(seed)
     try:
         yield
     finally:
@@ -136,7 +147,13 @@ def flatten(
         if converted is None and isinstance(value, (bool, int, float)):
             converted = (np.asarray(value), np.asarray(value).dtype.name)
         if converted is not None:
-            out.append(Array(".".join(path) or "output", converted[0], converted[1]))
+            name = ".".join(path) or "output"
+            array, dtype = converted
+            if np.iscomplexobj(array):  # measured as two real outputs
+                out.append(Array(f"{name}.real", np.ascontiguousarray(array.real), dtype))
+                out.append(Array(f"{name}.imag", np.ascontiguousarray(array.imag), dtype))
+            else:
+                out.append(Array(name, array, dtype))
             return
         if isinstance(value, Mapping):
             for key in value:

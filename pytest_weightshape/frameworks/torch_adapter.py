@@ -15,18 +15,31 @@ def owns(model: Any) -> bool:
     return isinstance(model, torch.nn.Module)
 
 
-def seed(value: int) -> Callable[[], None]:
-    """Seed torch's CPU (and initialised CUDA) generators; return a restore function."""
+def _cuda_ready() -> bool:
+    return bool(torch.cuda.is_initialized())  # type: ignore[no-untyped-call]
+
+
+def save() -> Callable[[], None]:
+    """Snapshot torch's CPU generator (and CUDA's, once initialised); return a restore."""
     cpu_state = torch.random.get_rng_state()
-    cuda_states = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None  # type: ignore[no-untyped-call]
-    torch.manual_seed(value)
+    cuda_states = torch.cuda.get_rng_state_all() if _cuda_ready() else None
 
     def restore() -> None:
         torch.random.set_rng_state(cpu_state)
         if cuda_states is not None:
             torch.cuda.set_rng_state_all(cuda_states)
+        elif _cuda_ready():  # CUDA started inside the check: do not leave it at our seed
+            torch.cuda.seed_all()
 
     return restore
+
+
+def seed(value: int) -> None:
+    """Seed the CPU generator, and CUDA's only if initialised (``torch.manual_seed`` would
+    queue a lazy CUDA seed that outlives the check)."""
+    torch.default_generator.manual_seed(value)
+    if _cuda_ready():
+        torch.cuda.manual_seed_all(value)
 
 
 def dtype_name(dtype: torch.dtype) -> str:
@@ -37,11 +50,21 @@ def to_numpy(value: Any) -> tuple[np.ndarray, str] | None:
     if not isinstance(value, torch.Tensor):
         return None
     tensor = value.detach()
-    if tensor.dtype in (torch.bfloat16, torch.float16) or tensor.dtype.is_complex:
-        host = tensor.to("cpu", torch.float32) if not tensor.dtype.is_complex else tensor.cpu()
-    else:
-        host = tensor.cpu()
-    return host.resolve_conj().resolve_neg().numpy(), dtype_name(tensor.dtype)
+    if tensor.is_floating_point() and tensor.dtype not in (
+        torch.float16,
+        torch.float32,
+        torch.float64,
+    ):
+        tensor = tensor.to(torch.float32)  # bfloat16, float8...: numpy has no such dtype
+    return tensor.cpu().resolve_conj().resolve_neg().numpy(), dtype_name(value.dtype)
+
+
+def _float_dtype(model: Any) -> torch.dtype | None:
+    for tensor in model.parameters():
+        if tensor.is_floating_point():
+            dtype: torch.dtype = tensor.dtype
+            return dtype
+    return None
 
 
 #: Recurrent modules return ``(output, h_n)`` or ``(output, (h_n, c_n))``: name the parts.
@@ -63,6 +86,9 @@ class TorchAdapter:
     def convert_input(self, value: Any, model: Any) -> Any:
         if isinstance(value, np.ndarray):
             value = torch.from_numpy(value)
+            dtype = _float_dtype(model)
+            if value.is_floating_point() and dtype is not None:
+                value = value.to(dtype)  # a .double() or .half() model gets inputs it accepts
         if isinstance(value, torch.Tensor):
             return value.to(self.device(model))
         return value

@@ -1,0 +1,135 @@
+"""Keras 3 models and layers (``tf.keras`` in TensorFlow 2.16+, or standalone ``keras`` on its
+tensorflow, torch or jax backend). Imported only once keras is already imported by the test.
+
+Weight names come from the weights' paths, made stable: the model's own name is dropped and
+Keras's process-wide name counters (``dense_3`` for the fourth Dense built in this process) are
+renumbered in order of appearance within the model, so ``dense/kernel`` is ``dense/kernel``
+whichever test ran first.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+import keras
+import numpy as np
+from keras.src.backend.common import global_state
+
+from . import Array, flatten
+
+_COUNTER = re.compile(r"^(?P<base>.+?)(?:_(?P<n>\d+))?$")
+#: Keras's global seed and global SeedGenerator (``keras.utils.set_random_seed`` sets both).
+_SEED_ATTRIBUTES = ("global_random_seed", "global_seed_generator")
+
+
+def owns(model: Any) -> bool:
+    return isinstance(model, keras.layers.Layer)
+
+
+def backend() -> str:
+    return str(keras.backend.backend())
+
+
+def save() -> Callable[[], None]:
+    """Snapshot Keras's global seed and seed generator (python, numpy, torch and tensorflow
+    generators are saved by their own modules); return a restore."""
+    saved = {name: global_state.get_global_attribute(name) for name in _SEED_ATTRIBUTES}
+
+    def restore() -> None:
+        for name, old in saved.items():
+            global_state.set_global_attribute(name, old)
+
+    return restore
+
+
+def seed(value: int) -> None:
+    """What ``keras.utils.set_random_seed`` does to Keras's own state, without importing
+    tensorflow or touching other frameworks (the harness seeds those itself)."""
+    global_state.set_global_attribute(_SEED_ATTRIBUTES[0], value)
+    global_state.set_global_attribute(_SEED_ATTRIBUTES[1], None)
+
+
+def dtype_name(dtype: Any) -> str:
+    return str(keras.backend.standardize_dtype(dtype))
+
+
+def to_numpy(value: Any) -> tuple[np.ndarray, str] | None:
+    if not (keras.ops.is_tensor(value) or isinstance(value, keras.Variable)):
+        return None
+    name = dtype_name(value.dtype)
+    if isinstance(value, keras.Variable):
+        value = value.value
+    if name == "bfloat16":  # numpy has no bfloat16
+        value = keras.ops.cast(value, "float32")
+    if hasattr(value, "detach"):  # torch backend
+        return value.detach().cpu().numpy(), name
+    if hasattr(value, "numpy"):  # tensorflow backend; avoids np.array(tensor)'s copy warning
+        return np.asarray(value.numpy()), name
+    return np.asarray(value), name
+
+
+def stable_names(paths: list[str], model_name: str) -> list[str]:
+    """Weight paths without the model's own name, with Keras's name counters renumbered."""
+    parts = [p.split("/") for p in paths]
+    parts = [p[1:] if len(p) > 1 and p[0] == model_name else p for p in parts]
+    seen: dict[str, dict[str, int]] = {}
+    renamed: dict[str, str] = {}
+    for components in parts:
+        for component in components:
+            if component in renamed:
+                continue
+            match = _COUNTER.match(component)
+            base = match["base"] if match else component
+            index = seen.setdefault(base, {}).setdefault(component, len(seen[base]))
+            renamed[component] = base if index == 0 else f"{base}_{index}"
+    return ["/".join(renamed[c] for c in components) for components in parts]
+
+
+class KerasAdapter:
+    name = "keras"
+
+    def prepare(self, model: Any, device: str | None) -> Any:
+        return model
+
+    def convert_input(self, value: Any, model: Any) -> Any:
+        if isinstance(value, np.ndarray):
+            return keras.ops.convert_to_tensor(value)
+        return value
+
+    def forward(self, model: Any, inputs: tuple[Any, ...]) -> Any:
+        args = inputs[0] if len(inputs) == 1 else list(inputs)
+        if backend() == "torch":
+            import torch
+
+            with torch.no_grad():
+                return model(args, training=False)
+        return model(args, training=False)
+
+    def parameters(self, model: Any) -> list[Array]:
+        weights = list(model.weights)
+        names = stable_names([w.path for w in weights], model.name)
+        out = []
+        for name, weight in zip(names, weights, strict=True):
+            host = to_numpy(weight)
+            assert host is not None
+            out.append(Array(name, host[0], host[1]))
+        return out
+
+    def outputs(self, raw: Any, model: Any) -> list[Array]:
+        return flatten(raw, to_numpy)
+
+    def device(self, model: Any) -> str:
+        for weight in model.weights:
+            device = str(getattr(weight.value, "device", "cpu")).lower()
+            if "gpu" in device or "cuda" in device:
+                return device.rsplit("device:", 1)[-1]
+            return "cpu"
+        return "cpu"
+
+    def feature_axis(self, ndim: int) -> int:
+        return -1  # Keras is channels-last
+
+
+ADAPTER = KerasAdapter()
