@@ -132,6 +132,7 @@ def compare(golden: Mapping[str, Any], current: Mapping[str, Any], policy: Polic
     """Compare two check documents (as produced by :mod:`pytest_weightshape.run`)."""
     c = _Comparer(policy)
     c.exact("(all)", "check", "seed", golden["seed"], current["seed"])
+    c.exact("(all)", "check", "weights", golden["weights"], current["weights"])
     gvars, cvars = golden["variants"], current["variants"]
     c.names("(all)", "variants", gvars, cvars)
     for name in _names(gvars, cvars):
@@ -239,7 +240,14 @@ def likely_causes(
             f"the marker's seed changed ({golden['seed']} -> {current['seed']}): inputs and "
             "initial weights are drawn anew"
         )
-    structural = [d for d in verdict.differences if d.allowed is None and d.stat != "seed"]
+    if golden["weights"] != current["weights"]:
+        causes.append(
+            f"weights= changed ({golden['weights']} -> {current['weights']}): the initial "
+            "weights come from another source"
+        )
+    structural = [
+        d for d in verdict.differences if d.allowed is None and d.stat not in ("seed", "weights")
+    ]
     if structural:
         what = list(dict.fromkeys(f"{d.variant}: {d.where} {d.stat}" for d in structural))
         shown = "; ".join(what[:4]) + (f"; +{len(what) - 4} more" if len(what) > 4 else "")
@@ -276,10 +284,16 @@ def likely_causes(
     if inputs_changed:
         causes.append("inputs changed (the input fingerprint differs from the golden's)")
     if weights:
-        causes.append(
-            "initial weights changed (RNG, initializer or framework default init): "
-            + "; ".join(weights)
-        )
+        why = "RNG, initializer or framework default init"
+        old_backend = golden.get("environment", {}).get("keras_backend")
+        new_backend = current.get("environment", {}).get("keras_backend")
+        if old_backend != new_backend and old_backend and new_backend:
+            why = (
+                f"the Keras backend changed ({old_backend} -> {new_backend}) and the same seed "
+                "gives different initial weights on each backend; weights='portable' makes them "
+                "identical so that only numerics are compared"
+            )
+        causes.append(f"initial weights changed ({why}): " + "; ".join(weights))
     if not causes:
         opaque = [n for n, v in cvars.items() if n in gvars and v["parameter_count"] == 0]
         if opaque:

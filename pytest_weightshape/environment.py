@@ -43,7 +43,15 @@ def collect(device: str) -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": f"{platform.system()}-{platform.machine()}",
     }
-    env.update({k: v for k, v in framework_versions().items() if v is not None})
+    # versions of numpy and of the frameworks this process imported (installed-but-unused
+    # ones would only add noise to environment diffs)
+    env.update(
+        {
+            k: v
+            for k, v in framework_versions().items()
+            if v is not None and (k == "numpy" or k in sys.modules)
+        }
+    )
     torch = sys.modules.get("torch")
     if torch is not None:
         env["torch_cuda"] = torch.version.cuda
@@ -52,6 +60,10 @@ def collect(device: str) -> dict[str, Any]:
         env["threads"] = torch.get_num_threads()
     else:
         env["threads"] = os.cpu_count()
+    if "keras" in sys.modules:
+        env["keras_backend"] = sys.modules["keras"].backend.backend()
+    if "tensorflow" in sys.modules:
+        env["onednn"] = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default")
     env["device"] = device
     if torch is not None and device.startswith("cuda"):
         index = torch.device(device).index or 0

@@ -153,6 +153,8 @@ def check_problem(check: Any) -> str | None:
         return f"schema_version must be {SCHEMA_VERSION}"
     if not _is_int(check.get("seed")):
         return "seed must be an integer"
+    if check.get("weights") not in ("framework", "portable"):
+        return "weights must be 'framework' or 'portable'"
     if not isinstance(check.get("environment"), dict):
         return "environment must be an object"
     variants = check.get("variants")

@@ -203,6 +203,7 @@ class ShapeVariant:
         atol: float | None = None,
         tolerance: Mapping[str, Any] | None = None,
         device: str | None = None,
+        weights: str | None = None,
     ) -> CheckResult:
         """Build base and variants from one seed, run them, measure, compare with the golden.
 
@@ -212,7 +213,7 @@ class ShapeVariant:
         __tracebackhide__ = True
         nodeid = self._request.node.nodeid
         try:
-            return self._check(build, inputs, name, rtol, atol, tolerance, device)
+            return self._check(build, inputs, name, rtol, atol, tolerance, device, weights)
         except _Failed as exc:
             message = str(exc)
         except WeightShapeError as exc:
@@ -244,6 +245,7 @@ class ShapeVariant:
         atol: float | None,
         tolerance: Mapping[str, Any] | None,
         device: str | None,
+        weights: str | None,
     ) -> CheckResult:
         from syrupy.location import PyTestLocation
 
@@ -273,7 +275,7 @@ class ShapeVariant:
             (self.spec.tolerance, self.spec.per_stat),
             (settings.override, {}),
         )
-        document = Observer(self.spec, build, inputs, device=device).observe()
+        document = Observer(self.spec, build, inputs, device=device, weights=weights).observe()
 
         if self._assertion is None:
             self._assertion = self._snapshot.use_extension(WeightShapeExtension)

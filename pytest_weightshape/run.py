@@ -20,7 +20,8 @@ from .divergence import output_divergence, parameter_divergence
 from .errors import ModelError, SpecError
 from .frameworks import Adapter, Array, adapter_for, seeded, to_numpy
 from .golden import SCHEMA_VERSION
-from .spec import Variant, VariantSpec, format_value
+from .portable import redraw
+from .spec import Variant, VariantSpec, check_weights, format_value
 from .stats import fingerprint, summarize
 
 
@@ -126,6 +127,7 @@ class Observer:
         inputs: Any,
         *,
         device: str | None = None,
+        weights: str | None = None,
     ) -> None:
         if not callable(build):
             raise SpecError(
@@ -135,6 +137,7 @@ class Observer:
         self.spec = spec
         self.build = build
         self.device = device
+        self.weights = check_weights(weights if weights is not None else spec.weights, "check()")
         self.inputs = make_inputs(inputs, spec.seed)
         host_inputs = []
         for i, value in enumerate(self.inputs):
@@ -196,6 +199,10 @@ class Observer:
         feature_axis: Callable[[int], int] = lambda ndim: -1  # noqa: E731
         for variant in self.spec.variants:
             adapter, model = self._build(variant)
+            if self.weights == "portable":
+                self._forward(variant, adapter, model)  # lazy models create their weights here
+                values = redraw(adapter.parameters(model), self.spec.seed, adapter.convention)
+                adapter.set_parameters(model, values)
             device = adapter.device(model)
             feature_axis = adapter.feature_axis
             outputs = self._forward(variant, adapter, model)
@@ -250,6 +257,7 @@ class Observer:
         return {
             "schema_version": SCHEMA_VERSION,
             "seed": self.spec.seed,
+            "weights": self.weights,
             "environment": environment.collect(device),
             "variants": variants,
         }

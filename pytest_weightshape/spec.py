@@ -19,10 +19,21 @@ from .errors import SpecError
 from .tolerance import Override, check_number, parse_per_stat
 
 #: Keyword arguments of the marker that are settings, not axes.
-MARKER_SETTINGS: tuple[str, ...] = ("variants", "grid", "seed", "rtol", "atol", "tolerance")
+MARKER_SETTINGS: tuple[str, ...] = (
+    "variants",
+    "grid",
+    "seed",
+    "rtol",
+    "atol",
+    "tolerance",
+    "weights",
+)
+#: How weights are initialised: by the framework's own init, or redrawn portably.
+WEIGHTS_CHOICES: tuple[str, ...] = ("framework", "portable")
 #: The marker's documented signature, shown in errors.
 MARKER_SIGNATURE = (
-    "shape_variant(**axes, variants=None, grid=False, seed=0, rtol=None, atol=None, tolerance=None)"
+    "shape_variant(**axes, variants=None, grid=False, seed=0, rtol=None, atol=None, "
+    "tolerance=None, weights='framework')"
 )
 
 
@@ -43,10 +54,21 @@ class VariantSpec:
     seed: int = 0
     tolerance: Override = field(default_factory=Override)
     per_stat: Mapping[str, Override] = field(default_factory=dict)
+    weights: str = "framework"
 
     @property
     def base(self) -> Variant:
         return self.variants[0]
+
+
+def check_weights(value: object, where: str) -> str:
+    """Validate ``weights=``: ``"framework"`` (the default) or ``"portable"``."""
+    if value not in WEIGHTS_CHOICES:
+        raise SpecError(
+            f"{where}: weights= must be one of {', '.join(map(repr, WEIGHTS_CHOICES))}, "
+            f"got {value!r}"
+        )
+    return str(value)
 
 
 def format_value(value: Any) -> str:
@@ -161,6 +183,7 @@ def parse_marker(args: Sequence[Any], kwargs: Mapping[str, Any]) -> VariantSpec:
         atol=check_number(kwargs.get("atol"), "atol="),
     )
     per_stat = parse_per_stat(kwargs.get("tolerance"), "marker")
+    weights = check_weights(kwargs.get("weights", "framework"), "marker")
 
     raw: list[tuple[str | None, Mapping[str, Any]]]
     if kwargs.get("variants") is not None:
@@ -210,4 +233,10 @@ def parse_marker(args: Sequence[Any], kwargs: Mapping[str, Any]) -> VariantSpec:
             )
         seen[name] = i
         variants.append(Variant(name=name, kwargs=dict(kw), is_base=i == 0))
-    return VariantSpec(variants=tuple(variants), seed=seed, tolerance=override, per_stat=per_stat)
+    return VariantSpec(
+        variants=tuple(variants),
+        seed=seed,
+        tolerance=override,
+        per_stat=per_stat,
+        weights=weights,
+    )

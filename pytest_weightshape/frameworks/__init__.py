@@ -31,6 +31,8 @@ class Adapter(Protocol):
     """What the harness needs from a framework."""
 
     name: str
+    #: Whose default-initializer scale portable weights follow (``keras`` or ``torch``).
+    convention: str
 
     def prepare(self, model: Any, device: str | None) -> Any:
         """Put the model in inference mode (and on ``device``); return the model to run."""
@@ -43,6 +45,9 @@ class Adapter(Protocol):
 
     def parameters(self, model: Any) -> list[Array]:
         """Named parameters in a stable order."""
+
+    def set_parameters(self, model: Any, values: Mapping[str, np.ndarray]) -> None:
+        """Overwrite parameters by name (for portable weights)."""
 
     def outputs(self, raw: Any, model: Any) -> list[Array]:
         """Flatten a raw output (tensor, tuple, list, dict) to named arrays."""

@@ -10,7 +10,7 @@ whichever test ran first.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import keras
@@ -70,10 +70,12 @@ def to_numpy(value: Any) -> tuple[np.ndarray, str] | None:
     return np.asarray(value), name
 
 
-def stable_names(paths: list[str], model_name: str) -> list[str]:
-    """Weight paths without the model's own name, with Keras's name counters renumbered."""
+def stable_names(paths: list[str], model_name: str | None) -> list[str]:
+    """Weight paths without the model's own name (a bare layer keeps its name), with Keras's
+    process-wide name counters renumbered in order of appearance."""
     parts = [p.split("/") for p in paths]
-    parts = [p[1:] if len(p) > 1 and p[0] == model_name else p for p in parts]
+    if model_name is not None:
+        parts = [p[1:] if len(p) > 1 and p[0] == model_name else p for p in parts]
     seen: dict[str, dict[str, int]] = {}
     renamed: dict[str, str] = {}
     for components in parts:
@@ -87,8 +89,14 @@ def stable_names(paths: list[str], model_name: str) -> list[str]:
     return ["/".join(renamed[c] for c in components) for components in parts]
 
 
+def _own_name(model: Any) -> str | None:
+    """A model's name prefixes its weights' paths and is dropped; a bare layer's is kept."""
+    return str(model.name) if isinstance(model, keras.Model) else None
+
+
 class KerasAdapter:
     name = "keras"
+    convention = "keras"
 
     def prepare(self, model: Any, device: str | None) -> Any:
         return model
@@ -109,13 +117,19 @@ class KerasAdapter:
 
     def parameters(self, model: Any) -> list[Array]:
         weights = list(model.weights)
-        names = stable_names([w.path for w in weights], model.name)
+        names = stable_names([w.path for w in weights], _own_name(model))
         out = []
         for name, weight in zip(names, weights, strict=True):
             host = to_numpy(weight)
             assert host is not None
             out.append(Array(name, host[0], host[1]))
         return out
+
+    def set_parameters(self, model: Any, values: Mapping[str, np.ndarray]) -> None:
+        weights = list(model.weights)
+        names = stable_names([w.path for w in weights], _own_name(model))
+        for name, weight in zip(names, weights, strict=True):
+            weight.assign(values[name])
 
     def outputs(self, raw: Any, model: Any) -> list[Array]:
         return flatten(raw, to_numpy)

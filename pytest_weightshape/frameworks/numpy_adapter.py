@@ -6,6 +6,7 @@ a plain function has none. Builders draw weights from ``np.random`` (seeded per 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,7 @@ def _leaf(value: Any) -> tuple[np.ndarray, str] | None:
 
 class NumpyAdapter:
     name = "numpy"
+    convention = "keras"  # weights laid out (in, out), as in the examples
 
     def prepare(self, model: Any, device: str | None) -> Any:
         return model
@@ -37,6 +39,10 @@ class NumpyAdapter:
             for name, value in sorted(attrs.items())
             if isinstance(value, np.ndarray) and not name.startswith("_")
         ]
+
+    def set_parameters(self, model: Any, values: Mapping[str, np.ndarray]) -> None:
+        for name, value in values.items():
+            setattr(model, name, value)
 
     def outputs(self, raw: Any, model: Any) -> list[Array]:
         return flatten(raw, _leaf)

@@ -15,13 +15,17 @@ from tensorflow.python.eager import context
 
 def save() -> Callable[[], None]:
     ctx = context.context()
-    seed = ctx._seed
-    rng = ctx._rng
+    seed = getattr(ctx, "_seed", None)
+    had_rng = hasattr(ctx, "_rng")
+    rng = getattr(ctx, "_rng", None)
     state = rng.getstate() if rng is not None else None
 
     def restore() -> None:
         ctx._seed = seed
-        if state is None:
+        if not had_rng:
+            if hasattr(ctx, "_rng"):
+                del ctx._rng
+        elif state is None:
             ctx._rng = None
         else:
             restored = random.Random()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -77,6 +77,7 @@ _RNN_NAMES: dict[type[torch.nn.Module], tuple[str, ...]] = {
 
 class TorchAdapter:
     name = "torch"
+    convention = "torch"
 
     def prepare(self, model: Any, device: str | None) -> Any:
         if device is not None:
@@ -104,6 +105,11 @@ class TorchAdapter:
             assert host is not None
             out.append(Array(name, host[0], host[1]))
         return out
+
+    def set_parameters(self, model: Any, values: Mapping[str, np.ndarray]) -> None:
+        with torch.no_grad():
+            for name, param in model.named_parameters():
+                param.copy_(torch.from_numpy(values[name]).to(param.dtype))
 
     def outputs(self, raw: Any, model: Any) -> list[Array]:
         names = next((v for k, v in _RNN_NAMES.items() if type(model) is k), None)
