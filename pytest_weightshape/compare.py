@@ -275,7 +275,7 @@ def likely_causes(
             detail = []
             for p in changed[:3]:
                 gf, cf = gp[p].get("fingerprint", {}), cp[p].get("fingerprint", {})
-                if gf.get("std") is not None and cf.get("std") is not None:
+                if all(isinstance(f.get("std"), (int, float)) for f in (gf, cf)):
                     detail.append(f"{p} std {gf['std']:.6g} -> {cf['std']:.6g}")
                 else:
                     detail.append(p)

@@ -115,8 +115,11 @@ def _tensors_problem(where: str, tensors: Any, value_key: str) -> str | None:
         if not isinstance(info.get(value_key), dict):
             return f"{where}.{name}.{value_key} must be an object"
         for key, val in info[value_key].items():
-            if (val is not None and not isinstance(val, (*_NUM, str))) or isinstance(val, bool):
-                return f"{where}.{name}.{value_key}.{key} must be a number, string or null"
+            if key == "digest":
+                if not isinstance(val, str):
+                    return f"{where}.{name}.{value_key}.digest must be a string"
+            elif isinstance(val, bool) or not (val is None or isinstance(val, _NUM)):
+                return f"{where}.{name}.{value_key}.{key} must be a number or null"
     return None
 
 

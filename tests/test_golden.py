@@ -58,6 +58,10 @@ def test_non_finite_numbers_are_refused():
         (lambda text: text.replace('"shape": [', '"shape": ["a", ', 1), "shape must be a list"),
         (lambda text: text.replace('"base": true', '"base": false', 1), "exactly one variant"),
         (lambda text: text.replace('"count": ', '"count": [], "z": ', 1), "must be a number"),
+        (
+            lambda text: text.replace('"std": ', '"std": "wide", "w": ', 1),
+            "std must be a number or null",
+        ),
     ],
 )
 def test_corrupt_goldens_name_the_file_and_the_fix(check_doc, mutate, message):

@@ -1,6 +1,8 @@
 """The whole life cycle in inner pytest sessions (subprocesses: each gets fresh RNG and imports)."""
 
 import json
+import subprocess
+import sys
 import textwrap
 
 import pytest
@@ -454,3 +456,106 @@ def test_commands_in_messages_work_from_the_invocation_directory(pytester, monke
     out = result.stdout.str()
     assert "pytest --snapshot-update 'test_dense.py::test_dense'" in out
     assert "expected at: ../golden/sub/test_dense/test_dense.json" in out
+
+
+def test_hostile_parametrize_ids_stay_inside_golden_and_never_share_a_file(pytester):
+    ids = ["../../escape", "a/b", "a\\\\b", "c:d", "*", "ünïcode", "x" * 300, "x" * 301, "a_b"]
+    pytester.makepyfile(
+        test_dense=DENSE
+        + textwrap.dedent(
+            f"""
+            @pytest.mark.parametrize("n", range({len(ids)}), ids={ids!r})
+            @pytest.mark.shape_variant(units=[10, 5])
+            def test_ids(shape_variant, n):
+                shape_variant.check(Dense, inputs=(n + 1, 16))
+            """
+        )
+    )
+    run(pytester, "--snapshot-update").assert_outcomes(passed=len(ids))
+    root = (pytester.path / "golden").resolve()
+    files = [p for p in pytester.path.rglob("*.json")]
+    assert len(files) == len(ids)
+    assert all(root in p.resolve().parents for p in files)
+    assert {p.parent for p in files} == {root / "test_dense"}
+    run(pytester).assert_outcomes(passed=len(ids))
+
+
+def test_updating_a_subset_never_deletes_other_goldens(pytester):
+    pytester.makepyfile(
+        test_one=TEST + TEST.split(DENSE)[1].replace("def test_dense(", "def test_second("),
+        test_two=TEST,
+    )
+    run(pytester, "--snapshot-update").assert_outcomes(passed=3)
+    files = sorted(pytester.path.rglob("*.json"))
+    before = {p: p.read_bytes() for p in files}
+    for args in (
+        ["test_two.py"],
+        ["test_one.py::test_second"],
+        ["-k", "second"],
+        ["--ignore=test_one.py"],
+        ["--deselect=test_one.py::test_dense"],
+    ):
+        result = run(pytester, "--snapshot-update", *args)
+        assert result.ret == 0, args
+        assert {p: p.read_bytes() for p in sorted(pytester.path.rglob("*.json"))} == before, args
+    # --lf after a failure: only the failed test runs, the others keep their goldens
+    pytester.makepyfile(test_two=TEST.replace("SCALE = 1.0", "SCALE = 1.5"))
+    pytester.makeini("[pytest]\naddopts = --snapshot-no-colors\n")  # with the cache, for --lf
+    run(pytester).assert_outcomes(passed=2, failed=1)
+    run(pytester, "--lf", "--snapshot-update").assert_outcomes(passed=1)
+    after = {p: p.read_bytes() for p in sorted(pytester.path.rglob("*.json"))}
+    assert set(after) == set(before)
+    assert [p.name for p in after if after[p] != before[p]] == ["test_dense.json"]
+
+
+def test_nan_and_inf_outputs_are_recorded_as_standard_json_and_match_on_rerun(pytester):
+    pytester.makepyfile(
+        test_dense=DENSE
+        + textwrap.dedent(
+            """
+            @pytest.mark.shape_variant(units=[10, 5])
+            def test_dense(shape_variant):
+                def build(units):
+                    dense = Dense(units)
+                    return lambda x: np.where(dense(x) > 1.0, np.inf, np.log(dense(x) - 0.1))
+                shape_variant.check(build, inputs=(8, 16))
+            """
+        )
+    )
+    pytester.makeini(
+        "[pytest]\naddopts = -p no:cacheprovider --snapshot-no-colors\n"
+        "filterwarnings = ignore::RuntimeWarning\n"
+    )
+    run(pytester, "--snapshot-update").assert_outcomes(passed=1)
+    text = golden_of(pytester).read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    stats = json.loads(text)["checks"]["default"]["variants"]["units=10"]["outputs"]["output"][
+        "stats"
+    ]
+    assert stats["nan_count"] > 0 and stats["inf_count"] > 0
+    run(pytester).assert_outcomes(passed=1)
+    run(pytester, "--snapshot-update").assert_outcomes(passed=1)
+    assert golden_of(pytester).read_text() == text
+
+
+def test_two_processes_updating_one_golden_folder_corrupt_nothing(pytester):
+    body = "".join(
+        TEST.split(DENSE)[1].replace("def test_dense(", f"def test_{i}(") for i in range(12)
+    )
+    pytester.makepyfile(test_dense=DENSE + body)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "pytest", "--snapshot-update", "-q", "-p", "no:cacheprovider"],
+            cwd=pytester.path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        for _ in range(2)
+    ]
+    for proc in procs:
+        out, _ = proc.communicate(timeout=300)
+        assert proc.returncode == 0, out.decode()[-2000:]
+    files = sorted((pytester.path / "golden" / "test_dense").iterdir())
+    assert len(files) == 12
+    assert all(json.loads(f.read_text())["checks"]["default"] for f in files)
+    run(pytester).assert_outcomes(passed=12)
