@@ -8,10 +8,12 @@ only defined when the output shapes match.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+
+from .stats import BLOCK, blocks
 
 #: Below this many samples CKA is not recorded: it is undefined for n < 2 and identically 1
 #: for n = 2 (two centred samples span one direction), so it would pin nothing.
@@ -61,31 +63,76 @@ def _feature_axis(base: np.ndarray, variant: np.ndarray, hint: int) -> int | Non
     return hint % base.ndim
 
 
-def _centered_matrix(x: np.ndarray, axis: int) -> np.ndarray:
-    m = np.moveaxis(x, axis, -1).reshape(-1, x.shape[axis]).astype(np.float64)
-    centered: np.ndarray = m - m.mean(axis=0, keepdims=True)
-    return centered
+#: CKA needs a min(n, p + q)-square matrix; beyond this side it is not computed (the memory
+#: would rival the outputs themselves).
+CKA_MAX_SIDE = 4096
+
+
+def _as_matrix(x: np.ndarray, axis: int) -> np.ndarray:
+    """(samples, features) view of ``x``: features on ``axis``, samples all other axes."""
+    return np.moveaxis(x, axis, -1).reshape(-1, x.shape[axis])
+
+
+def _row_blocks(m: np.ndarray, width: int) -> Iterator[np.ndarray]:
+    step = max(1, BLOCK // max(1, width))
+    for start in range(0, m.shape[0], step):
+        yield m[start : start + step].astype(np.float64)
+
+
+def _column_blocks(m: np.ndarray) -> Iterator[np.ndarray]:
+    step = max(1, BLOCK // max(1, m.shape[0]))
+    for start in range(0, m.shape[1], step):
+        block = m[:, start : start + step].astype(np.float64)
+        yield block - block.mean(axis=0, keepdims=True)
+
+
+def _cka_result(hsic: float, norm: float) -> float | None:
+    if norm == 0 or not math.isfinite(norm):
+        return None
+    return float(hsic / norm)
 
 
 def linear_cka(x: np.ndarray, y: np.ndarray) -> float | None:
-    """Linear CKA of two centred (n, p) and (n, q) matrices; ``None`` when undefined.
+    """Linear CKA of an (n, p) and an (n, q) matrix (centred here); ``None`` when undefined.
 
-    Uses the feature form (p x q cross-covariance) when features are fewer than samples,
-    the Gram form (n x n) otherwise: the cost is min(n, p + q) squared times the other.
+    The feature form (p x q cross-covariances) when features are fewer than samples, the Gram
+    form (n x n) otherwise, accumulated over blocks in float64: the cost is
+    n * (p + q) * min(n, p + q) and the memory min(n, p + q) squared.
     """
     n, p = x.shape
     q = y.shape[1]
     if p + q <= n:
-        hsic = float(np.linalg.norm(x.T @ y)) ** 2
-        norm = float(np.linalg.norm(x.T @ x) * np.linalg.norm(y.T @ y))
-    else:
-        k = x @ x.T
-        ell = y @ y.T
-        hsic = float(np.vdot(k, ell))
-        norm = float(np.linalg.norm(k) * np.linalg.norm(ell))
-    if norm == 0 or not math.isfinite(norm):
-        return None
-    return float(hsic / norm)
+        width = max(p, q)
+        mx = sum(b.sum(axis=0) for b in _row_blocks(x, width)) / n
+        my = sum(b.sum(axis=0) for b in _row_blocks(y, width)) / n
+        xx, yy, xy = np.zeros((p, p)), np.zeros((q, q)), np.zeros((p, q))
+        for bx, by in zip(_row_blocks(x, width), _row_blocks(y, width), strict=True):
+            bx -= mx
+            by -= my
+            xx += bx.T @ bx
+            yy += by.T @ by
+            xy += bx.T @ by
+        return _cka_result(float(np.vdot(xy, xy)), float(np.linalg.norm(xx) * np.linalg.norm(yy)))
+    k, ell = np.zeros((n, n)), np.zeros((n, n))
+    for bx in _column_blocks(x):
+        k += bx @ bx.T
+    for by in _column_blocks(y):
+        ell += by @ by.T
+    return _cka_result(float(np.vdot(k, ell)), float(np.linalg.norm(k) * np.linalg.norm(ell)))
+
+
+def _similarity(a: np.ndarray, b: np.ndarray) -> tuple[float | None, float]:
+    """Cosine similarity and max |a - b| of two same-shape arrays, streamed in float64."""
+    dot = na = nb = 0.0
+    worst = 0.0
+    for ba, bb in zip(blocks(a.reshape(-1)), blocks(b.reshape(-1)), strict=True):
+        wa, wb = ba.astype(np.float64), bb.astype(np.float64)
+        dot += float(np.dot(wa, wb))
+        na += float(np.dot(wa, wa))
+        nb += float(np.dot(wb, wb))
+        worst = max(worst, float(np.max(np.abs(wa - wb))))
+    norm = math.sqrt(na) * math.sqrt(nb)
+    return (dot / norm if norm else None), worst
 
 
 def output_divergence(
@@ -112,19 +159,22 @@ def output_divergence(
     mb, mv = base_stats.get("mean"), variant_stats.get("mean")
     if isinstance(mb, (int, float)) and isinstance(mv, (int, float)):
         out["mean_difference"] = float(mv) - float(mb)
-    if not (np.isfinite(base).all() and np.isfinite(variant).all()):
+    nonfinite = sum(
+        int(s.get(k) or 0) for s in (base_stats, variant_stats) for k in ("nan_count", "inf_count")
+    )
+    if nonfinite:
         return out
     if base.shape == variant.shape and base.size:
-        a = base.reshape(-1).astype(np.float64)
-        b = variant.reshape(-1).astype(np.float64)
-        norm = float(np.linalg.norm(a) * np.linalg.norm(b))
-        out["cosine"] = float(np.dot(a, b) / norm) if norm else None
-        out["max_abs_difference"] = float(np.max(np.abs(a - b)))
+        out["cosine"], out["max_abs_difference"] = _similarity(base, variant)
     axis = _feature_axis(base, variant, feature_axis)
     if axis is not None and base.size and variant.size:
-        x = _centered_matrix(base, axis)
-        y = _centered_matrix(variant, axis)
-        if x.shape[0] == y.shape[0] and x.shape[0] >= CKA_MIN_SAMPLES:
+        x, y = _as_matrix(base, axis), _as_matrix(variant, axis)
+        n = x.shape[0]
+        if (
+            n == y.shape[0]
+            and n >= CKA_MIN_SAMPLES
+            and min(n, x.shape[1] + y.shape[1]) <= CKA_MAX_SIDE
+        ):
             out["cka"] = linear_cka(x, y)
-            out["cka_n"] = int(x.shape[0])
+            out["cka_n"] = int(n)
     return out

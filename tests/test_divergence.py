@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from pytest_weightshape.divergence import (
-    _centered_matrix,
+    _as_matrix,
     linear_cka,
     output_divergence,
     parameter_divergence,
@@ -18,13 +18,14 @@ def test_feature_and_gram_forms_agree():
     rng = np.random.default_rng(0)
     x = rng.standard_normal((300, 20))
     y = np.tanh(x @ rng.standard_normal((20, 40)))
-    xc, yc = x - x.mean(0), y - y.mean(0)
-    feature = linear_cka(xc, yc)  # p + q = 60 <= n = 300
-    gram = linear_cka(xc[:50], yc[:50])  # p + q = 60 > n = 50
-    k, ell = xc[:50] @ xc[:50].T, yc[:50] @ yc[:50].T
-    assert gram == pytest.approx(np.sum(k * ell) / np.linalg.norm(k) / np.linalg.norm(ell))
-    kf, lf = xc @ xc.T, yc @ yc.T
-    assert feature == pytest.approx(np.sum(kf * lf) / np.linalg.norm(kf) / np.linalg.norm(lf))
+
+    def reference(a, b):  # the textbook Gram form on centred matrices
+        a, b = a - a.mean(0), b - b.mean(0)
+        k, ell = a @ a.T, b @ b.T
+        return np.sum(k * ell) / np.linalg.norm(k) / np.linalg.norm(ell)
+
+    assert linear_cka(x, y) == pytest.approx(reference(x, y))  # feature form: 60 <= n = 300
+    assert linear_cka(x[:50], y[:50]) == pytest.approx(reference(x[:50], y[:50]))  # Gram form
 
 
 def test_cka_is_blind_to_scale_the_ratios_are_not():
@@ -47,8 +48,8 @@ def test_width_change_uses_the_differing_axis_as_features():
 
 
 def test_channels_first_hint_for_equal_shapes():
-    x = np.random.default_rng(3).standard_normal((2, 8, 5, 5))
-    assert _centered_matrix(x, 1).shape == (50, 8)
+    x = np.random.default_rng(3).standard_normal((2, 8, 5, 5)).astype(np.float32)
+    assert _as_matrix(x, 1).shape == (50, 8)
     assert div(x, x, axis=1)["cka_n"] == 50
 
 
@@ -61,6 +62,23 @@ def test_undefined_measures_are_null():
     assert d["cosine"] is None and d["std_ratio"] is None
     nan = np.array([[np.nan, 1.0]], np.float32)
     assert div(nan, nan)["cosine"] is None
+
+
+def test_streaming_blocks_give_the_same_answer(monkeypatch):
+    import pytest_weightshape.divergence as divergence
+    import pytest_weightshape.stats as stats
+
+    rng = np.random.default_rng(5)
+    a = rng.standard_normal((600, 12)).astype(np.float32)
+    b = np.tanh(a @ rng.standard_normal((12, 7))).astype(np.float32)
+    whole = div(a, a * 1.5 + 0.1), div(a, b), stats.summarize(a)
+    monkeypatch.setattr(stats, "BLOCK", 64)
+    monkeypatch.setattr(divergence, "BLOCK", 64)
+    chunked = div(a, a * 1.5 + 0.1), div(a, b), stats.summarize(a)
+    for w, c in zip(whole, chunked, strict=True):
+        numbers = {k for k, v in w.items() if isinstance(v, float)}
+        assert {k: c[k] for k in numbers} == pytest.approx({k: w[k] for k in numbers}, rel=1e-12)
+        assert {k: c[k] for k in w if k not in numbers} == {k: w[k] for k in w if k not in numbers}
 
 
 def test_parameter_divergence_names_shape_changes():
