@@ -131,6 +131,10 @@ def _axis_values(name: str, values: object) -> list[Any]:
 
 
 def _explicit_variants(variants: object) -> list[tuple[str | None, Mapping[str, Any]]]:
+    if isinstance(variants, (Mapping, list, tuple)) and not variants:
+        raise SpecError(
+            "variants= is empty; give the base first, e.g. variants=[{'units': 10}, {'units': 5}]"
+        )
     if isinstance(variants, Mapping):
         items = list(variants.items())
         for key, kwargs in items:
@@ -149,11 +153,6 @@ def _explicit_variants(variants: object) -> list[tuple[str | None, Mapping[str, 
                     f"variants[{i}] must be a dict of builder kwargs, got {type(kwargs).__name__}"
                 )
             out.append((None, kwargs))
-        if not out:
-            raise SpecError(
-                "variants= is empty; give the base first, "
-                "e.g. variants=[{'units': 10}, {'units': 5}]"
-            )
         return out
     raise SpecError(
         f"variants= must be a list of dicts (first is the base) or a dict name -> kwargs, "

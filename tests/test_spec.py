@@ -100,6 +100,7 @@ def test_empty_kwargs_name():
         ((), {"units": [object(), object()]}, "no stable, short name"),
         ((), {"units": [1, 2], "variants": [{"units": 1}]}, "either axes"),
         ((), {"variants": []}, "variants= is empty"),
+        ((), {"variants": {}}, "variants= is empty"),
         ((), {"variants": [{"units": 1}, 5]}, "variants[1] must be a dict"),
         ((), {"variants": "units"}, "must be a list of dicts"),
         ((), {"units": [1, 2], "grid": "yes"}, "grid= must be True or False"),
