@@ -42,6 +42,7 @@ def collect(device: str) -> dict[str, Any]:
     env: dict[str, Any] = {
         "python": platform.python_version(),
         "platform": f"{platform.system()}-{platform.machine()}",
+        "cpu": cpu_name(),
     }
     # versions of numpy and of the frameworks this process imported (installed-but-unused
     # ones would only add noise to environment diffs)
@@ -58,8 +59,17 @@ def collect(device: str) -> dict[str, Any]:
         if torch.backends.cudnn.is_available():
             env["cudnn"] = torch.backends.cudnn.version()
         env["threads"] = torch.get_num_threads()
+        env["torch_tf32_matmul"] = bool(torch.backends.cuda.matmul.allow_tf32)
+        env["torch_tf32_cudnn"] = bool(torch.backends.cudnn.allow_tf32)
+        env["torch_matmul_precision"] = torch.get_float32_matmul_precision()
+        env["torch_deterministic"] = bool(torch.are_deterministic_algorithms_enabled())
     else:
         env["threads"] = os.cpu_count()
+    if "tensorflow" in sys.modules:
+        from tensorflow.python.framework import config as tf_config
+
+        env["tensorflow_gpus"] = len(tf_config.list_physical_devices("GPU"))
+        env["tensorflow_deterministic"] = bool(tf_config.is_op_determinism_enabled())
     if "keras" in sys.modules:
         env["keras_backend"] = sys.modules["keras"].backend.backend()
     if "tensorflow" in sys.modules:
@@ -70,6 +80,18 @@ def collect(device: str) -> dict[str, Any]:
         env["device_name"] = torch.cuda.get_device_name(index)
         env["compute_capability"] = ".".join(map(str, torch.cuda.get_device_capability(index)))
     return env
+
+
+def cpu_name() -> str:
+    """The processor's model name (``/proc/cpuinfo`` on Linux), else ``platform.processor()``."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def differences(golden: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:

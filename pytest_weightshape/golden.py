@@ -141,6 +141,13 @@ def _divergence_problem(where: str, div: Any) -> str | None:
     outs = div.get("outputs")
     if not isinstance(outs, dict) or not all(isinstance(o, dict) for o in outs.values()):
         return f"{where}.outputs must be an object of objects"
+    noise = div.get("noise", {})
+    if not isinstance(noise, dict) or not all(
+        isinstance(n, dict)
+        and all(isinstance(v, _NUM) and not isinstance(v, bool) for v in n.values())
+        for n in noise.values()
+    ):
+        return f"{where}.noise must be an object of objects of numbers"
     for oname, measures in outs.items():
         for key, val in measures.items():
             if isinstance(val, bool) or not (val is None or isinstance(val, (*_NUM, str))):
@@ -180,6 +187,12 @@ def check_problem(check: Any) -> str | None:
         problem = _tensors_problem(f"{where}.outputs", var.get("outputs"), "stats")
         if problem:
             return problem
+        for oname, out in var["outputs"].items():
+            noise = out.get("noise", {})
+            if not isinstance(noise, dict) or not all(
+                isinstance(v, _NUM) and not isinstance(v, bool) for v in noise.values()
+            ):
+                return f"{where}.outputs.{oname}.noise must be an object of numbers"
         if "divergence" in var:
             problem = _divergence_problem(f"{where}.divergence", var["divergence"])
             if problem:

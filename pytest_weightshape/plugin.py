@@ -10,26 +10,52 @@ import os
 import traceback
 import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from .devices import check_device
 from .errors import SpecError, WeightShapeError
 from .spec import MARKER_SIGNATURE, VariantSpec, parse_marker
-from .tolerance import Override, check_number, parse_per_stat, resolve
+from .tolerance import Override, check_number, parse_per_stat, parse_profiles, resolve
 
 if TYPE_CHECKING:
     from syrupy.assertion import SnapshotAssertion
 
     from .result import CheckResult
 
-#: Command-line option -> (ini twin, help).
+#: Command-line option -> (ini twin, help). Valued options; flags are below.
 _OPTIONS: dict[str, tuple[str, str]] = {
     "golden_dir": ("weightshape_golden_dir", "folder of golden files, relative to rootdir"),
     "rtol": ("weightshape_rtol", "relative tolerance for every check (default: per dtype)"),
     "atol": ("weightshape_atol", "absolute tolerance for every check (default: rtol x output rms)"),
+    "device": ("weightshape_device", "where checks run: auto, cpu (default), cuda, cuda:N, mps"),
+    "device_rtol": (
+        "weightshape_device_rtol",
+        "device profiles, e.g. 'cuda=1e-3 mps=1e-3 cross=1e-3' (rtol floors per device kind)",
+    ),
+}
+#: Flags (store_true) -> (ini twin, help).
+_FLAGS: dict[str, tuple[str, str]] = {
+    "device_strict": (
+        "weightshape_device_strict",
+        "fail, instead of skip, a check whose device is not available",
+    ),
+    "deterministic": (
+        "weightshape_deterministic",
+        "run checks with deterministic algorithms (torch) and op determinism (tensorflow)",
+    ),
+    "golden_per_device": (
+        "weightshape_golden_per_device",
+        "keep one golden entry per device kind (cpu, cuda, mps) instead of one for all",
+    ),
+    "calibrate": (
+        "weightshape_calibrate",
+        "also run each variant in float64 and store each statistic's float32 rounding noise; "
+        "a golden so recorded allows max(tolerance, 10 x noise)",
+    ),
 }
 
 
@@ -40,6 +66,12 @@ class Settings:
     golden_root: Path
     override: Override
     sources: Mapping[str, str]
+    device: str = "cpu"
+    profiles: Mapping[str, float] = field(default_factory=dict)
+    device_strict: bool = False
+    deterministic: bool = False
+    golden_per_device: bool = False
+    calibrate: bool = False
 
 
 _SETTINGS = pytest.StashKey[Settings]()
@@ -95,6 +127,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
             help=f"{help_text} (ini: {ini})",
         )
         parser.addini(ini, help_text, default=None)
+    for dest, (ini, help_text) in _FLAGS.items():
+        group.addoption(
+            f"--weightshape-{dest.replace('_', '-')}",
+            dest=f"weightshape_{dest}",
+            action="store_true",
+            default=False,
+            help=f"{help_text} (ini: {ini} = true)",
+        )
+        parser.addini(ini, help_text, type="bool", default=False)
 
 
 def _setting(config: pytest.Config, dest: str) -> tuple[str | None, str]:
@@ -119,6 +160,14 @@ def _float_setting(config: pytest.Config, dest: str) -> tuple[float | None, str]
         ) from exc
 
 
+def _flag(config: pytest.Config, dest: str) -> tuple[bool, str]:
+    if config.getoption(f"weightshape_{dest}"):
+        return True, "command line"
+    if config.getini(_FLAGS[dest][0]):
+        return True, "ini"
+    return False, "default"
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
@@ -128,10 +177,31 @@ def pytest_configure(config: pytest.Config) -> None:
     golden_dir, golden_source = _setting(config, "golden_dir")
     rtol, rtol_source = _float_setting(config, "rtol")
     atol, atol_source = _float_setting(config, "atol")
+    device, device_source = _setting(config, "device")
+    profiles_text, profiles_source = _setting(config, "device_rtol")
+    flags = {dest: _flag(config, dest) for dest in _FLAGS}
+    try:
+        check_device(device, f"--weightshape-device ({device_source})")
+        profiles = parse_profiles(profiles_text, f"--weightshape-device-rtol ({profiles_source})")
+    except SpecError as exc:
+        raise pytest.UsageError(str(exc)) from None
     settings = Settings(
         golden_root=config.rootpath / (golden_dir or "golden"),
         override=Override(rtol=rtol, atol=atol),
-        sources={"golden_dir": golden_source, "rtol": rtol_source, "atol": atol_source},
+        sources={
+            "golden_dir": golden_source,
+            "rtol": rtol_source,
+            "atol": atol_source,
+            "device": device_source,
+            "device_rtol": profiles_source,
+            **{dest: source for dest, (_, source) in flags.items()},
+        },
+        device=device or "cpu",
+        profiles=profiles,
+        device_strict=flags["device_strict"][0],
+        deterministic=flags["deterministic"][0],
+        golden_per_device=flags["golden_per_device"][0],
+        calibrate=flags["calibrate"][0],
     )
     config.stash[_SETTINGS] = settings
     outcomes = _Outcomes(config)
@@ -142,6 +212,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_PREVIOUS_ROOTS] = (WeightShapeExtension.rootdir, WeightShapeExtension.golden_root)
     WeightShapeExtension.rootdir = config.rootpath
     WeightShapeExtension.golden_root = settings.golden_root
+    WeightShapeExtension.only_device = None
 
 
 _PREVIOUS_ROOTS = pytest.StashKey[tuple[Path, Path]]()
@@ -174,9 +245,15 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         )
         or "per-dtype defaults"
     )
+    extras = [f"device {settings.device} ({settings.sources['device']})"]
+    extras += [
+        f"{dest.replace('_', '-')} ({settings.sources[dest]})"
+        for dest in _FLAGS
+        if getattr(settings, dest)
+    ]
     return [
         f"weightshape: goldens in {where}/ ({settings.sources['golden_dir']}); "
-        f"tolerance {tol}; {versions}"
+        f"tolerance {tol}; {', '.join(extras)}; {versions}"
     ]
 
 
@@ -249,14 +326,14 @@ class ShapeVariant:
     ) -> CheckResult:
         from syrupy.location import PyTestLocation
 
-        from . import golden, report
+        from . import devices, golden, report
         from .result import CheckResult
         from .run import Observer
         from .snapshot import Candidate, WeightShapeExtension
 
         check = golden.DEFAULT_CHECK if name is None else name
-        if not isinstance(check, str) or not check:
-            raise SpecError(f"check name= must be a non-empty string, got {name!r}")
+        if not isinstance(check, str) or not check or "@" in check:
+            raise SpecError(f"check name= must be a non-empty string without '@', got {name!r}")
         if check in self._names:
             what = "unnamed checks" if name is None else f"checks named {check!r}"
             raise SpecError(
@@ -265,6 +342,15 @@ class ShapeVariant:
             )
         self._names.add(check)
         settings = self._request.config.stash[_SETTINGS]
+        requested = check_device(device, "check()") or self.spec.device or settings.device
+        placement = devices.resolve(requested)
+        if placement.unavailable:
+            if settings.device_strict:
+                raise SpecError(f"device unavailable: {placement.unavailable}")
+            pytest.skip(f"weightshape: {placement.unavailable}")
+        if settings.golden_per_device:
+            check = f"{check}@{devices.kind(placement.device)}"
+            WeightShapeExtension.only_device = devices.kind(placement.device)
         policy = resolve(
             (
                 Override(
@@ -274,8 +360,17 @@ class ShapeVariant:
             ),
             (self.spec.tolerance, self.spec.per_stat),
             (settings.override, {}),
+            profiles=settings.profiles,
         )
-        document = Observer(self.spec, build, inputs, device=device, weights=weights).observe()
+        document = Observer(
+            self.spec,
+            build,
+            inputs,
+            device=placement.device,
+            weights=weights,
+            deterministic=settings.deterministic,
+            calibrate=settings.calibrate,
+        ).observe()
 
         if self._assertion is None:
             self._assertion = self._snapshot.use_extension(WeightShapeExtension)

@@ -16,9 +16,10 @@ from typing import Any
 import numpy as np
 
 from . import environment
+from .calibration import divergence_noise, output_noise
 from .divergence import output_divergence, parameter_divergence
 from .errors import ModelError, SpecError
-from .frameworks import Adapter, Array, adapter_for, seeded, to_numpy
+from .frameworks import Adapter, Array, adapter_for, numerics, placed, seeded, to_numpy
 from .golden import SCHEMA_VERSION
 from .portable import redraw
 from .spec import Variant, VariantSpec, check_weights, format_value
@@ -128,6 +129,8 @@ class Observer:
         *,
         device: str | None = None,
         weights: str | None = None,
+        deterministic: bool = False,
+        calibrate: bool = False,
     ) -> None:
         if not callable(build):
             raise SpecError(
@@ -137,6 +140,8 @@ class Observer:
         self.spec = spec
         self.build = build
         self.device = device
+        self.deterministic = deterministic
+        self.calibrate = calibrate
         self.weights = check_weights(weights if weights is not None else spec.weights, "check()")
         self.inputs = make_inputs(inputs, spec.seed)
         host_inputs = []
@@ -190,8 +195,27 @@ class Observer:
         except ModelError as exc:
             raise ModelError(f"variant {variant.name}: {exc}") from None
 
+    def _calibrate(
+        self, variant: Variant, adapter: Adapter, model: Any, outputs: list[Array], doc: Any
+    ) -> None:
+        """Record each output statistic's float32 rounding noise (see ``calibration``)."""
+        wide = adapter.float64_copy(model)
+        if wide is None:
+            return
+        narrow = {o.name: o for o in outputs}
+        for o in self._forward(variant, adapter, wide):
+            mine = narrow.get(o.name)
+            if mine is not None and mine.dtype == "float32" and o.value.shape == mine.value.shape:
+                noise = output_noise(mine.value, o.value)
+                if noise:
+                    doc["outputs"][o.name]["noise"] = noise
+
     def observe(self) -> dict[str, Any]:
         """Build, run and measure every variant; the base's outputs are kept for divergence."""
+        with numerics(self.deterministic), placed(self.device):
+            return self._observe()
+
+    def _observe(self) -> dict[str, Any]:
         variants: dict[str, Any] = {}
         base_outputs: dict[str, np.ndarray] = {}
         base_doc: dict[str, Any] = {}
@@ -225,6 +249,8 @@ class Observer:
                     for o in outputs
                 },
             }
+            if self.calibrate:
+                self._calibrate(variant, adapter, model, outputs, doc)
             if variant.is_base:
                 base_outputs = {o.name: o.value for o in outputs}
                 base_doc = doc
@@ -252,6 +278,19 @@ class Observer:
                         n for n in base_outputs if n not in {o.name for o in outputs}
                     ],
                 }
+                noise = {
+                    name: divergence_noise(
+                        base_doc["outputs"][name]["stats"],
+                        base_doc["outputs"][name]["noise"],
+                        doc["outputs"][name]["stats"],
+                        doc["outputs"][name]["noise"],
+                        measures,
+                    )
+                    for name, measures in doc["divergence"]["outputs"].items()
+                    if "noise" in doc["outputs"][name] and "noise" in base_doc["outputs"][name]
+                }
+                if noise:
+                    doc["divergence"]["noise"] = noise
             variants[variant.name] = doc
             del model, outputs
         return {

@@ -68,6 +68,9 @@ class WeightShapeExtension(AbstractSyrupyExtension):
     #: Set by the plugin at configure time (pytest's rootdir and the golden folder).
     rootdir: ClassVar[Path] = Path.cwd()
     golden_root: ClassVar[Path] = Path.cwd() / "golden"
+    #: With goldens kept per device kind, entries of other kinds (``default@cuda`` on a CPU
+    #: run) are not shown to syrupy: never "unused", never deleted, merged back on write.
+    only_device: ClassVar[str | None] = None
 
     # -- serialising and matching ---------------------------------------------------------
 
@@ -153,6 +156,9 @@ class WeightShapeExtension(AbstractSyrupyExtension):
             collection.add(Snapshot(name=Path(snapshot_location).stem))
             return collection
         for check in checks:
+            _, at, device = check.partition("@")
+            if at and self.only_device is not None and device != self.only_device:
+                continue
             collection.add(Snapshot(name=snapshot_name_for(test or "", check)))
         return collection
 

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .devices import check_device
 from .errors import SpecError
 from .tolerance import Override, check_number, parse_per_stat
 
@@ -27,13 +28,14 @@ MARKER_SETTINGS: tuple[str, ...] = (
     "atol",
     "tolerance",
     "weights",
+    "device",
 )
 #: How weights are initialised: by the framework's own init, or redrawn portably.
 WEIGHTS_CHOICES: tuple[str, ...] = ("framework", "portable")
 #: The marker's documented signature, shown in errors.
 MARKER_SIGNATURE = (
     "shape_variant(**axes, variants=None, grid=False, seed=0, rtol=None, atol=None, "
-    "tolerance=None, weights='framework')"
+    "tolerance=None, weights='framework', device=None)"
 )
 
 
@@ -55,6 +57,7 @@ class VariantSpec:
     tolerance: Override = field(default_factory=Override)
     per_stat: Mapping[str, Override] = field(default_factory=dict)
     weights: str = "framework"
+    device: str | None = None
 
     @property
     def base(self) -> Variant:
@@ -183,6 +186,7 @@ def parse_marker(args: Sequence[Any], kwargs: Mapping[str, Any]) -> VariantSpec:
     )
     per_stat = parse_per_stat(kwargs.get("tolerance"), "marker")
     weights = check_weights(kwargs.get("weights", "framework"), "marker")
+    device = check_device(kwargs.get("device"), "marker")
 
     raw: list[tuple[str | None, Mapping[str, Any]]]
     if kwargs.get("variants") is not None:
@@ -238,4 +242,5 @@ def parse_marker(args: Sequence[Any], kwargs: Mapping[str, Any]) -> VariantSpec:
         tolerance=override,
         per_stat=per_stat,
         weights=weights,
+        device=device,
     )

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .errors import SpecError
@@ -66,6 +66,11 @@ DTYPE_RTOL: Mapping[str, float] = {
 #: Fallback for dtypes not in the table (float-like dtypes of other frameworks).
 DEFAULT_RTOL = 1e-5
 
+#: Device profiles: the smallest rtol for outputs computed on a device kind, and ``cross`` for a
+#: golden recorded on another kind. CUDA convolutions, matmuls and RNNs use TF32 by default
+#: (10-bit mantissa), so GPU results and CPU-vs-GPU comparisons need TF32-level tolerance.
+DEFAULT_PROFILES: Mapping[str, float] = {"cpu": 0.0, "cuda": 1e-3, "mps": 1e-3, "cross": 1e-3}
+
 
 @dataclass(frozen=True)
 class Override:
@@ -88,6 +93,21 @@ class Policy:
 
     default: Override = Override()
     per_stat: Mapping[str, Override] = field(default_factory=dict)
+    #: Device profiles (see ``DEFAULT_PROFILES``) and the floor they set for this comparison.
+    profiles: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_PROFILES))
+    floor: float = 0.0
+
+    def for_devices(self, golden_kind: str, current_kind: str) -> Policy:
+        """This policy with the rtol floor of the device kinds compared."""
+        if golden_kind == current_kind:
+            floor = self.profiles.get(current_kind, 0.0)
+        else:
+            floor = max(
+                self.profiles.get(golden_kind, 0.0),
+                self.profiles.get(current_kind, 0.0),
+                self.profiles.get("cross", 0.0),
+            )
+        return replace(self, floor=floor)
 
     def allowed(self, stat: str, golden: float, *, dtype: str, scale: float, count: int) -> float:
         """The largest ``|current - golden|`` accepted for ``stat``.
@@ -95,7 +115,7 @@ class Policy:
         ``scale`` is the golden output's root mean square, ``count`` its element count.
         """
         chosen = self.per_stat.get(stat, Override()).over(self.default)
-        rtol = chosen.rtol if chosen.rtol is not None else dtype_rtol(dtype)
+        rtol = chosen.rtol if chosen.rtol is not None else max(dtype_rtol(dtype), self.floor)
         if stat in DIVERGENCE_RATIO and chosen.rtol is None:
             rtol = 2 * rtol
         if chosen.atol is not None:
@@ -110,7 +130,11 @@ class Policy:
 
     def describe(self) -> dict[str, Any]:
         """A JSON-friendly summary, for reports."""
-        out: dict[str, Any] = {"rtol": self.default.rtol, "atol": self.default.atol}
+        out: dict[str, Any] = {
+            "rtol": self.default.rtol,
+            "atol": self.default.atol,
+            "floor": self.floor,
+        }
         if self.per_stat:
             out["per_stat"] = {
                 k: {"rtol": v.rtol, "atol": v.atol} for k, v in sorted(self.per_stat.items())
@@ -168,7 +192,28 @@ def parse_per_stat(value: object, where: str) -> dict[str, Override]:
     return result
 
 
-def resolve(*layers: tuple[Override, Mapping[str, Override]]) -> Policy:
+def parse_profiles(text: str | None, where: str) -> dict[str, float]:
+    """``"cuda=1e-3 mps=1e-3 cross=1e-3"`` over the defaults."""
+    profiles = dict(DEFAULT_PROFILES)
+    for item in (text or "").replace(",", " ").split():
+        key, sep, value = item.partition("=")
+        if not sep or key not in DEFAULT_PROFILES:
+            raise SpecError(
+                f"{where}: expected kind=rtol with kind in {', '.join(DEFAULT_PROFILES)}, "
+                f"got {item!r}"
+            )
+        try:
+            number = check_number(float(value), f"{where}: {key}")
+        except ValueError:
+            raise SpecError(f"{where}: {key}= needs a number, got {value!r}") from None
+        profiles[key] = float(number or 0.0)
+    return profiles
+
+
+def resolve(
+    *layers: tuple[Override, Mapping[str, Override]],
+    profiles: Mapping[str, float] | None = None,
+) -> Policy:
     """Combine settings, highest precedence first (check, marker, command line, ini)."""
     default = Override()
     per_stat: dict[str, Override] = {}
@@ -176,7 +221,11 @@ def resolve(*layers: tuple[Override, Mapping[str, Override]]) -> Policy:
         default = override.over(default)
         for stat, stat_override in stats.items():
             per_stat[stat] = stat_override.over(per_stat.get(stat, Override()))
-    return Policy(default=default, per_stat=per_stat)
+    return Policy(
+        default=default,
+        per_stat=per_stat,
+        profiles=dict(profiles if profiles is not None else DEFAULT_PROFILES),
+    )
 
 
 def rms(stats: Mapping[str, Any]) -> float:

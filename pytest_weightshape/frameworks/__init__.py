@@ -49,6 +49,9 @@ class Adapter(Protocol):
     def set_parameters(self, model: Any, values: Mapping[str, np.ndarray]) -> None:
         """Overwrite parameters by name (for portable weights)."""
 
+    def float64_copy(self, model: Any) -> Any | None:
+        """The same model computing in float64 (calibration), or ``None`` if not possible."""
+
     def outputs(self, raw: Any, model: Any) -> list[Array]:
         """Flatten a raw output (tensor, tuple, list, dict) to named arrays."""
 
@@ -65,8 +68,13 @@ _FRAMEWORKS: tuple[tuple[str, str], ...] = (("keras", "keras_adapter"), ("torch"
 #: (module that must already be imported, module with ``save() -> restore`` and ``seed(int)``).
 _RNGS: tuple[tuple[str, str], ...] = (
     ("torch", "torch_adapter"),
-    ("tensorflow", "tensorflow_rng"),
+    ("tensorflow", "tensorflow_adapter"),
     ("keras", "keras_adapter"),
+)
+#: Modules with ``deterministic() -> restore`` (deterministic algorithms / op determinism).
+_DETERMINISM: tuple[tuple[str, str], ...] = (
+    ("torch", "torch_adapter"),
+    ("tensorflow", "tensorflow_adapter"),
 )
 
 
@@ -116,6 +124,31 @@ def seeded(seed: int) -> Iterator[None]:
             restore()
         np.random.set_state(np_state)
         random.setstate(py_state)
+
+
+@contextmanager
+def numerics(deterministic: bool) -> Iterator[None]:
+    """Deterministic algorithms in every imported framework for the block, when asked."""
+    restores = (
+        [_load(m).deterministic() for name, m in _DETERMINISM if name in sys.modules]
+        if deterministic
+        else []
+    )
+    try:
+        yield
+    finally:
+        for restore in reversed(restores):
+            restore()
+
+
+@contextmanager
+def placed(device: str | None) -> Iterator[None]:
+    """Frameworks that place tensors at creation (Keras) build and run on ``device``."""
+    if device is None or "keras" not in sys.modules:
+        yield
+        return
+    with _load("keras_adapter").placed(device):
+        yield
 
 
 def to_numpy(value: Any) -> tuple[np.ndarray, str] | None:

@@ -10,7 +10,8 @@ whichever test ran first.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import keras
@@ -49,6 +50,14 @@ def seed(value: int) -> None:
     tensorflow or touching other frameworks (the harness seeds those itself)."""
     global_state.set_global_attribute(_SEED_ATTRIBUTES[0], value)
     global_state.set_global_attribute(_SEED_ATTRIBUTES[1], None)
+
+
+@contextmanager
+def placed(device: str) -> Iterator[None]:
+    """Build and run Keras models on ``device`` (``cuda:N`` is Keras's ``gpu:N``)."""
+    name = device.replace("cuda", "gpu") if device.startswith("cuda") else device
+    with keras.device(name):
+        yield
 
 
 def dtype_name(dtype: Any) -> str:
@@ -130,6 +139,9 @@ class KerasAdapter:
         names = stable_names([w.path for w in weights], _own_name(model))
         for name, weight in zip(names, weights, strict=True):
             weight.assign(values[name])
+
+    def float64_copy(self, model: Any) -> Any | None:
+        return None  # Keras fixes dtypes at build time; rebuilding in float64 is not generic
 
     def outputs(self, raw: Any, model: Any) -> list[Array]:
         return flatten(raw, to_numpy)

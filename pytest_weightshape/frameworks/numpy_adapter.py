@@ -6,6 +6,7 @@ a plain function has none. Builders draw weights from ``np.random`` (seeded per 
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from typing import Any
 
@@ -27,7 +28,12 @@ class NumpyAdapter:
 
     def convert_input(self, value: Any, model: Any) -> Any:
         converted = to_numpy(value)
-        return converted[0] if converted is not None else value
+        if converted is None:
+            return value
+        dtypes = {a.value.dtype for a in self.parameters(model)}
+        if converted[0].dtype == np.float32 and np.dtype(np.float64) in dtypes:
+            return converted[0].astype(np.float64)  # a float64 model gets float64 inputs
+        return converted[0]
 
     def forward(self, model: Any, inputs: tuple[Any, ...]) -> Any:
         return model(*inputs)
@@ -43,6 +49,13 @@ class NumpyAdapter:
     def set_parameters(self, model: Any, values: Mapping[str, np.ndarray]) -> None:
         for name, value in values.items():
             setattr(model, name, value)
+
+    def float64_copy(self, model: Any) -> Any | None:
+        wide = copy.copy(model)
+        for array in self.parameters(model):
+            if np.issubdtype(array.value.dtype, np.floating):
+                setattr(wide, array.name, array.value.astype(np.float64))
+        return wide
 
     def outputs(self, raw: Any, model: Any) -> list[Array]:
         return flatten(raw, _leaf)

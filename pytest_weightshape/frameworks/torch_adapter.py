@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -40,6 +42,19 @@ def seed(value: int) -> None:
     torch.default_generator.manual_seed(value)
     if _cuda_ready():
         torch.cuda.manual_seed_all(value)
+
+
+def deterministic() -> Callable[[], None]:
+    """``torch.use_deterministic_algorithms(True)``; return a restore of the previous mode."""
+    before = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # required on CUDA
+    torch.use_deterministic_algorithms(True)
+
+    def restore() -> None:
+        torch.use_deterministic_algorithms(before, warn_only=warn_only)
+
+    return restore
 
 
 def dtype_name(dtype: torch.dtype) -> str:
@@ -110,6 +125,9 @@ class TorchAdapter:
         with torch.no_grad():
             for name, param in model.named_parameters():
                 param.copy_(torch.from_numpy(values[name]).to(param.dtype))
+
+    def float64_copy(self, model: Any) -> Any | None:
+        return copy.deepcopy(model).double()
 
     def outputs(self, raw: Any, model: Any) -> list[Array]:
         names = next((v for k, v in _RNN_NAMES.items() if type(model) is k), None)

@@ -1,4 +1,5 @@
-"""TensorFlow's global seed, for checks that run while TensorFlow is imported.
+"""TensorFlow's global state for checks that run while TensorFlow is imported: its seed and op
+determinism. (Keras models themselves are handled by ``keras_adapter``.)
 
 ``tf.random.set_seed`` sets the eager context's global seed and its op-seed generator; both are
 saved and put back exactly, so random ops after a check do not repeat earlier draws.
@@ -37,3 +38,17 @@ def save() -> Callable[[], None]:
 
 def seed(value: int) -> None:
     tf.random.set_seed(value)
+
+
+def deterministic() -> Callable[[], None]:
+    """Turn on op determinism; return a function that puts the previous setting back."""
+    from tensorflow.python.framework import config as tf_config
+
+    before = bool(tf_config.is_op_determinism_enabled())
+    tf_config.enable_op_determinism()
+
+    def restore() -> None:
+        if not before:
+            tf_config.disable_op_determinism()
+
+    return restore
