@@ -20,3 +20,13 @@ def test_dense_units(shape_variant):
         "dense/kernel: [784, 10] -> [784, 5]",
         "dense/bias: [10] -> [5]",
     ]
+
+
+@pytest.mark.shape_variant(units=[10, 20])
+def test_lstm_units(shape_variant):
+    """The seed's recurrent system in Keras: an LSTM with 10 vs 20 units on (1, 10, 10)."""
+    result = shape_variant.check(
+        lambda units: tf.keras.Sequential([tf.keras.Input((10, 10)), tf.keras.layers.LSTM(units)]),
+        inputs=(1, 10, 10),
+    )
+    assert result.output("units=20")["shape"] == [1, 20]

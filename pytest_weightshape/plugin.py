@@ -6,6 +6,7 @@ torch or tensorflow (the measuring code is imported on the first ``check``).
 
 from __future__ import annotations
 
+import json
 import os
 import traceback
 import warnings
@@ -94,6 +95,8 @@ class _Outcomes:
         self.config = config
         self.users: set[str] = set()
         self.failed: set[str] = set()
+        #: (node id, check name, summary) of every check, from reports (so xdist workers' too).
+        self.checks: list[tuple[str, str, dict[str, Any]]] = []
 
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
         for item in items:
@@ -110,6 +113,10 @@ class _Outcomes:
 
     @pytest.hookimpl(trylast=True)  # after syrupy recorded the outcome
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when == "call":
+            for name, value in report.user_properties:
+                if isinstance(name, str) and name.startswith("weightshape["):
+                    self.checks.append((report.nodeid, name[12:-1], json.loads(str(value))))
         if report.failed and report.nodeid in self.users:
             self.failed.add(report.nodeid)
             syrupy = getattr(self.config, "_syrupy", None)
@@ -216,6 +223,37 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 _PREVIOUS_ROOTS = pytest.StashKey[tuple[Path, Path]]()
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    """A ``weightshape`` section: checks by status, the largest drift, and goldens recorded
+    under another environment that still hold."""
+    outcomes = config.stash.get(_OUTCOMES, None)
+    if outcomes is None or not outcomes.checks:
+        return
+    counts: dict[str, int] = {}
+    for _, _, summary in outcomes.checks:
+        counts[summary["status"]] = counts.get(summary["status"], 0) + 1
+    terminalreporter.section("weightshape")
+    order = ("passed", "drifted", "missing", "recorded", "updated")
+    shown = ", ".join(f"{counts[s]} {s}" for s in order if s in counts)
+    terminalreporter.write_line(f"{len(outcomes.checks)} checks: {shown}")
+    measured = [c for c in outcomes.checks if c[2]["worst"] is not None]
+    if measured:
+        nodeid, check, summary = max(measured, key=lambda c: c[2]["worst"])
+        where = nodeid if check == "default" else f"{nodeid} [{check}]"
+        terminalreporter.write_line(
+            f"largest drift: {summary['worst']:.3g} of its tolerance ({where})"
+        )
+    held = [
+        c for c in outcomes.checks if c[2]["status"] == "passed" and c[2]["environment_changes"]
+    ]
+    if held:
+        changes = sorted({change for c in held for change in c[2]["environment_changes"]})
+        terminalreporter.write_line(
+            f"{len(held)} goldens recorded under another environment still hold "
+            f"({'; '.join(changes[:6])}{'; ...' if len(changes) > 6 else ''})"
+        )
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -402,13 +440,16 @@ class ShapeVariant:
                 f"reading or writing golden {shown} failed: "
                 f"{type(outcome.exception).__name__}: {outcome.exception}"
             )
+        verdict = candidate.verdict
         if not outcome.success:
             if outcome.recalled_data is None:
+                self._record(check, "missing", None)
                 raise _Failed(report.missing(test=test, check=check, path=shown, nodeid=nodeid))
-            assert candidate.verdict is not None
+            assert verdict is not None
+            self._record(check, "drifted", verdict)
             raise _Failed(
                 report.failure(
-                    candidate.verdict,
+                    verdict,
                     test=test,
                     check=check,
                     path=shown,
@@ -417,9 +458,22 @@ class ShapeVariant:
                 )
             )
         status = "recorded" if outcome.created else "updated" if outcome.updated else "passed"
-        result = CheckResult(check, status, shown, document, candidate.verdict)
+        self._record(check, status, verdict)
+        result = CheckResult(check, status, shown, document, verdict)
         self.results.append(result)
         return result
+
+    def _record(self, check: str, status: str, verdict: Any) -> None:
+        """Attach the check's outcome to the test report (JUnit properties, the summary, and
+        across xdist workers): status, largest drift / tolerance, environment changes."""
+        summary = {
+            "status": status,
+            "worst": round(verdict.worst, 6) if verdict is not None else None,
+            "environment_changes": verdict.environment_changes if verdict is not None else [],
+        }
+        self._request.node.user_properties.append(
+            (f"weightshape[{check}]", json.dumps(summary, sort_keys=True))
+        )
 
 
 class _Failed(WeightShapeError):
