@@ -595,3 +595,23 @@ def test_goldens_are_byte_identical_across_records_and_independent_of_order_and_
     a = json.loads(first["test_a_noisy_neighbour.json"])["checks"]["default"]["variants"]
     b = json.loads(first["test_b.json"])["checks"]["default"]["variants"]
     assert a == b
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]])
+def test_summary_section_and_junit_properties(pytester, workers):
+    if workers:
+        pytest.importorskip("xdist")
+    body = TEST.split(DENSE)[1]
+    pytester.makepyfile(test_dense=TEST + body.replace("def test_dense(", "def test_other("))
+    run(pytester, "--snapshot-update", *workers).assert_outcomes(passed=2)
+    pytester.makepyfile(
+        test_dense=TEST.replace("SCALE = 1.0", "SCALE = 1.001")
+        + body.replace("def test_dense(", "def test_other(").replace("(8, 16)", "(8, 16), rtol=0.1")
+    )
+    result = run(pytester, *workers, "--junitxml=report.xml")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        ["*= weightshape =*", "2 checks: 1 passed, 1 drifted", "largest drift: * of its tolerance*"]
+    )
+    xml = (pytester.path / "report.xml").read_text()
+    assert 'name="weightshape[default]"' in xml and "drifted" in xml
