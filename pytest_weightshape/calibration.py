@@ -31,7 +31,7 @@ def output_noise(y32: np.ndarray, y64: np.ndarray) -> dict[str, float]:
         if error.size:
             worst = max(worst, float(np.max(np.abs(error))))
             total += float(np.abs(error).sum())
-            squares += float(np.dot(error, error))
+            squares += float(np.square(error).sum())
             count += error.size
     if not count:
         return {}

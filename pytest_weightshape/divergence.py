@@ -87,7 +87,7 @@ def _column_blocks(m: np.ndarray) -> Iterator[np.ndarray]:
 
 
 def _cka_result(hsic: float, norm: float) -> float | None:
-    if norm == 0 or not math.isfinite(norm):
+    if norm == 0 or not math.isfinite(norm) or not math.isfinite(hsic):
         return None
     return float(hsic / norm)
 
@@ -127,12 +127,14 @@ def _similarity(a: np.ndarray, b: np.ndarray) -> tuple[float | None, float]:
     worst = 0.0
     for ba, bb in zip(blocks(a.reshape(-1)), blocks(b.reshape(-1)), strict=True):
         wa, wb = ba.astype(np.float64), bb.astype(np.float64)
-        dot += float(np.dot(wa, wb))
-        na += float(np.dot(wa, wa))
-        nb += float(np.dot(wb, wb))
+        # elementwise products, not np.dot: BLAS threads can stall on busy machines
+        dot += float(np.multiply(wa, wb).sum())
+        na += float(np.square(wa).sum())
+        nb += float(np.square(wb).sum())
         worst = max(worst, float(np.max(np.abs(wa - wb))))
     norm = math.sqrt(na) * math.sqrt(nb)
-    return (dot / norm if norm else None), worst
+    cosine = dot / norm if norm and math.isfinite(norm) and math.isfinite(dot) else None
+    return cosine, worst
 
 
 def output_divergence(
@@ -142,7 +144,25 @@ def output_divergence(
     variant_stats: Mapping[str, Any],
     feature_axis: int = -1,
 ) -> dict[str, Any]:
-    """Divergence of one output of a variant from the same output of the base."""
+    """Divergence of one output of a variant from the same output of the base.
+
+    Measures that overflow (outputs near the float64 range) are recorded as null, silently:
+    a user's ``filterwarnings = error`` must not turn our arithmetic into their failure.
+    """
+    with np.errstate(all="ignore"):
+        out = _divergence(base, variant, base_stats, variant_stats, feature_axis)
+    if out["max_abs_difference"] is not None and not math.isfinite(out["max_abs_difference"]):
+        out["max_abs_difference"] = None
+    return out
+
+
+def _divergence(
+    base: np.ndarray,
+    variant: np.ndarray,
+    base_stats: Mapping[str, Any],
+    variant_stats: Mapping[str, Any],
+    feature_axis: int,
+) -> dict[str, Any]:
     out: dict[str, Any] = {
         "shape_change": None
         if base.shape == variant.shape
@@ -158,7 +178,8 @@ def output_divergence(
     }
     mb, mv = base_stats.get("mean"), variant_stats.get("mean")
     if isinstance(mb, (int, float)) and isinstance(mv, (int, float)):
-        out["mean_difference"] = float(mv) - float(mb)
+        difference = float(mv) - float(mb)
+        out["mean_difference"] = difference if math.isfinite(difference) else None
     nonfinite = sum(
         int(s.get(k) or 0) for s in (base_stats, variant_stats) for k in ("nan_count", "inf_count")
     )

@@ -89,3 +89,13 @@ def test_parameter_divergence_names_shape_changes():
     assert d["added"] == ["extra"] and d["removed"] == ["bias"]
     assert d["parameter_count_ratio"] == pytest.approx(3922 / 7850)
     assert parameter_divergence({}, {}, 0, 0)["parameter_count_ratio"] is None
+
+
+@pytest.mark.filterwarnings("error")
+def test_outputs_near_the_float64_range_give_nulls_not_warnings():
+    big = np.array([[1e300, -1e300, 3e300], [2e300, 1e300, -3e300]])
+    d = div(big, big * 1.5)
+    assert d["cosine"] is None or np.isfinite(d["cosine"])
+    assert d["std_ratio"] == pytest.approx(1.5)
+    tiny = np.array([[1e-300, 2e-300], [3e-300, 5e-300], [1e-300, 0.0]])
+    assert div(tiny, tiny)["cka"] in (None, pytest.approx(1.0))

@@ -1,5 +1,8 @@
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 from pytest_weightshape.stats import exact_quantiles, fingerprint, summarize
 from pytest_weightshape.tolerance import QUANTILE_KEYS, QUANTILES, rms
@@ -67,3 +70,41 @@ def test_fingerprint_sees_one_ulp_and_reports_size():
     assert fx["digest"] == fingerprint(x.copy())["digest"]
     assert fx["mean"] == pytest.approx(fy["mean"]) and fx["std"] == pytest.approx(x.std(), rel=1e-6)
     assert fingerprint(x.reshape(10, 10))["digest"] != fx["digest"]  # shape is part of it
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    hnp.arrays(
+        dtype=st.sampled_from([np.float16, np.float32, np.float64, np.int32, np.bool_]),
+        shape=hnp.array_shapes(min_dims=1, max_dims=3, max_side=40),
+        elements={"allow_nan": True, "allow_infinity": True},
+    )
+)
+def test_every_statistic_matches_a_float64_reference(x):
+    s = summarize(x)
+    flat = x.reshape(-1).astype(np.float64)
+    finite = flat[np.isfinite(flat)]
+    assert s["count"] == x.size and s["nan_count"] == int(np.isnan(flat).sum())
+    assert s["inf_count"] == int(np.isinf(flat).sum())
+    assert s["zero_fraction"] == pytest.approx((flat == 0).mean() if x.size else 0.0)
+    if not finite.size:
+        assert s["mean"] is None and s["q50"] is None
+        return
+    reference = np.quantile(finite, QUANTILES)
+    got = [s[k] for k in QUANTILE_KEYS]
+    assert got == pytest.approx(reference, rel=1e-12, abs=1e-300)
+    assert s["min"] == finite.min() and s["max"] == finite.max()
+    scale = np.abs(finite).max() or 1.0  # a reference that does not overflow near 1e308
+    assert s["mean"] == pytest.approx((finite / scale).mean() * scale, rel=1e-9, abs=1e-9 * scale)
+    assert s["std"] == pytest.approx((finite / scale).std() * scale, rel=1e-6, abs=1e-6 * scale)
+
+
+def test_quantiles_of_signed_zeros_duplicates_and_one_crowded_bin():
+    x = np.array([-0.0, 0.0, -0.0, 1.0, 1.0, 1.0, -2.5, 1.0000001], dtype=np.float32)
+    assert [summarize(x)[k] for k in QUANTILE_KEYS] == pytest.approx(
+        np.quantile(x.astype(np.float64), QUANTILES), rel=1e-15
+    )
+    crowded = (1.0 + np.arange(100_000, dtype=np.float32) * np.float32(1e-7)).astype(np.float32)
+    assert [summarize(crowded)[k] for k in QUANTILE_KEYS] == pytest.approx(
+        np.quantile(crowded.astype(np.float64), QUANTILES), rel=1e-15
+    )
