@@ -21,6 +21,7 @@ import time
 import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -281,18 +282,9 @@ def main() -> None:
     sizes = [1_000, 1_000_000] if args.quick else [1_000, 1_000_000, 10_000_000]
     big = 10_000_000 if args.quick else 100_000_000
     sections = []
-    cpu = (
-        next(
-            (
-                line.split(":", 1)[1].strip()
-                for line in open("/proc/cpuinfo")
-                if "model name" in line
-            ),
-            platform.processor(),
-        )
-        if os.path.exists("/proc/cpuinfo")
-        else platform.processor()
-    )
+    from pytest_weightshape.environment import cpu_name
+
+    cpu = cpu_name()
     import torch
 
     sections.append(
