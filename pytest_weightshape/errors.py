@@ -21,3 +21,7 @@ class ModelError(WeightShapeError):
 
 class GoldenError(WeightShapeError):
     """A golden file cannot be read: truncated, not JSON, wrong schema or hand-edited types."""
+
+
+class NewerGoldenError(GoldenError):
+    """A golden written by a newer pytest-weightshape: never overwritten by an older one."""

@@ -19,7 +19,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from .errors import GoldenError
+from .errors import GoldenError, NewerGoldenError
 
 SCHEMA_VERSION = 1
 DEFAULT_CHECK = "default"
@@ -57,6 +57,14 @@ def render_file(test: str, checks: Mapping[str, Mapping[str, Any]]) -> str:
     return render({"schema_version": SCHEMA_VERSION, "test": test, "checks": dict(checks)})
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [k for k, _ in pairs]
+    if len(set(keys)) != len(keys):
+        duplicate = next(k for k in keys if keys.count(k) > 1)
+        raise ValueError(f"duplicate key {duplicate!r}")
+    return dict(pairs)
+
+
 def _reject_constant(token: str) -> Any:
     raise ValueError(f"non-standard JSON token {token}")
 
@@ -68,12 +76,18 @@ def parse_file(text: str, path: str) -> tuple[str, dict[str, dict[str, Any]]]:
         "`pytest --snapshot-update`."
     )
     try:
-        data = json.loads(text, parse_constant=_reject_constant)
+        data = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
     except ValueError as exc:
         raise GoldenError(f"golden {path} is not valid JSON ({exc}). {fix}") from None
     if not isinstance(data, dict):
         raise GoldenError(f"golden {path} is not a JSON object. {fix}")
     version = data.get("schema_version")
+    if isinstance(version, int) and not isinstance(version, bool) and version > SCHEMA_VERSION:
+        raise NewerGoldenError(
+            f"golden {path} was written by a newer pytest-weightshape (schema_version {version}; "
+            f"this one reads {SCHEMA_VERSION}). Upgrade pytest-weightshape; it is not "
+            "overwritten, even with --snapshot-update."
+        )
     if version != SCHEMA_VERSION:
         raise GoldenError(
             f"golden {path} has schema_version {version!r}; this pytest-weightshape reads "
@@ -115,7 +129,10 @@ def _tensors_problem(where: str, tensors: Any, value_key: str) -> str | None:
         if not isinstance(info.get(value_key), dict):
             return f"{where}.{name}.{value_key} must be an object"
         for key, val in info[value_key].items():
-            if key == "digest":
+            if key in ("count", "nan_count", "inf_count"):
+                if not _is_int(val) or val < 0:
+                    return f"{where}.{name}.{value_key}.{key} must be a non-negative integer"
+            elif key == "digest":
                 if not isinstance(val, str):
                     return f"{where}.{name}.{value_key}.digest must be a string"
             elif isinstance(val, bool) or not (val is None or isinstance(val, _NUM)):
@@ -150,8 +167,11 @@ def _divergence_problem(where: str, div: Any) -> str | None:
         return f"{where}.noise must be an object of objects of numbers"
     for oname, measures in outs.items():
         for key, val in measures.items():
-            if isinstance(val, bool) or not (val is None or isinstance(val, (*_NUM, str))):
-                return f"{where}.outputs.{oname}.{key} must be a number, string or null"
+            text = key == "shape_change"  # the only text measure
+            wanted: tuple[type, ...] = (str,) if text else _NUM
+            if isinstance(val, bool) or not (val is None or isinstance(val, wanted)):
+                kind = "a string or null" if text else "a number or null"
+                return f"{where}.outputs.{oname}.{key} must be {kind}"
     return None
 
 
@@ -297,6 +317,8 @@ def merge_write(path: Path, test: str, updates: Mapping[str, dict[str, Any]]) ->
     with locked(path):
         try:
             _, checks = read_checks(path)
+        except NewerGoldenError:
+            raise
         except GoldenError:
             checks = {}
         checks.update(updates)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import traceback
 import warnings
 from collections.abc import Callable, Mapping
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from .devices import check_device
-from .errors import SpecError, WeightShapeError
+from .errors import GoldenError, NewerGoldenError, SpecError, WeightShapeError
 from .spec import MARKER_SIGNATURE, VariantSpec, parse_marker
 from .tolerance import Override, check_number, parse_per_stat, parse_profiles, resolve
 
@@ -111,17 +112,49 @@ class _Outcomes:
                     )
                 )
 
+    @pytest.hookimpl(wrapper=True, tryfirst=True)  # around syrupy's finish (it deletes)
+    def pytest_sessionfinish(self, session: pytest.Session) -> Any:
+        _protect_unrun(self.config)
+        return (yield)
+
     @pytest.hookimpl(trylast=True)  # after syrupy recorded the outcome
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.when == "call":
             for name, value in report.user_properties:
                 if isinstance(name, str) and name.startswith("weightshape["):
-                    self.checks.append((report.nodeid, name[12:-1], json.loads(str(value))))
+                    summary = json.loads(str(value))
+                    if report.failed and summary["status"] in ("recorded", "updated"):
+                        summary["status"] = "not written"  # the test failed after its check
+                    self.checks.append((report.nodeid, name[12:-1], summary))
         if report.failed and report.nodeid in self.users:
             self.failed.add(report.nodeid)
             syrupy = getattr(self.config, "_syrupy", None)
             if syrupy is not None:
                 syrupy.ran_item(report.nodeid, "skipped")
+
+
+def _protect_unrun(config: pytest.Config) -> None:
+    """Tests that were selected but never ran (``-x``, ``--maxfail``, Ctrl-C) keep their goldens:
+    syrupy is told they were skipped, so ``--snapshot-update`` does not delete them as unused.
+
+    On an xdist controller the decision waits for every worker's report: a test counts as not
+    run only if no worker ran it. Workers leave it to the controller.
+    """
+    syrupy = getattr(config, "_syrupy", None)
+    if syrupy is None or hasattr(config, "workerinput"):
+        return
+    reports = getattr(syrupy, "_worker_reports", None)
+    if reports:
+        ran = {n for r in reports for n, status in r.get("selected", {}).items() if status}
+        first = reports[0].get("selected", {})
+        for r in reports:
+            for nodeid in r.get("selected", {}):
+                if nodeid not in ran:
+                    first[nodeid] = "skipped"
+        return
+    for nodeid, status in list(getattr(syrupy, "_selected_items", {}).items()):
+        if not status.value:
+            syrupy.ran_item(nodeid, "skipped")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -419,9 +452,14 @@ class ShapeVariant:
         shown = os.path.relpath(path, config.invocation_params.dir)
         nodeid = _node_argument(self._request.node.nodeid, config)
         test = location.snapshot_name
-        updating = assertion.update_snapshots
-        if not updating and Path(path).exists():
-            golden.read_checks(Path(path))  # a corrupt golden fails here, untouched
+        if Path(path).exists():
+            try:  # a corrupt golden fails here, untouched (an update rewrites it)
+                golden.read_checks(Path(path))
+            except NewerGoldenError:
+                raise
+            except GoldenError:
+                if not assertion.update_snapshots:
+                    raise
 
         outcomes = config.stash[_OUTCOMES]
         candidate = Candidate(
@@ -484,7 +522,7 @@ def _node_argument(nodeid: str, config: pytest.Config) -> str:
     """The node id as an argument that works from the directory pytest was started in."""
     path, sep, rest = nodeid.partition("::")
     relative = os.path.relpath(config.rootpath / path, config.invocation_params.dir)
-    return f"{Path(relative).as_posix()}{sep}{rest}"
+    return shlex.quote(f"{Path(relative).as_posix()}{sep}{rest}")
 
 
 @pytest.fixture
@@ -501,6 +539,7 @@ def shape_variant(request: pytest.FixtureRequest, snapshot: SnapshotAssertion) -
         fixture = ShapeVariant(request, snapshot, parse_marker(marker.args, marker.kwargs))
     except SpecError as exc:
         message = f"{request.node.nodeid}: invalid shape_variant marker: {exc}"
-        pytest.fail(message, pytrace=False)
-    request.addfinalizer(fixture._finish)
-    return fixture
+    else:
+        request.addfinalizer(fixture._finish)
+        return fixture
+    pytest.fail(message, pytrace=False)  # outside `except`: no chained traceback

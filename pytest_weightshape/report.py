@@ -92,7 +92,7 @@ def failure(
             "(-vv shows them)"
         )
     lines.append("")
-    lines.append(f"If the change is intended, accept it: pytest --snapshot-update '{nodeid}'")
+    lines.append(f"If the change is intended, accept it: pytest --snapshot-update {nodeid}")
     return "\n".join(lines)
 
 
@@ -101,5 +101,5 @@ def missing(*, test: str, check: str, path: str, nodeid: str) -> str:
     return (
         f"weightshape: no golden for the {what} of {test}\n"
         f"expected at: {path}\n"
-        f"Record it with: pytest --snapshot-update '{nodeid}' (then review and commit the file)"
+        f"Record it with: pytest --snapshot-update {nodeid} (then review and commit the file)"
     )

@@ -59,6 +59,8 @@ def make_inputs(inputs: Any, seed: int) -> tuple[Any, ...]:
             raise SpecError("the inputs= callable returned a shape; return the array itself")
     if _is_shape(inputs):
         return (_draw(rng, inputs),)
+    if isinstance(inputs, list) and inputs and all(isinstance(d, int) for d in inputs):
+        raise SpecError(f"inputs={inputs!r}: a shape is a tuple, e.g. inputs={tuple(inputs)!r}")
     if isinstance(inputs, (tuple, list)):
         if not inputs:
             raise SpecError("inputs= is empty: give a shape such as (1, 784), an array, or a tuple")

@@ -109,7 +109,7 @@ def test_failure_text_has_table_cause_environment_and_fix(doc):
     assert "likely cause: forward numerics changed" in text
     torch_before = doc["environment"].get("torch", "(absent)")
     assert f"torch {torch_before} -> 9.9.9" in text
-    assert "pytest --snapshot-update 't.py::test_dense'" in text
+    assert "pytest --snapshot-update t.py::test_dense" in text
 
 
 def test_seed_change_is_named_first(doc):

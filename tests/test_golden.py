@@ -57,7 +57,18 @@ def test_non_finite_numbers_are_refused():
         ),
         (lambda text: text.replace('"shape": [', '"shape": ["a", ', 1), "shape must be a list"),
         (lambda text: text.replace('"base": true', '"base": false', 1), "exactly one variant"),
-        (lambda text: text.replace('"count": ', '"count": [], "z": ', 1), "must be a number"),
+        (
+            lambda text: text.replace('"count": ', '"count": [], "z": ', 1),
+            "count must be a non-negative integer",
+        ),
+        (
+            lambda text: text.replace('"mean": ', '"mean": [], "z": ', 1),
+            "mean must be a number or null",
+        ),
+        (
+            lambda text: text.replace('"seed": 0,', '"seed": 0, "seed": 1,', 1),
+            "duplicate key 'seed'",
+        ),
         (
             lambda text: text.replace('"std": ', '"std": "wide", "w": ', 1),
             "std must be a number or null",

@@ -142,6 +142,17 @@ MODEL_KINDS = textwrap.dedent(
             inputs=(2, 5, 4),
             name="layer",
         )
+        named = shape_variant.check(
+            lambda units: keras.Sequential([
+                keras.Input((4,)),
+                keras.layers.Dense(units, name="fc_1"),
+                keras.layers.Dense(units, name="fc_2"),
+                keras.layers.Dense(2, name="fc_1_1"),
+            ]),
+            inputs=(2, 4),
+            name="user_named",
+            weights="portable",
+        )
         seq = shape_variant.check(
             lambda units: keras.Sequential([keras.Input((4,)), keras.layers.Dense(units),
                                             keras.layers.Dense(units)]),
@@ -154,6 +165,7 @@ MODEL_KINDS = textwrap.dedent(
             "layer": list(layer.variants["units=8"]["parameters"]),
             "layer_outputs": list(layer.variants["units=8"]["outputs"]),
             "sequential": list(seq.variants["units=8"]["parameters"]),
+            "user_named": list(named.variants["units=8"]["parameters"]),
         })
     """
 )
@@ -184,6 +196,14 @@ def test_model_kinds_and_stable_weight_names(pytester, monkeypatch, backend):
         ],
         "layer_outputs": ["0", "1", "2"],
         "sequential": ["dense/kernel", "dense/bias", "dense_1/kernel", "dense_1/bias"],
+        "user_named": [
+            "fc_1/kernel",
+            "fc_1/bias",
+            "fc_2/kernel",
+            "fc_2/bias",
+            "fc_1_1/kernel",
+            "fc_1_1/bias",
+        ],
     }
     run(pytester, monkeypatch, backend=backend).assert_outcomes(passed=1)
 

@@ -60,7 +60,7 @@ def test_full_life_cycle(pytester):
     out = assert_clean_failure(first)
     assert "no golden for the check of test_dense" in out
     assert "golden/test_dense/test_dense.json" in out
-    assert "pytest --snapshot-update 'test_dense.py::test_dense'" in out
+    assert "pytest --snapshot-update test_dense.py::test_dense" in out
     assert not path.exists()
 
     run(pytester, "--snapshot-update").assert_outcomes(passed=1)
@@ -454,7 +454,7 @@ def test_commands_in_messages_work_from_the_invocation_directory(pytester, monke
     result = pytester.runpytest_subprocess("test_dense.py")
     result.assert_outcomes(failed=1)
     out = result.stdout.str()
-    assert "pytest --snapshot-update 'test_dense.py::test_dense'" in out
+    assert "pytest --snapshot-update test_dense.py::test_dense" in out
     assert "expected at: ../golden/sub/test_dense/test_dense.json" in out
 
 
@@ -615,3 +615,51 @@ def test_summary_section_and_junit_properties(pytester, workers):
     )
     xml = (pytester.path / "report.xml").read_text()
     assert 'name="weightshape[default]"' in xml and "drifted" in xml
+
+
+@pytest.mark.parametrize("stop", ["-x", "--maxfail=1", "interrupt", "-n 2 -x"])
+def test_a_run_that_stops_early_keeps_the_goldens_of_tests_that_never_ran(
+    pytester, monkeypatch, stop
+):
+    body = TEST.split(DENSE)[1]
+    stopper = textwrap.dedent(
+        """
+        import os
+
+        @pytest.mark.shape_variant(units=[10, 5])
+        def test_b_stopper(shape_variant):
+            shape_variant.check(Dense, inputs=(8, 16))
+            if os.environ.get("STOP") == "fail":
+                assert False, "stop here"
+            if os.environ.get("STOP") == "interrupt":
+                raise KeyboardInterrupt
+        """
+    )
+    pytester.makepyfile(
+        test_a=DENSE + body.replace("def test_dense(", "def test_a_first(") + stopper,
+        test_z=TEST,
+    )
+    run(pytester, "--snapshot-update").assert_outcomes(passed=3)
+    before = {p: p.read_bytes() for p in pytester.path.rglob("*.json")}
+    monkeypatch.setenv("STOP", "interrupt" if stop == "interrupt" else "fail")
+    args = [] if stop == "interrupt" else stop.split()
+    result = run(pytester, "--snapshot-update", *args)
+    assert result.ret != 0
+    assert "Deleted" not in result.stdout.str()
+    assert {p: p.read_bytes() for p in pytester.path.rglob("*.json")} == before
+
+
+def test_a_golden_from_a_newer_version_is_never_overwritten(pytester):
+    pytester.makepyfile(test_dense=TEST)
+    run(pytester, "--snapshot-update").assert_outcomes(passed=1)
+    path = golden_of(pytester)
+    document = json.loads(path.read_text())
+    document["schema_version"] = 99
+    document["future_field"] = {"kept": True}
+    path.write_text(json.dumps(document))
+    newer = path.read_bytes()
+    for args in ([], ["--snapshot-update"]):
+        result = run(pytester, *args)
+        result.assert_outcomes(failed=1)
+        assert "written by a newer pytest-weightshape" in result.stdout.str()
+        assert path.read_bytes() == newer

@@ -79,9 +79,16 @@ def to_numpy(value: Any) -> tuple[np.ndarray, str] | None:
     return np.asarray(value), name
 
 
-def stable_names(paths: list[str], model_name: str | None) -> list[str]:
+def stable_names(
+    paths: list[str], model_name: str | None, automatic: set[str] | frozenset[str] = frozenset()
+) -> list[str]:
     """Weight paths without the model's own name (a bare layer keeps its name), with Keras's
-    process-wide name counters renumbered in order of appearance."""
+    process-wide name counters renumbered in order of appearance.
+
+    Only names Keras made up are renumbered: ``<automatic base>`` or ``<automatic base>_<n>``,
+    where the automatic bases are the snake-case class names of the model's layers. Names a
+    user chose are kept. If renumbering would make two paths equal, the raw paths are used.
+    """
     parts = [p.split("/") for p in paths]
     if model_name is not None:
         parts = [p[1:] if len(p) > 1 and p[0] == model_name else p for p in parts]
@@ -93,9 +100,27 @@ def stable_names(paths: list[str], model_name: str | None) -> list[str]:
                 continue
             match = _COUNTER.match(component)
             base = match["base"] if match else component
+            if base not in automatic:
+                renamed[component] = component
+                continue
             index = seen.setdefault(base, {}).setdefault(component, len(seen[base]))
             renamed[component] = base if index == 0 else f"{base}_{index}"
-    return ["/".join(renamed[c] for c in components) for components in parts]
+    names = ["/".join(renamed[c] for c in components) for components in parts]
+    if len(set(names)) != len(names):
+        names = ["/".join(components) for components in parts]
+    return names
+
+
+def _automatic_bases(model: Any) -> frozenset[str]:
+    """Snake-case class names of the model and its layers: the bases Keras names them from."""
+    from keras.src.utils.naming import to_snake_case
+
+    layers = [model, *getattr(model, "_flatten_layers", lambda: [])()]
+    return frozenset(to_snake_case(type(layer).__name__) for layer in layers)
+
+
+def _weight_names(model: Any) -> list[str]:
+    return stable_names([w.path for w in model.weights], _own_name(model), _automatic_bases(model))
 
 
 def _own_name(model: Any) -> str | None:
@@ -126,7 +151,7 @@ class KerasAdapter:
 
     def parameters(self, model: Any) -> list[Array]:
         weights = list(model.weights)
-        names = stable_names([w.path for w in weights], _own_name(model))
+        names = _weight_names(model)
         out = []
         for name, weight in zip(names, weights, strict=True):
             host = to_numpy(weight)
@@ -136,7 +161,7 @@ class KerasAdapter:
 
     def set_parameters(self, model: Any, values: Mapping[str, np.ndarray]) -> None:
         weights = list(model.weights)
-        names = stable_names([w.path for w in weights], _own_name(model))
+        names = _weight_names(model)
         for name, weight in zip(names, weights, strict=True):
             weight.assign(values[name])
 
