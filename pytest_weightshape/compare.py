@@ -81,6 +81,18 @@ class _Comparer:
                     Difference(variant, where, name, name in golden, name in current)
                 )
 
+    def tensors(
+        self, variant: str, where: str, golden: Mapping[str, Any], current: Mapping[str, Any]
+    ) -> None:
+        """Named tensors (parameters, inputs): the same names, shapes and dtypes, exactly."""
+        self.names(variant, where, golden, current)
+        for name in golden:
+            if name in current:
+                for key in ("shape", "dtype"):
+                    self.exact(
+                        variant, f"{where}/{name}", key, golden[name][key], current[name][key]
+                    )
+
     def close(
         self,
         variant: str,
@@ -165,18 +177,8 @@ def compare(golden: Mapping[str, Any], current: Mapping[str, Any], policy: Polic
         g, cur = gvars[name], cvars[name]
         c.exact(name, "variant", "kwargs", g["kwargs"], cur["kwargs"])
         c.exact(name, "variant", "parameter_count", g["parameter_count"], cur["parameter_count"])
-        gp, cp = g["parameters"], cur["parameters"]
-        c.names(name, "parameters", gp, cp)
-        for pname in gp:
-            if pname in cp:
-                for key in ("shape", "dtype"):
-                    c.exact(name, f"parameters/{pname}", key, gp[pname][key], cp[pname][key])
-        gi, ci = g["inputs"], cur["inputs"]
-        c.names(name, "inputs", gi, ci)
-        for iname in gi:
-            if iname in ci:
-                for key in ("shape", "dtype"):
-                    c.exact(name, f"inputs/{iname}", key, gi[iname][key], ci[iname][key])
+        c.tensors(name, "parameters", g["parameters"], cur["parameters"])
+        c.tensors(name, "inputs", g["inputs"], cur["inputs"])
         go, co = g["outputs"], cur["outputs"]
         c.names(name, "outputs", go, co)
         for oname in go:
