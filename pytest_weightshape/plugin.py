@@ -270,7 +270,8 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     terminalreporter.section("weightshape")
     order = ("passed", "drifted", "missing", "recorded", "updated")
     shown = ", ".join(f"{counts[s]} {s}" for s in order if s in counts)
-    terminalreporter.write_line(f"{len(outcomes.checks)} checks: {shown}")
+    total = len(outcomes.checks)
+    terminalreporter.write_line(f"{total} check{'s' if total != 1 else ''}: {shown}")
     measured = [c for c in outcomes.checks if c[2]["worst"] is not None]
     if measured:
         nodeid, check, summary = max(measured, key=lambda c: c[2]["worst"])
