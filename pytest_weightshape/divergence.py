@@ -63,9 +63,17 @@ def _feature_axis(base: np.ndarray, variant: np.ndarray, hint: int) -> int | Non
     return hint % base.ndim
 
 
-#: CKA needs a min(n, p + q)-square matrix; beyond this side it is not computed (the memory
-#: would rival the outputs themselves).
-CKA_MAX_SIDE = 4096
+#: CKA's cost is n * (p + q) * min(n, p + q). To keep it bounded whatever the output size, it
+#: is computed on at most this many samples and features per side, picked evenly spaced (a
+#: deterministic subsample); ``cka_n`` records the samples used.
+CKA_MAX_SAMPLES = 2048
+CKA_MAX_FEATURES = 1024
+
+
+def _evenly(count: int, limit: int) -> np.ndarray | slice:
+    if count <= limit:
+        return slice(None)
+    return np.linspace(0, count - 1, limit).round().astype(np.intp)
 
 
 def _as_matrix(x: np.ndarray, axis: int) -> np.ndarray:
@@ -191,11 +199,10 @@ def _divergence(
     if axis is not None and base.size and variant.size:
         x, y = _as_matrix(base, axis), _as_matrix(variant, axis)
         n = x.shape[0]
-        if (
-            n == y.shape[0]
-            and n >= CKA_MIN_SAMPLES
-            and min(n, x.shape[1] + y.shape[1]) <= CKA_MAX_SIDE
-        ):
+        if n == y.shape[0] and n >= CKA_MIN_SAMPLES:
+            rows = _evenly(n, CKA_MAX_SAMPLES)
+            x = x[rows][:, _evenly(x.shape[1], CKA_MAX_FEATURES)]
+            y = y[rows][:, _evenly(y.shape[1], CKA_MAX_FEATURES)]
             out["cka"] = linear_cka(x, y)
-            out["cka_n"] = int(n)
+            out["cka_n"] = int(x.shape[0])
     return out

@@ -99,3 +99,13 @@ def test_outputs_near_the_float64_range_give_nulls_not_warnings():
     assert d["std_ratio"] == pytest.approx(1.5)
     tiny = np.array([[1e-300, 2e-300], [3e-300, 5e-300], [1e-300, 0.0]])
     assert div(tiny, tiny)["cka"] in (None, pytest.approx(1.0))
+
+
+def test_cka_of_large_outputs_uses_an_even_deterministic_subsample():
+    rng = np.random.default_rng(6)
+    a = rng.standard_normal((6000, 3000)).astype(np.float32)
+    b = (a[:, :1500] * 2 + 0.1).astype(np.float32)
+    d = div(a, b)
+    assert d["cka_n"] == 2048  # bounded cost: at most 2048 samples x 1024 features per side
+    assert d == div(a, b)  # deterministic
+    assert 0 < d["cka"] <= 1
