@@ -249,13 +249,17 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(outcomes, "weightshape-outcomes")
     from .snapshot import WeightShapeExtension
 
-    config.stash[_PREVIOUS_ROOTS] = (WeightShapeExtension.rootdir, WeightShapeExtension.golden_root)
+    config.stash[_PREVIOUS_LOCATION] = _location(WeightShapeExtension)
     WeightShapeExtension.rootdir = config.rootpath
     WeightShapeExtension.golden_root = settings.golden_root
     WeightShapeExtension.only_device = None
 
 
-_PREVIOUS_ROOTS = pytest.StashKey[tuple[Path, Path]]()
+_PREVIOUS_LOCATION = pytest.StashKey[tuple[Path, Path, "str | None"]]()
+
+
+def _location(extension: Any) -> tuple[Path, Path, str | None]:
+    return extension.rootdir, extension.golden_root, extension.only_device
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
@@ -268,7 +272,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     for _, _, summary in outcomes.checks:
         counts[summary["status"]] = counts.get(summary["status"], 0) + 1
     terminalreporter.section("weightshape")
-    order = ("passed", "drifted", "missing", "recorded", "updated")
+    order = ("passed", "drifted", "missing", "recorded", "updated", "not written")
     shown = ", ".join(f"{counts[s]} {s}" for s in order if s in counts)
     total = len(outcomes.checks)
     terminalreporter.write_line(f"{total} check{'s' if total != 1 else ''}: {shown}")
@@ -291,13 +295,15 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    """Put back the locations of an enclosing session (in-process pytester runs)."""
-    if _PREVIOUS_ROOTS in config.stash:
+    """Put back the golden location of an enclosing session (in-process pytester runs)."""
+    if _PREVIOUS_LOCATION in config.stash:
         from .snapshot import WeightShapeExtension
 
-        WeightShapeExtension.rootdir, WeightShapeExtension.golden_root = config.stash[
-            _PREVIOUS_ROOTS
-        ]
+        (
+            WeightShapeExtension.rootdir,
+            WeightShapeExtension.golden_root,
+            WeightShapeExtension.only_device,
+        ) = config.stash[_PREVIOUS_LOCATION]
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

@@ -24,22 +24,13 @@ def _float(value: Any) -> float | None:
     return out if math.isfinite(out) else None
 
 
-def exact_quantiles(
-    values: np.ndarray, qs: tuple[float, ...] = QUANTILES, *, scratch: bool = False
-) -> list[float]:
-    """Exact quantiles of a 1-D array (numpy's 'linear' method) with one partition pass.
-
-    ``scratch=True`` partitions ``values`` in place (the caller owns a copy) instead of copying.
-    """
+def exact_quantiles(values: np.ndarray, qs: tuple[float, ...] = QUANTILES) -> list[float]:
+    """Exact quantiles of a 1-D array (numpy's 'linear' method) with one partition pass."""
     n = values.size
     positions = [q * (n - 1) for q in qs]
     lows = [math.floor(p) for p in positions]
     kth = sorted({k for low in lows for k in (low, min(low + 1, n - 1))})
-    if scratch:
-        values.partition(kth)
-        part = values
-    else:
-        part = np.partition(values, kth)
+    part = np.partition(values, kth)
     out = []
     for pos, low in zip(positions, lows, strict=True):
         a = float(part[low])

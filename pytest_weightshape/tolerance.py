@@ -128,19 +128,6 @@ class Policy:
             atol = rtol
         return atol + rtol * abs(golden)
 
-    def describe(self) -> dict[str, Any]:
-        """A JSON-friendly summary, for reports."""
-        out: dict[str, Any] = {
-            "rtol": self.default.rtol,
-            "atol": self.default.atol,
-            "floor": self.floor,
-        }
-        if self.per_stat:
-            out["per_stat"] = {
-                k: {"rtol": v.rtol, "atol": v.atol} for k, v in sorted(self.per_stat.items())
-            }
-        return out
-
 
 def dtype_rtol(dtype: str) -> float:
     """Relative tolerance for an output of ``dtype`` (a name such as ``float32``)."""

@@ -172,12 +172,10 @@ class KerasAdapter:
         return flatten(raw, to_numpy)
 
     def device(self, model: Any) -> str:
-        for weight in model.weights:
-            device = str(getattr(weight.value, "device", "cpu")).lower()
-            if "gpu" in device or "cuda" in device:
-                return device.rsplit("device:", 1)[-1]
+        if not model.weights:
             return "cpu"
-        return "cpu"
+        device = str(getattr(model.weights[0].value, "device", "cpu")).lower()
+        return device.rsplit("device:", 1)[-1] if "gpu" in device or "cuda" in device else "cpu"
 
     def feature_axis(self, ndim: int) -> int:
         return -1  # Keras is channels-last
