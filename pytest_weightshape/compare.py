@@ -38,6 +38,14 @@ class Difference:
         return None
 
     @property
+    def ok(self) -> bool:
+        """Within what was allowed (exact comparisons: equal)."""
+        diff = self.difference
+        if self.allowed is None or diff is None:
+            return bool(self.golden == self.current)
+        return abs(diff) <= self.allowed
+
+    @property
     def excess(self) -> float:
         """|difference| / allowed: how many tolerances away (inf for exact mismatches)."""
         diff = self.difference
@@ -54,6 +62,9 @@ class Verdict:
     environment_changes: list[str] = field(default_factory=list)
     compared: int = 0
     worst: float = 0.0  # largest |difference| / allowed among compared floats
+    #: Every value compared, within tolerance or not (for reports); ``differences`` is the
+    #: subset that moved beyond it.
+    rows: list[Difference] = field(default_factory=list)
 
 
 class _Comparer:
@@ -67,8 +78,10 @@ class _Comparer:
             self.names(variant, f"{where} {stat}", dict.fromkeys(golden), dict.fromkeys(current))
             return
         self.verdict.compared += 1
+        row = Difference(variant, where, stat, golden, current)
+        self.verdict.rows.append(row)
         if golden != current:
-            self.verdict.differences.append(Difference(variant, where, stat, golden, current))
+            self.verdict.differences.append(row)
 
     def names(
         self, variant: str, where: str, golden: Mapping[str, Any], current: Mapping[str, Any]
@@ -77,9 +90,9 @@ class _Comparer:
         self.verdict.compared += 1
         for name in _names(golden, current):
             if (name in golden) != (name in current):
-                self.verdict.differences.append(
-                    Difference(variant, where, name, name in golden, name in current)
-                )
+                row = Difference(variant, where, name, name in golden, name in current)
+                self.verdict.rows.append(row)
+                self.verdict.differences.append(row)
 
     def tensors(
         self, variant: str, where: str, golden: Mapping[str, Any], current: Mapping[str, Any]
@@ -115,10 +128,10 @@ class _Comparer:
         diff = abs(float(current) - float(golden))
         ratio = diff / allowed if allowed else (0.0 if diff == 0 else float("inf"))
         self.verdict.worst = max(self.verdict.worst, ratio)
+        row = Difference(variant, where, stat, golden, current, allowed)
+        self.verdict.rows.append(row)
         if diff > allowed:
-            self.verdict.differences.append(
-                Difference(variant, where, stat, golden, current, allowed)
-            )
+            self.verdict.differences.append(row)
 
     def stats(
         self,

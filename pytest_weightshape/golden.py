@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import json
 import os
+import stat
 import re
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -283,11 +284,22 @@ def locked(path: Path) -> Iterator[None]:
         os.close(fd)
 
 
+def _file_mode(path: Path) -> int:
+    """The mode a new file gets from the umask; an existing file keeps its own."""
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
 def write_atomic(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` so readers see the old file or the new one, never a part."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, _file_mode(path))  # mkstemp's 0600 would hide goldens from a team
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
             handle.write(text)
             handle.flush()
@@ -338,3 +350,59 @@ def delete_checks(path: Path, names: set[str]) -> None:
         else:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
+
+
+# -- goldens of deleted test files ----------------------------------------------------------
+
+OUTSIDE_ROOTDIR = "_outside_rootdir"
+
+
+def test_file_of(rootdir: Path, golden_root: Path, golden_file: Path) -> Path | None:
+    """The test file whose goldens live in ``golden_file``'s folder (the inverse of
+    :func:`golden_dir`); None for goldens of files outside rootdir (named by module)."""
+    try:
+        rel = golden_file.parent.relative_to(golden_root)
+    except ValueError:
+        return None
+    if not rel.parts or rel.parts[0] == OUTSIDE_ROOTDIR:
+        return None
+    return rootdir / rel.parent / f"{rel.name}.py"
+
+
+def orphans(rootdir: Path, golden_root: Path, scopes: list[Path]) -> list[Path]:
+    """Golden files whose test file no longer exists and lies in one of ``scopes``.
+
+    Only valid goldens count: a file this plugin cannot read is never called unused (so never
+    deleted), and other JSON files in the folder are not ours.
+    """
+    if not golden_root.is_dir():
+        return []
+    found = []
+    for path in sorted(golden_root.rglob(f"*.{FILE_EXTENSION}")):
+        if path.name.startswith(".") or not path.is_file():
+            continue
+        test_file = test_file_of(rootdir, golden_root, path)
+        if test_file is None or test_file.exists():
+            continue
+        if not any(test_file.resolve().is_relative_to(scope) for scope in scopes):
+            continue
+        try:
+            read_checks(path)
+        except GoldenError:
+            continue
+        found.append(path)
+    return found
+
+
+def remove_files(paths: list[Path], golden_root: Path) -> None:
+    """Delete golden files, then the folders they leave empty (up to ``golden_root``)."""
+    for path in paths:
+        with locked(path), contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        folder = path.parent
+        while folder != golden_root and folder.is_relative_to(golden_root):
+            try:
+                folder.rmdir()  # only when empty
+            except OSError:
+                break
+            folder = folder.parent

@@ -6,6 +6,7 @@ torch or tensorflow (the measuring code is imported on the first ``check``).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shlex
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from syrupy.assertion import SnapshotAssertion
 
     from .result import CheckResult
+    from .snapshot import Candidate
 
 #: Command-line option -> (ini twin, help). Valued options; flags are below.
 _OPTIONS: dict[str, tuple[str, str]] = {
@@ -37,6 +39,10 @@ _OPTIONS: dict[str, tuple[str, str]] = {
     "device_rtol": (
         "weightshape_device_rtol",
         "device profiles, e.g. 'cuda=1e-3 mps=1e-3 cross=1e-3' (rtol floors per device kind)",
+    ),
+    "report": (
+        "weightshape_report",
+        "write a report of every check; the format follows the extension: .json, .md or .html",
     ),
 }
 #: Flags (store_true) -> (ini twin, help).
@@ -58,7 +64,19 @@ _FLAGS: dict[str, tuple[str, str]] = {
         "also run each variant in float64 and store each statistic's float32 rounding noise; "
         "a golden so recorded allows max(tolerance, 10 x noise)",
     ),
+    "update_failing": (
+        "weightshape_update_failing",
+        "rewrite only the goldens of failing checks: missing goldens are not recorded and "
+        "unused ones not deleted (the counterpart of --snapshot-update-new-only)",
+    ),
 }
+#: ``--weightshape-strict`` (a flag) and its ini twin, which also takes ``auto`` (the default:
+#: strict when the ``CI`` environment variable is set) and ``false`` (never strict).
+_STRICT_HELP = (
+    "CI mode: a missing golden fails and is never recorded, even with --snapshot-update "
+    "(default: on when the CI environment variable is set)"
+)
+_REPORT_FORMATS = (".json", ".md", ".html")
 
 
 @dataclass(frozen=True)
@@ -74,10 +92,14 @@ class Settings:
     deterministic: bool = False
     golden_per_device: bool = False
     calibrate: bool = False
+    update_failing: bool = False
+    strict: bool = False
+    report: Path | None = None
 
 
 _SETTINGS = pytest.StashKey[Settings]()
 _OUTCOMES = pytest.StashKey["_Outcomes"]()
+_RECORDS = pytest.StashKey[list[dict[str, Any]]]()
 
 
 class WeightShapeWarning(pytest.PytestWarning):
@@ -96,8 +118,13 @@ class _Outcomes:
         self.config = config
         self.users: set[str] = set()
         self.failed: set[str] = set()
-        #: (node id, check name, summary) of every check, from reports (so xdist workers' too).
-        self.checks: list[tuple[str, str, dict[str, Any]]] = []
+        #: The record of every check (see :mod:`.records`), from test reports: on an xdist
+        #: controller, the workers' too.
+        self.records: list[dict[str, Any]] = []
+        #: Goldens of test files that no longer exist, found at session end.
+        self.orphans: list[Path] = []
+        self.orphans_removed = False
+        self.report_written: Path | None = None
 
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
         for item in items:
@@ -117,15 +144,24 @@ class _Outcomes:
         _protect_unrun(self.config)
         return (yield)
 
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Any:
+        report = yield
+        if call.when == "call" and item.nodeid in self.users:
+            found = item.stash.get(_RECORDS, None)
+            if found:  # an attribute of the report: xdist carries it to the controller
+                report.weightshape = found
+        return report
+
     @pytest.hookimpl(trylast=True)  # after syrupy recorded the outcome
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.when == "call":
-            for name, value in report.user_properties:
-                if isinstance(name, str) and name.startswith("weightshape["):
-                    summary = json.loads(str(value))
-                    if report.failed and summary["status"] in ("recorded", "updated"):
-                        summary["status"] = "not written"  # the test failed after its check
-                    self.checks.append((report.nodeid, name[12:-1], summary))
+            for record in getattr(report, "weightshape", None) or ():
+                if report.failed and record["status"] in ("recorded", "updated"):
+                    record["status"] = "not written"  # the test failed after its check
+                self.records.append(record)
         if report.failed and report.nodeid in self.users:
             self.failed.add(report.nodeid)
             syrupy = getattr(self.config, "_syrupy", None)
@@ -176,6 +212,46 @@ def pytest_addoption(parser: pytest.Parser) -> None:
             help=f"{help_text} (ini: {ini} = true)",
         )
         parser.addini(ini, help_text, type="bool", default=False)
+    group.addoption(
+        "--weightshape-strict",
+        dest="weightshape_strict",
+        action="store_true",
+        default=False,
+        help=f"{_STRICT_HELP} (ini: weightshape_strict = auto|true|false)",
+    )
+    parser.addini("weightshape_strict", _STRICT_HELP + "; auto, true or false", default="auto")
+
+
+def _strict(config: pytest.Config) -> tuple[bool, str]:
+    if config.getoption("weightshape_strict"):
+        return True, "command line"
+    raw = str(config.getini("weightshape_strict") or "auto").strip().lower()
+    if raw in ("true", "1", "yes", "on"):
+        return True, "ini"
+    if raw in ("false", "0", "no", "off"):
+        return False, "ini"
+    if raw != "auto":
+        raise pytest.UsageError(
+            f"weightshape_strict (ini): expected auto, true or false, got {raw!r}"
+        )
+    ci = os.environ.get("CI", "").strip().lower()
+    if ci and ci not in ("0", "false", "no", "off"):
+        return True, "CI environment variable"
+    return False, "default"
+
+
+def _report_path(config: pytest.Config) -> tuple[Path | None, str]:
+    raw, source = _setting(config, "report")
+    if raw is None:
+        return None, source
+    path = Path(raw)
+    if path.suffix.lower() not in _REPORT_FORMATS:
+        raise pytest.UsageError(
+            f"--weightshape-report ({source}): {raw!r} has no known format; end the name in "
+            f"{', '.join(_REPORT_FORMATS)}"
+        )
+    base = config.invocation_params.dir if source == "command line" else config.rootpath
+    return base / path, source
 
 
 def _setting(config: pytest.Config, dest: str) -> tuple[str | None, str]:
@@ -220,6 +296,8 @@ def pytest_configure(config: pytest.Config) -> None:
     device, device_source = _setting(config, "device")
     profiles_text, profiles_source = _setting(config, "device_rtol")
     flags = {dest: _flag(config, dest) for dest in _FLAGS}
+    strict, strict_source = _strict(config)
+    report_path, report_source = _report_path(config)
     try:
         check_device(device, f"--weightshape-device ({device_source})")
         profiles = parse_profiles(profiles_text, f"--weightshape-device-rtol ({profiles_source})")
@@ -234,6 +312,8 @@ def pytest_configure(config: pytest.Config) -> None:
             "atol": atol_source,
             "device": device_source,
             "device_rtol": profiles_source,
+            "strict": strict_source,
+            "report": report_source,
             **{dest: source for dest, (_, source) in flags.items()},
         },
         device=device or "cpu",
@@ -242,6 +322,9 @@ def pytest_configure(config: pytest.Config) -> None:
         deterministic=flags["deterministic"][0],
         golden_per_device=flags["golden_per_device"][0],
         calibrate=flags["calibrate"][0],
+        update_failing=flags["update_failing"][0],
+        strict=strict,
+        report=report_path,
     )
     config.stash[_SETTINGS] = settings
     outcomes = _Outcomes(config)
@@ -262,36 +345,92 @@ def _location(extension: Any) -> tuple[Path, Path, str | None]:
     return extension.rootdir, extension.golden_root, extension.only_device
 
 
-def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
-    """A ``weightshape`` section: checks by status, the largest drift, and goldens recorded
-    under another environment that still hold."""
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """On the controller (or a plain run): unused goldens of deleted test files, the report
+    file, the GitHub step summary, and the last run kept for ``python -m pytest_weightshape``."""
+    config = session.config
     outcomes = config.stash.get(_OUTCOMES, None)
-    if outcomes is None or not outcomes.checks:
+    if outcomes is None or hasattr(config, "workerinput"):
         return
-    counts: dict[str, int] = {}
-    for _, _, summary in outcomes.checks:
-        counts[summary["status"]] = counts.get(summary["status"], 0) + 1
+    from . import golden, reports
+
+    settings = config.stash[_SETTINGS]
+    scopes = _orphan_scopes(config)
+    if scopes:
+        outcomes.orphans = golden.orphans(config.rootpath, settings.golden_root, scopes)
+        if outcomes.orphans and config.option.update_snapshots:
+            golden.remove_files(outcomes.orphans, settings.golden_root)
+            outcomes.orphans_removed = True
+        elif (
+            outcomes.orphans
+            and not config.option.warn_unused_snapshots
+            and session.exitstatus == pytest.ExitCode.OK
+        ):
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    if not outcomes.records:
+        return
+    rel = {"orphans": [str(p.relative_to(config.rootpath)) for p in outcomes.orphans]}
+    if settings.report is not None:
+        reports.write(settings.report, outcomes.records, extra=rel)
+        outcomes.report_written = settings.report
+    step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if step_summary:
+        reports.append_step_summary(Path(step_summary), outcomes.records)
+    cache = getattr(config, "cache", None)
+    if cache is not None:
+        cache.set(CACHE_KEY, reports.last_run(outcomes.records, str(config.rootpath)))
+
+
+#: Where the last run's records live in pytest's cache (read by ``python -m pytest_weightshape``).
+CACHE_KEY = "weightshape/last-run"
+
+
+def _orphan_scopes(config: pytest.Config) -> list[Path]:
+    """Folders whose deleted test files' goldens this run may call unused: the folders it was
+    asked to run in full. None for a run narrowed by keyword, marker, node id or --lf."""
+    option = config.option
+    narrowed = (
+        getattr(option, "keyword", "")
+        or getattr(option, "markexpr", "")
+        or getattr(option, "deselect", None)
+        or getattr(option, "lf", False)
+    )
+    if narrowed or hasattr(config, "workerinput"):
+        return []
+    scopes = []
+    for arg in config.args:
+        if "::" in arg:
+            return []
+        path = (config.invocation_params.dir / arg).resolve()
+        if path.is_dir():
+            scopes.append(path)
+    return scopes
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    """A ``weightshape`` section: checks by status, the largest drift, goldens recorded
+    under another environment that still hold, unused goldens, and where the report is."""
+    outcomes = config.stash.get(_OUTCOMES, None)
+    if outcomes is None or not (outcomes.records or outcomes.orphans):
+        return
+    from .reports import summary_lines
+
     terminalreporter.section("weightshape")
-    order = ("passed", "drifted", "missing", "recorded", "updated", "not written")
-    shown = ", ".join(f"{counts[s]} {s}" for s in order if s in counts)
-    total = len(outcomes.checks)
-    terminalreporter.write_line(f"{total} check{'s' if total != 1 else ''}: {shown}")
-    measured = [c for c in outcomes.checks if c[2]["worst"] is not None]
-    if measured:
-        nodeid, check, summary = max(measured, key=lambda c: c[2]["worst"])
-        where = nodeid if check == "default" else f"{nodeid} [{check}]"
+    for line in summary_lines(outcomes.records):
+        terminalreporter.write_line(line)
+    if outcomes.orphans:
+        what = "removed" if outcomes.orphans_removed else "unused"
         terminalreporter.write_line(
-            f"largest drift: {summary['worst']:.3g} of its tolerance ({where})"
+            f"{len(outcomes.orphans)} golden file{'s' if len(outcomes.orphans) != 1 else ''} "
+            f"of deleted test files {what}"
+            + ("" if outcomes.orphans_removed else " (--snapshot-update removes them)")
+            + ":"
         )
-    held = [
-        c for c in outcomes.checks if c[2]["status"] == "passed" and c[2]["environment_changes"]
-    ]
-    if held:
-        changes = sorted({change for c in held for change in c[2]["environment_changes"]})
-        terminalreporter.write_line(
-            f"{len(held)} goldens recorded under another environment still hold "
-            f"({'; '.join(changes[:6])}{'; ...' if len(changes) > 6 else ''})"
-        )
+        for path in outcomes.orphans:
+            terminalreporter.write_line(f"  {os.path.relpath(path, config.invocation_params.dir)}")
+    if outcomes.report_written is not None:
+        shown = os.path.relpath(outcomes.report_written, config.invocation_params.dir)
+        terminalreporter.write_line(f"report: {shown}")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -326,9 +465,11 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     extras = [f"device {settings.device} ({settings.sources['device']})"]
     extras += [
         f"{dest.replace('_', '-')} ({settings.sources[dest]})"
-        for dest in _FLAGS
+        for dest in (*_FLAGS, "strict")
         if getattr(settings, dest)
     ]
+    if settings.report is not None:
+        extras.append(f"report {settings.report.name} ({settings.sources['report']})")
     return [
         f"weightshape: goldens in {where}/ ({settings.sources['golden_dir']}); "
         f"tolerance {tol}; {', '.join(extras)}; {versions}"
@@ -373,11 +514,13 @@ class ShapeVariant:
             message = str(exc)
         except WeightShapeError as exc:
             message = f"{nodeid}: {exc}"
+            self._record(check=_shown_name(name), status="error", message=message)
         except Exception as exc:
             message = (
                 f"{nodeid}: pytest-weightshape internal error (please report it with this "
                 f"text):\n{''.join(traceback.format_exception(exc))}"
             )
+            self._record(check=_shown_name(name), status="error", message=message)
         pytest.fail(message, pytrace=False)  # outside `except`: no chained traceback
 
     def _finish(self) -> None:
@@ -452,6 +595,8 @@ class ShapeVariant:
 
         if self._assertion is None:
             self._assertion = self._snapshot.use_extension(WeightShapeExtension)
+            if settings.update_failing:  # rewrite drifted goldens; new ones are refused below
+                self._assertion.update_snapshots = True
         assertion = self._assertion
         location = PyTestLocation(self._request.node)
         path = assertion.extension.get_location(test_location=location, index=check)
@@ -486,31 +631,63 @@ class ShapeVariant:
                 f"{type(outcome.exception).__name__}: {outcome.exception}"
             )
         verdict = candidate.verdict
+        where = dict(test=test, check=check, path=shown, nodeid=nodeid)
+        record = functools.partial(
+            self._record, check=check, document=document, candidate=candidate, path=path
+        )
+        refused = None
+        if outcome.created and settings.strict:
+            refused = "strict"
+        elif outcome.created and settings.update_failing:
+            refused = "update_failing"
+        if refused is not None or (not outcome.success and outcome.recalled_data is None):
+            message = report.missing(**where, refused=refused)
+            record(status="missing", message=message)
+            raise _Failed(message)
         if not outcome.success:
-            if outcome.recalled_data is None:
-                self._record(check, "missing", None)
-                raise _Failed(report.missing(test=test, check=check, path=shown, nodeid=nodeid))
             assert verdict is not None
-            self._record(check, "drifted", verdict)
-            raise _Failed(
-                report.failure(
-                    verdict,
-                    test=test,
-                    check=check,
-                    path=shown,
-                    nodeid=nodeid,
-                    verbose=config.get_verbosity() >= 2,
-                )
-            )
+            message = report.failure(verdict, **where, verbose=config.get_verbosity() >= 2)
+            record(status="drifted", message=message)
+            raise _Failed(message)
         status = "recorded" if outcome.created else "updated" if outcome.updated else "passed"
-        self._record(check, status, verdict)
+        record(status=status)
         result = CheckResult(check, status, shown, document, verdict)
         self.results.append(result)
         return result
 
-    def _record(self, check: str, status: str, verdict: Any) -> None:
-        """Attach the check's outcome to the test report (JUnit properties, the summary, and
-        across xdist workers): status, largest drift / tolerance, environment changes."""
+    def _record(
+        self,
+        *,
+        check: str,
+        status: str,
+        document: dict[str, Any] | None = None,
+        candidate: Candidate | None = None,
+        path: str = "",
+        message: str | None = None,
+    ) -> None:
+        """Attach the check's outcome to the test: a JUnit property (status, largest drift /
+        tolerance, environment changes) and the full record for the summary, reports and
+        ``diff``, which travels on the test report (so across xdist workers)."""
+        from . import records
+
+        verdict = candidate.verdict if candidate is not None else None
+        config = self._request.config
+        try:
+            golden_path = Path(path).resolve().relative_to(config.rootpath).as_posix()
+        except ValueError:
+            golden_path = str(path)
+        record = records.build(
+            nodeid=self._request.node.nodeid,
+            test=self._request.node.name,
+            check=check,
+            golden_path=golden_path,
+            status=status,
+            document=document,
+            recorded=candidate.recorded if candidate is not None else None,
+            verdict=verdict,
+            message=message,
+        )
+        self._request.node.stash.setdefault(_RECORDS, []).append(record)
         summary = {
             "status": status,
             "worst": round(verdict.worst, 6) if verdict is not None else None,
@@ -523,6 +700,10 @@ class ShapeVariant:
 
 class _Failed(WeightShapeError):
     """A check that ran and did not match its golden."""
+
+
+def _shown_name(name: Any) -> str:
+    return name if isinstance(name, str) and name else "default"
 
 
 def _node_argument(nodeid: str, config: pytest.Config) -> str:

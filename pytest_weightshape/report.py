@@ -96,10 +96,29 @@ def failure(
     return "\n".join(lines)
 
 
-def missing(*, test: str, check: str, path: str, nodeid: str) -> str:
+def missing(
+    *, test: str, check: str, path: str, nodeid: str, refused: str | None = None
+) -> str:
+    """The message of a check without a golden; ``refused`` says why an update flag did not
+    record it (``strict``: CI mode; ``update_failing``: only failing goldens are rewritten)."""
     what = "check" if check == "default" else f"check {check!r}"
-    return (
-        f"weightshape: no golden for the {what} of {test}\n"
-        f"expected at: {path}\n"
-        f"Record it with: pytest --snapshot-update {nodeid} (then review and commit the file)"
-    )
+    lines = [f"weightshape: no golden for the {what} of {test}", f"expected at: {path}"]
+    if refused == "strict":
+        lines.append(
+            "Strict mode (the CI environment variable or --weightshape-strict) never records "
+            "goldens: a golden is reviewed before it gates a build."
+        )
+        lines.append(
+            f"Record it where you develop: pytest --snapshot-update {nodeid}, review and commit "
+            "the file (or, in a job meant to record, pass -o weightshape_strict=false)"
+        )
+    elif refused == "update_failing":
+        lines.append(
+            "Not recorded: --weightshape-update-failing rewrites only the goldens of failing "
+            f"checks. Record it with: pytest --snapshot-update {nodeid}"
+        )
+    else:
+        lines.append(
+            f"Record it with: pytest --snapshot-update {nodeid} (then review and commit the file)"
+        )
+    return "\n".join(lines)

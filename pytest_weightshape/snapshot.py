@@ -44,6 +44,8 @@ class Candidate:
         #: failed after recording, so its golden is not trusted).
         self.write = write
         self.verdict: Verdict | None = None
+        #: The golden's check, once syrupy found one to compare against.
+        self.recorded: dict[str, Any] | None = None
 
 
 class Rendered(str):
@@ -94,8 +96,8 @@ class WeightShapeExtension(AbstractSyrupyExtension):
         candidate = getattr(serialized_data, "candidate", None)
         if not isinstance(candidate, Candidate):
             return bool(serialized_data == snapshot_data)
-        recorded = json.loads(str(snapshot_data))
-        candidate.verdict = compare(recorded, candidate.document, candidate.policy)
+        candidate.recorded = json.loads(str(snapshot_data))
+        candidate.verdict = compare(candidate.recorded, candidate.document, candidate.policy)
         return candidate.verdict.ok
 
     # -- locations ------------------------------------------------------------------------

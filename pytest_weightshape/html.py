@@ -1,0 +1,369 @@
+"""Check records -> one self-contained HTML page with pictures (inline SVG, no network).
+
+Per check, failing ones first: the output value distributions of base and variants (a
+quantile plot: min, q01 ... q99, max; the golden dashed beside the current run), and the
+drift of every compared statistic against its tolerance (a log-scale bar chart with the
+tolerance line), then the tables.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from html import escape
+from typing import Any
+
+from .records import QUANTILE_LEVELS, counts, label, ordered
+
+PALETTE = (
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#17becf",
+    "#bcbd22",
+    "#7f7f7f",
+)
+OK_COLOR = "#2ca02c"
+BAD_COLOR = "#d62728"
+#: Statistics drawn per check in the drift chart (the largest drifts).
+DRIFT_BARS = 24
+#: The drift chart's log10 range of |difference| / allowed.
+LOG_MIN, LOG_MAX = -4.0, 2.0
+
+_STATUS_COLORS = {
+    "passed": OK_COLOR,
+    "recorded": "#1f77b4",
+    "updated": "#1f77b4",
+    "not written": "#ff7f0e",
+}
+
+_CSS = """
+body{font:14px/1.4 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#222}
+h1{font-size:22px;margin:0 0 4px} h2{font-size:17px;margin:0 0 6px}
+.check{border:1px solid #ddd;border-radius:6px;padding:14px 16px;margin:18px 0}
+.badge{display:inline-block;color:#fff;border-radius:4px;padding:1px 8px;font-size:12px;
+ margin-right:8px;vertical-align:2px}
+.meta{color:#555;margin:2px 0} .cause{color:#a00}
+table{border-collapse:collapse;margin:6px 0;font-size:12.5px}
+td,th{border:1px solid #ddd;padding:2px 6px;text-align:left} th{background:#f5f5f5}
+td.num{text-align:right;font-variant-numeric:tabular-nums}
+tr.bad td{background:#fde8e8}
+.figs{display:flex;flex-wrap:wrap;gap:16px;align-items:flex-start}
+figure{margin:6px 0} figcaption{font-size:12px;color:#555}
+pre{background:#f7f7f7;padding:8px;overflow:auto;font-size:12px}
+code{font-size:12.5px}
+"""
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "present" if value else "absent"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def _num(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+# -- pictures -------------------------------------------------------------------------------
+
+
+def quantile_plot(
+    output: str,
+    current: Mapping[str, Mapping[str, Any]],
+    recorded: Mapping[str, Mapping[str, Any]],
+    base: str | None,
+) -> str:
+    """SVG: value at each quantile level (min, q01 ... q99, max), one line per variant;
+    the golden's as a dashed line of the same colour."""
+    width, height, left, right, top, bottom = 460, 250, 58, 12, 14, 66
+    levels = list(QUANTILE_LEVELS.items())
+    series: list[tuple[str, str, bool, list[tuple[int, float]]]] = []
+    names = list(current) + [n for n in recorded if n not in current]
+    for i, name in enumerate(names):
+        color = PALETTE[i % len(PALETTE)]
+        for dashed, source in ((True, recorded), (False, current)):
+            points = source.get(name, {}).get(output, {}).get("quantiles", {})
+            pts = [
+                (j, v)
+                for j, (_, level) in enumerate(levels)
+                if (v := _num(points.get(str(level)))) is not None
+            ]
+            if pts:
+                series.append((name, color, dashed, pts))
+    values = [v for *_, pts in series for _, v in pts]
+    if not values:
+        return ""
+    lo, hi = min(values), max(values)
+    if hi == lo:
+        lo, hi = lo - 1.0, hi + 1.0
+    pad = (hi - lo) * 0.05
+    lo, hi = lo - pad, hi + pad
+    plot_w, plot_h = width - left - right, height - top - bottom
+
+    def x(j: int) -> float:
+        return left + plot_w * j / (len(levels) - 1)
+
+    def y(v: float) -> float:
+        return top + plot_h * (hi - v) / (hi - lo)
+
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'role="img" aria-label="output value quantiles of {escape(output)}">',
+        f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="#fafafa" '
+        'stroke="#ccc"/>',
+    ]
+    for k in range(5):
+        v = lo + (hi - lo) * k / 4
+        parts.append(
+            f'<line x1="{left}" x2="{left + plot_w}" y1="{y(v):.1f}" y2="{y(v):.1f}" '
+            'stroke="#eee"/>'
+            f'<text x="{left - 4}" y="{y(v) + 4:.1f}" font-size="10" text-anchor="end">'
+            f"{v:.3g}</text>"
+        )
+    for j, (key, _) in enumerate(levels):
+        parts.append(
+            f'<text x="{x(j):.1f}" y="{top + plot_h + 13}" font-size="10" '
+            f'text-anchor="middle">{key}</text>'
+        )
+    for name, color, dashed, pts in series:
+        path = " ".join(f"{x(j):.1f},{y(v):.1f}" for j, v in pts)
+        dash = ' stroke-dasharray="5,4" stroke-opacity="0.8"' if dashed else ""
+        widthpx = 1.5 if dashed else 2.2
+        parts.append(
+            f'<polyline points="{path}" fill="none" stroke="{color}" '
+            f'stroke-width="{widthpx}"{dash}><title>{escape(name)}'
+            f"{' (golden)' if dashed else ''}</title></polyline>"
+        )
+        if not dashed:
+            parts.extend(
+                f'<circle cx="{x(j):.1f}" cy="{y(v):.1f}" r="2.6" fill="{color}"/>'
+                for j, v in pts
+            )
+    legend_y = top + plot_h + 28
+    shown = list(dict.fromkeys(name for name, *_ in series))
+    for i, name in enumerate(shown):
+        color = PALETTE[names.index(name) % len(PALETTE)]
+        lx = left + (i % 2) * (plot_w // 2)
+        ly = legend_y + (i // 2) * 14
+        tag = " (base)" if name == base else ""
+        parts.append(
+            f'<rect x="{lx}" y="{ly - 8}" width="12" height="4" fill="{color}"/>'
+            f'<text x="{lx + 16}" y="{ly - 3}" font-size="10.5">{escape(name + tag)}</text>'
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def drift_chart(statistics: Sequence[Mapping[str, Any]]) -> str:
+    """SVG: |difference| / allowed of the compared values with the largest drifts, on a log
+    scale, with the tolerance (1.0) marked; bars past it are red."""
+    rows = [s for s in statistics if s["allowed"] is not None or not s["ok"]]
+    if not rows:
+        return ""
+
+    def ratio(s: Mapping[str, Any]) -> float:
+        r = _num(s["ratio"])
+        return float("inf") if r is None else r
+
+    rows = sorted(rows, key=lambda s: (-ratio(s), s["variant"], s["where"], s["stat"]))
+    hidden = max(0, len(rows) - DRIFT_BARS)
+    rows = rows[:DRIFT_BARS]
+    name_w, bar_w, row_h, top = 300, 300, 15, 20
+    height = top + row_h * len(rows) + 26
+    width = name_w + bar_w + 70
+
+    def x(r: float) -> float:
+        if r <= 0:
+            return name_w
+        level = min(max(math.log10(r), LOG_MIN), LOG_MAX)
+        return name_w + bar_w * (level - LOG_MIN) / (LOG_MAX - LOG_MIN)
+
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        'role="img" aria-label="drift of each statistic relative to its tolerance">'
+    ]
+    for k in range(int(LOG_MIN), int(LOG_MAX) + 1):
+        gx = x(10.0**k)
+        parts.append(
+            f'<line x1="{gx:.1f}" x2="{gx:.1f}" y1="{top - 4}" y2="{height - 22}" '
+            'stroke="#eee"/>'
+            f'<text x="{gx:.1f}" y="{height - 8}" font-size="10" text-anchor="middle">'
+            f"1e{k}</text>"
+        )
+    for i, s in enumerate(rows):
+        r = ratio(s)
+        yy = top + i * row_h
+        ok = bool(s["ok"])
+        color = OK_COLOR if ok else BAD_COLOR
+        name = f"{s['variant']} / {s['where']} / {s['stat']}"
+        if len(name) > 46:
+            name = "…" + name[-45:]
+        end = x(r) if math.isfinite(r) else name_w + bar_w
+        value = "exact" if s["allowed"] is None else f"{r:.2g}"
+        parts.append(
+            f'<text x="{name_w - 6}" y="{yy + 10}" font-size="10.5" text-anchor="end">'
+            f"{escape(name)}</text>"
+            f'<rect x="{name_w}" y="{yy + 2}" width="{max(end - name_w, 1.5):.1f}" '
+            f'height="{row_h - 5}" fill="{color}"><title>{escape(name)}: {value}</title></rect>'
+            f'<text x="{max(end, name_w) + 4:.1f}" y="{yy + 10}" font-size="10">{value}</text>'
+        )
+    tx = x(1.0)
+    parts.append(
+        f'<line x1="{tx:.1f}" x2="{tx:.1f}" y1="{top - 8}" y2="{height - 22}" '
+        f'stroke="{BAD_COLOR}" stroke-width="1.5" stroke-dasharray="4,3"/>'
+        f'<text x="{tx + 3:.1f}" y="{top - 9}" font-size="10" fill="{BAD_COLOR}">'
+        "tolerance</text>"
+    )
+    parts.append("</svg>")
+    more = f" ({hidden} smaller drifts not drawn)" if hidden else ""
+    return "".join(parts) + (f"<div class=meta>{more}</div>" if more else "")
+
+
+# -- page -----------------------------------------------------------------------------------
+
+
+def _table(header: Sequence[str], body: Sequence[tuple[bool, Sequence[Any]]]) -> str:
+    head = "".join(f"<th>{escape(h)}</th>" for h in header)
+    rows = []
+    for bad, cells in body:
+        tds = "".join(
+            f'<td class="num">{escape(_fmt(c))}</td>'
+            if isinstance(c, (int, float)) and not isinstance(c, bool)
+            else f"<td>{escape(_fmt(c))}</td>"
+            for c in cells
+        )
+        rows.append(f'<tr class="bad">{tds}</tr>' if bad else f"<tr>{tds}</tr>")
+    return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
+
+
+def _check_section(index: int, record: Mapping[str, Any]) -> str:
+    status = record["status"]
+    color = _STATUS_COLORS.get(status, BAD_COLOR)
+    worst = record["worst"]
+    parts = [
+        f'<section class="check" id="check-{index}">',
+        f'<h2><span class="badge" style="background:{color}">{escape(status)}</span>'
+        f"<code>{escape(label(record))}</code></h2>",
+        f'<div class="meta">golden: <code>{escape(record["golden_path"])}</code>'
+        + (f"; largest drift {worst:.3g} of its tolerance" if worst is not None else "")
+        + (
+            f"; {record['moved']} of {record['compared']} values moved"
+            if record["moved"]
+            else ""
+        )
+        + "</div>",
+    ]
+    parts += [f'<div class="cause">likely cause: {escape(c)}</div>' for c in record["causes"]]
+    changes = record["environment"]["changes"]
+    if changes:
+        parts.append(
+            f'<div class="meta">environment (golden → now): {escape(", ".join(changes))}</div>'
+        )
+    current = record["distributions"]["current"]
+    recorded = record["distributions"]["golden"]
+    outputs = list(dict.fromkeys(o for v in (*current.values(), *recorded.values()) for o in v))
+    figures = []
+    for output in outputs:
+        svg = quantile_plot(output, current, recorded, record["base"])
+        if svg:
+            caption = f"output <b>{escape(output)}</b>: value quantiles per variant"
+            if recorded:
+                caption += " (dashed: golden)"
+            figures.append(f"<figure>{svg}<figcaption>{caption}</figcaption></figure>")
+    drift = drift_chart(record["statistics"])
+    if drift:
+        figures.append(
+            f"<figure>{drift}<figcaption>drift of each statistic / its tolerance "
+            "(golden vs this run)</figcaption></figure>"
+        )
+    if figures:
+        parts.append(f'<div class="figs">{"".join(figures)}</div>')
+    if record["message"] and status != "passed":
+        parts.append(f"<pre>{escape(record['message'])}</pre>")
+    stats = record["statistics"]
+    if stats:
+        body = [
+            (
+                not s["ok"],
+                (
+                    s["variant"],
+                    s["where"],
+                    s["stat"],
+                    s["golden"],
+                    s["current"],
+                    s["difference"],
+                    "exact" if s["allowed"] is None else s["allowed"],
+                ),
+            )
+            for s in stats
+        ]
+        parts.append(
+            f"<details><summary>all {len(stats)} compared values</summary>"
+            + _table(
+                ("variant", "where", "statistic", "golden", "current", "difference", "allowed"),
+                body,
+            )
+            + "</details>"
+        )
+    divergence = [
+        (False, (variant, output, key, value))
+        for variant, div in record["divergence"].items()
+        for output, values in div.get("outputs", {}).items()
+        for key, value in values.items()
+    ]
+    if divergence:
+        parts.append(
+            "<details><summary>divergence from the base</summary>"
+            + _table(("variant", "output", "measure", "value"), divergence)
+            + "</details>"
+        )
+    parts.append("</section>")
+    return "".join(parts)
+
+
+def to_html(records: Sequence[Mapping[str, Any]], extra: Mapping[str, Any] | None = None) -> str:
+    """One self-contained page: summary, an index, then every check, failing ones first."""
+    ranked = ordered(records)
+    tally = ", ".join(f"{n} {s}" for s, n in counts(records).items()) or "no checks"
+    env = ranked[0]["environment"]["run"] if ranked else {}
+    versions = ", ".join(
+        f"{k} {env[k]}" for k in ("python", "numpy", "torch", "tensorflow", "keras") if env.get(k)
+    )
+    index = _table(
+        ("status", "check", "largest drift / tolerance"),
+        [
+            (
+                r["status"] not in ("passed", "recorded", "updated"),
+                (r["status"], label(r), r["worst"]),
+            )
+            for r in ranked
+        ],
+    )
+    orphans = list((extra or {}).get("orphans", []))
+    orphan_html = (
+        f"<p class=meta>{len(orphans)} unused golden file(s) of deleted test files: "
+        + ", ".join(f"<code>{escape(p)}</code>" for p in orphans)
+        + "</p>"
+        if orphans
+        else ""
+    )
+    sections = "".join(_check_section(i, r) for i, r in enumerate(ranked))
+    return (
+        "<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>"
+        "<title>weightshape report</title>"
+        f"<style>{_CSS}</style></head><body>"
+        f"<h1>weightshape report</h1><div class=meta>{len(records)} checks: "
+        f"{escape(tally)}</div><div class=meta>{escape(versions)}; device "
+        f"{escape(str(env.get('device', '')))}</div>{orphan_html}{index}{sections}"
+        "</body></html>\n"
+    )

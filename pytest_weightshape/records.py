@@ -1,0 +1,169 @@
+"""One check's outcome as plain JSON data: what reports, the summary and ``diff`` read.
+
+A record is built where the check ran (an xdist worker, maybe), travels on the test report,
+and is rendered on the controller; so it holds only JSON types.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from . import golden
+from .compare import Difference, Verdict
+
+#: Record layout version (the JSON report and the cached last run carry it).
+RECORD_VERSION = 1
+#: Statuses, most alarming first (reports list checks in this order).
+STATUSES = ("drifted", "missing", "error", "not written", "updated", "recorded", "passed")
+#: Quantile levels of the statistics, as plotted (min and max close the curve).
+QUANTILE_LEVELS = {
+    "min": 0.0,
+    "q01": 0.01,
+    "q05": 0.05,
+    "q25": 0.25,
+    "q50": 0.5,
+    "q75": 0.75,
+    "q95": 0.95,
+    "q99": 0.99,
+    "max": 1.0,
+}
+
+
+def plain(value: Any) -> Any:
+    """``value`` with non-finite floats as strings ('nan', 'inf'): standard JSON has none."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return value
+
+
+def row(d: Difference) -> dict[str, Any]:
+    """One compared value: golden, current, difference, allowed (None: exact), ratio, ok."""
+    excess = d.excess if d.allowed is not None else None
+    return {
+        "variant": d.variant,
+        "where": d.where,
+        "stat": d.stat,
+        "golden": d.golden,
+        "current": d.current,
+        "difference": d.difference,
+        "allowed": d.allowed,
+        "ratio": excess,
+        "ok": d.ok,
+    }
+
+
+def document_digest(document: Mapping[str, Any]) -> str:
+    """Identifies a golden check's exact content (``diff`` tells a golden changed since)."""
+    return hashlib.blake2b(golden.render(document).encode(), digest_size=8).hexdigest()
+
+
+def distributions(document: Mapping[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """variant -> output -> quantile level -> value (plus mean and std), for pictures."""
+    out: dict[str, dict[str, Any]] = {}
+    for variant, data in (document or {}).get("variants", {}).items():
+        for output, info in data.get("outputs", {}).items():
+            stats = info.get("stats", {})
+            points = {
+                str(level): stats[key]
+                for key, level in QUANTILE_LEVELS.items()
+                if isinstance(stats.get(key), (int, float))
+            }
+            out.setdefault(variant, {})[output] = {
+                "shape": info.get("shape"),
+                "quantiles": points,
+                "mean": stats.get("mean"),
+                "std": stats.get("std"),
+            }
+    return out
+
+
+def base_name(document: Mapping[str, Any] | None) -> str | None:
+    for name, data in (document or {}).get("variants", {}).items():
+        if data.get("base"):
+            return str(name)
+    return None
+
+
+def build(
+    *,
+    nodeid: str,
+    test: str,
+    check: str,
+    golden_path: str,
+    status: str,
+    document: Mapping[str, Any] | None,
+    recorded: Mapping[str, Any] | None,
+    verdict: Verdict | None,
+    message: str | None = None,
+) -> dict[str, Any]:
+    """The record of one check: ``document`` is what ran, ``recorded`` the golden's check."""
+    document = document or {}
+    rows = [row(d) for d in verdict.rows] if verdict is not None else []
+    divergence = {
+        name: data["divergence"]
+        for name, data in document.get("variants", {}).items()
+        if data.get("divergence") is not None
+    }
+    return {
+        "nodeid": nodeid,
+        "test": test,
+        "check": check,
+        "golden_path": golden_path,
+        "status": status,
+        "worst": verdict.worst if verdict is not None else None,
+        "compared": verdict.compared if verdict is not None else 0,
+        "moved": len(verdict.differences) if verdict is not None else 0,
+        "causes": list(verdict.causes) if verdict is not None else [],
+        "message": message,
+        "environment": {
+            "golden": dict(recorded.get("environment", {})) if recorded else None,
+            "run": dict(document.get("environment", {})),
+            "changes": list(verdict.environment_changes) if verdict is not None else [],
+        },
+        "base": base_name(document),
+        "statistics": rows,
+        "divergence": divergence,
+        "distributions": {
+            "current": distributions(document),
+            "golden": distributions(recorded) if recorded else {},
+        },
+        "golden_digest": document_digest(recorded) if recorded else None,
+        "document": dict(document),
+    }
+
+
+def counts(records: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+    """status -> number of checks, in :data:`STATUSES` order."""
+    found: dict[str, int] = {}
+    for record in records:
+        found[record["status"]] = found.get(record["status"], 0) + 1
+    return {s: found[s] for s in STATUSES if s in found} | {
+        s: n for s, n in found.items() if s not in STATUSES
+    }
+
+
+def ordered(records: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """Failing checks first, then by largest drift, then by test id (a stable order)."""
+    rank = {s: i for i, s in enumerate(STATUSES)}
+    return sorted(
+        records,
+        key=lambda r: (
+            rank.get(r["status"], len(STATUSES)),
+            -(r["worst"] or 0.0),
+            r["nodeid"],
+            r["check"],
+        ),
+    )
+
+
+def label(record: Mapping[str, Any]) -> str:
+    """``tests/test_x.py::test_y`` or ``tests/test_x.py::test_y [name]`` for a named check."""
+    check = record["check"]
+    return record["nodeid"] if check == golden.DEFAULT_CHECK else f"{record['nodeid']} [{check}]"

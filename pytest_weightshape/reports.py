@@ -1,0 +1,176 @@
+"""Check records -> the terminal summary, JSON, Markdown and the GitHub step summary.
+
+The HTML page is in :mod:`.html`. Every function takes the records of
+:mod:`.records` (plain data), so reports can be rebuilt from a saved JSON report or the
+cached last run without running anything.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from . import golden
+from .records import RECORD_VERSION, counts, label, ordered, plain
+
+#: Differences listed per failing check in the Markdown report.
+MD_ROWS = 10
+
+
+def summary_lines(records: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The terminal summary: checks by status, the largest drift, goldens that hold although
+    they were recorded under another environment."""
+    if not records:
+        return []
+    shown = ", ".join(f"{n} {status}" for status, n in counts(records).items())
+    total = len(records)
+    lines = [f"{total} check{'s' if total != 1 else ''}: {shown}"]
+    measured = [r for r in records if r["worst"] is not None]
+    if measured:
+        top = max(measured, key=lambda r: r["worst"])
+        lines.append(f"largest drift: {top['worst']:.3g} of its tolerance ({label(top)})")
+    held = [r for r in records if r["status"] == "passed" and r["environment"]["changes"]]
+    if held:
+        changes = sorted({c for r in held for c in r["environment"]["changes"]})
+        more = "; ..." if len(changes) > 6 else ""
+        lines.append(
+            f"{len(held)} golden{'s' if len(held) != 1 else ''} recorded under another "
+            f"environment still hold{'s' if len(held) == 1 else ''} "
+            f"({'; '.join(changes[:6])}{more})"
+        )
+    return lines
+
+
+# -- JSON -----------------------------------------------------------------------------------
+
+
+def to_json(records: Sequence[Mapping[str, Any]], extra: Mapping[str, Any] | None = None) -> str:
+    """Every check: status, every statistic (golden, current, difference, allowed), the
+    divergence, the environment of golden and run. Standard JSON ('nan'/'inf' as strings)."""
+    data = {
+        "weightshape_report": RECORD_VERSION,
+        "summary": counts(records),
+        **(extra or {}),
+        "checks": [{k: v for k, v in r.items() if k != "document"} for r in ordered(records)],
+    }
+    return json.dumps(plain(data), indent=1, sort_keys=False, allow_nan=False) + "\n"
+
+
+# -- Markdown -------------------------------------------------------------------------------
+
+_ICONS = {
+    "passed": "✅",
+    "recorded": "🆕",
+    "updated": "📝",
+    "drifted": "❌",
+    "missing": "❌",
+    "error": "❌",
+    "not written": "⚠️",
+}
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "present" if value else "absent"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def _cause(record: Mapping[str, Any]) -> str:
+    if record["causes"]:
+        return str(record["causes"][0])
+    if record["status"] == "missing":
+        return "no golden"
+    if record["status"] == "error" and record["message"]:
+        return str(record["message"]).splitlines()[0]
+    if record["environment"]["changes"]:
+        return "holds under: " + "; ".join(record["environment"]["changes"][:3])
+    return ""
+
+
+def to_markdown(records: Sequence[Mapping[str, Any]], *, title: str = "weightshape") -> str:
+    """A table a reviewer reads in a pull request: one row per check, failing ones first,
+    then the statistics that moved in each failing check."""
+    if not records:
+        return f"### {title}\n\nNo shape_variant checks ran.\n"
+    tally = ", ".join(f"{n} {s}" for s, n in counts(records).items())
+    lines = [
+        f"### {title}: {len(records)} check{'s' if len(records) != 1 else ''} ({tally})",
+        "",
+        "| | check | status | largest drift / tolerance | likely cause |",
+        "|---|---|---|---|---|",
+    ]
+    ranked = ordered(records)
+    for r in ranked:
+        worst = f"{r['worst']:.3g}" if r["worst"] is not None else ""
+        lines.append(
+            f"| {_ICONS.get(r['status'], '')} | `{_cell(label(r))}` | {r['status']} | {worst} "
+            f"| {_cell(_cause(r))} |"
+        )
+    for r in ranked:
+        moved = [s for s in r["statistics"] if not s["ok"]]
+        if not moved:
+            continue
+        moved.sort(key=lambda s: -(s["ratio"] if s["ratio"] is not None else float("inf")))
+        lines += [
+            "",
+            f"<details><summary><code>{_cell(label(r))}</code>: {len(moved)} of "
+            f"{r['compared']} values moved ({r['golden_path']})</summary>",
+            "",
+            "| variant | where | statistic | golden | current | difference | allowed |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for s in moved[:MD_ROWS]:
+            allowed = "exact" if s["allowed"] is None else f"{s['allowed']:.3g}"
+            lines.append(
+                f"| {_cell(s['variant'])} | {_cell(s['where'])} | {_cell(s['stat'])} "
+                f"| {_cell(s['golden'])} | {_cell(s['current'])} | {_cell(s['difference'])} "
+                f"| {allowed} |"
+            )
+        if len(moved) > MD_ROWS:
+            lines.append(f"| ... {len(moved) - MD_ROWS} more | | | | | | |")
+        if r["environment"]["changes"]:
+            lines += ["", "Environment (golden → now): " + ", ".join(r["environment"]["changes"])]
+        lines += ["", "</details>"]
+    return "\n".join(lines) + "\n"
+
+
+def append_step_summary(path: Path, records: Sequence[Mapping[str, Any]]) -> None:
+    """Append the Markdown table to GitHub Actions' job summary (``$GITHUB_STEP_SUMMARY``)."""
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write(to_markdown(records) + "\n")
+
+
+# -- files and the cached last run ----------------------------------------------------------
+
+
+def render(
+    path: Path, records: Sequence[Mapping[str, Any]], extra: Mapping[str, Any] | None = None
+) -> str:
+    suffix = path.suffix.lower()
+    if suffix == ".json":
+        return to_json(records, extra)
+    if suffix == ".md":
+        return to_markdown(records)
+    if suffix == ".html":
+        from .html import to_html
+
+        return to_html(records, extra)
+    raise ValueError(f"unknown report format {path.suffix!r}: use .json, .md or .html")
+
+
+def write(
+    path: Path, records: Sequence[Mapping[str, Any]], extra: Mapping[str, Any] | None = None
+) -> None:
+    """Write a report; the format follows the file's extension. Written atomically."""
+    golden.write_atomic(path, render(path, records, extra))
+
+
+def last_run(records: Iterable[Mapping[str, Any]], rootdir: str) -> dict[str, Any]:
+    """What the cache keeps for ``python -m pytest_weightshape diff``."""
+    return {"version": RECORD_VERSION, "rootdir": rootdir, "checks": plain(list(records))}
