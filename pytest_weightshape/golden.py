@@ -13,8 +13,8 @@ import contextlib
 import hashlib
 import json
 import os
-import stat
 import re
+import stat
 import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path

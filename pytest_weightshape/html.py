@@ -146,8 +146,7 @@ def quantile_plot(
         )
         if not dashed:
             parts.extend(
-                f'<circle cx="{x(j):.1f}" cy="{y(v):.1f}" r="2.6" fill="{color}"/>'
-                for j, v in pts
+                f'<circle cx="{x(j):.1f}" cy="{y(v):.1f}" r="2.6" fill="{color}"/>' for j, v in pts
             )
     legend_y = top + plot_h + 28
     shown = list(dict.fromkeys(name for name, *_ in series))
@@ -256,11 +255,7 @@ def _check_section(index: int, record: Mapping[str, Any]) -> str:
         f"<code>{escape(label(record))}</code></h2>",
         f'<div class="meta">golden: <code>{escape(record["golden_path"])}</code>'
         + (f"; largest drift {worst:.3g} of its tolerance" if worst is not None else "")
-        + (
-            f"; {record['moved']} of {record['compared']} values moved"
-            if record["moved"]
-            else ""
-        )
+        + (f"; {record['moved']} of {record['compared']} values moved" if record["moved"] else "")
         + "</div>",
     ]
     parts += [f'<div class="cause">likely cause: {escape(c)}</div>' for c in record["causes"]]

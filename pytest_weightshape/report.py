@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from typing import Any
 
 from .compare import Difference, Verdict
@@ -32,6 +33,15 @@ def _signed(d: Difference) -> str:
     return f"{d.difference:+.3g}"
 
 
+def text_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    """Left-aligned columns, two spaces apart."""
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    return [
+        "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip()
+        for r in [header, *rows]
+    ]
+
+
 def _table(rows: list[Difference]) -> list[str]:
     header = ("statistic", "golden", "current", "difference", "allowed")
     body = [
@@ -44,11 +54,7 @@ def _table(rows: list[Difference]) -> list[str]:
         )
         for d in rows
     ]
-    widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
-    return [
-        "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip()
-        for r in [header, *body]
-    ]
+    return text_table(header, body)
 
 
 def failure(
@@ -96,9 +102,7 @@ def failure(
     return "\n".join(lines)
 
 
-def missing(
-    *, test: str, check: str, path: str, nodeid: str, refused: str | None = None
-) -> str:
+def missing(*, test: str, check: str, path: str, nodeid: str, refused: str | None = None) -> str:
     """The message of a check without a golden; ``refused`` says why an update flag did not
     record it (``strict``: CI mode; ``update_failing``: only failing goldens are rewritten)."""
     what = "check" if check == "default" else f"check {check!r}"

@@ -1,0 +1,274 @@
+"""``python -m pytest_weightshape``: review goldens before accepting an update.
+
+    python -m pytest_weightshape diff            # what --snapshot-update would change
+    python -m pytest_weightshape show golden/tests/test_x/test_y.json
+
+``diff`` reads the last pytest run's observations from pytest's cache (kept by the plugin at
+session end), so it runs no model and imports no framework.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from . import golden
+from .errors import GoldenError
+from .records import document_digest, label, ordered
+from .report import text_table
+
+CACHE_KEY = "weightshape/last-run"
+#: Moved values listed per golden by ``diff`` (``--verbose``: all), largest drifts first.
+DIFF_ROWS = 12
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, bool):
+        return "present" if value else "absent"
+    if value is None:
+        return "null"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_fmt(v) for v in value) + "]"
+    return str(value)
+
+
+def find_last_run(cache_dir: Path | None) -> Path:
+    """The cached last run: in ``cache_dir``, or the nearest ``.pytest_cache`` upwards."""
+    key = Path("v", *CACHE_KEY.split("/"))
+    if cache_dir is not None:
+        return cache_dir / key
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        candidate = folder / ".pytest_cache" / key
+        if candidate.is_file():
+            return candidate
+    return here / ".pytest_cache" / key
+
+
+# -- show -----------------------------------------------------------------------------------
+
+
+def show_check(name: str, check: Mapping[str, Any]) -> list[str]:
+    """One golden check as tables: parameters, output statistics, divergence from the base."""
+    env = check.get("environment", {})
+    versions = ", ".join(
+        f"{k} {env[k]}" for k in ("torch", "tensorflow", "keras", "numpy") if env.get(k)
+    )
+    lines = [
+        f"check {name!r}: seed {check.get('seed')}, weights {check.get('weights')}, "
+        f"device {env.get('device', '?')}; recorded with {versions or 'unknown versions'}"
+    ]
+    variants: Mapping[str, Any] = check.get("variants", {})
+    names = list(variants)
+    lines.append("")
+    lines.append("parameters")
+    rows = [
+        (variant, param, _fmt(info["shape"]), str(info["dtype"]))
+        for variant, data in variants.items()
+        for param, info in data.get("parameters", {}).items()
+    ]
+    lines += ["  " + line for line in text_table(("variant", "name", "shape", "dtype"), rows)]
+    lines.append(
+        "  parameter count: "
+        + ", ".join(f"{v} {variants[v].get('parameter_count')}" for v in names)
+    )
+    outputs = list(dict.fromkeys(o for v in variants.values() for o in v.get("outputs", {})))
+    for output in outputs:
+        lines.append("")
+        shapes = ", ".join(
+            f"{v}: {_fmt(variants[v]['outputs'][output]['shape'])}"
+            for v in names
+            if output in variants[v].get("outputs", {})
+        )
+        lines.append(f"output {output} ({shapes})")
+        stats = [variants[v].get("outputs", {}).get(output, {}).get("stats", {}) for v in names]
+        keys = list(dict.fromkeys(k for s in stats for k in s))
+        table = [(k, *(_fmt(s.get(k)) if k in s else "" for s in stats)) for k in keys]
+        lines += ["  " + line for line in text_table(("statistic", *names), table)]
+    others = [v for v in names if variants[v].get("divergence")]
+    for output in outputs:
+        divs = [variants[v]["divergence"].get("outputs", {}).get(output) for v in others]
+        if not any(divs):
+            continue
+        lines.append("")
+        base = next((v for v in names if variants[v].get("base")), "base")
+        lines.append(f"divergence of {output} from the base ({base})")
+        keys = list(dict.fromkeys(k for d in divs if d for k in d))
+        table = [(k, *(_fmt((d or {}).get(k)) for d in divs)) for k in keys]
+        lines += ["  " + line for line in text_table(("measure", *others), table)]
+    return lines
+
+
+def cmd_show(paths: Sequence[str], check: str | None) -> int:
+    status = 0
+    for raw in paths:
+        path = Path(raw)
+        try:
+            test, checks = golden.read_checks(path)
+        except GoldenError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            status = 2
+            continue
+        if not checks:
+            print(f"error: {path} does not exist", file=sys.stderr)
+            status = 2
+            continue
+        print(f"{path}: golden of {test} ({len(checks)} check{'s' if len(checks) != 1 else ''})")
+        for name, document in checks.items():
+            if check is not None and name != check:
+                continue
+            print()
+            print("\n".join(show_check(name, document)))
+    return status
+
+
+# -- diff -----------------------------------------------------------------------------------
+
+
+def _excess(row: Mapping[str, Any]) -> float:
+    ratio = row["ratio"]
+    return float(ratio) if isinstance(ratio, (int, float)) else float("inf")
+
+
+def _moved_table(record: Mapping[str, Any], verbose: bool) -> list[str]:
+    moved = sorted((s for s in record["statistics"] if not s["ok"]), key=lambda s: -_excess(s))
+    hidden = 0 if verbose else max(0, len(moved) - DIFF_ROWS)
+    moved = moved if verbose else moved[:DIFF_ROWS]
+    rows = [
+        (
+            s["variant"],
+            s["where"],
+            s["stat"],
+            _fmt(s["golden"]),
+            _fmt(s["current"]),
+            _fmt(s["difference"]) if s["difference"] is not None else "",
+            "exact" if s["allowed"] is None else f"{s['allowed']:.3g}",
+        )
+        for s in moved
+    ]
+    header = ("variant", "where", "statistic", "golden", "current", "difference", "allowed")
+    lines = ["    " + line for line in text_table(header, rows)]
+    if hidden:
+        lines.append(f"    ... and {hidden} more (--verbose lists all)")
+    return lines
+
+
+def _new_table(record: Mapping[str, Any]) -> list[str]:
+    document = record.get("document") or {}
+    rows = []
+    for variant, data in document.get("variants", {}).items():
+        for output, info in data.get("outputs", {}).items():
+            stats = info.get("stats", {})
+            rows.append(
+                (
+                    variant,
+                    output,
+                    _fmt(info.get("shape")),
+                    _fmt(stats.get("mean")),
+                    _fmt(stats.get("std")),
+                    _fmt(stats.get("min")),
+                    _fmt(stats.get("max")),
+                )
+            )
+    header = ("variant", "output", "shape", "mean", "std", "min", "max")
+    return ["    " + line for line in text_table(header, rows)]
+
+
+def _stale(record: Mapping[str, Any], rootdir: Path) -> str | None:
+    """Why the golden on disk is no longer the one the last run compared with, if it is not."""
+    path = rootdir / record["golden_path"]
+    try:
+        _, checks = golden.read_checks(path)
+    except GoldenError as exc:
+        return f"the golden cannot be read now ({exc})"
+    now = checks.get(record["check"])
+    if record["golden_digest"] is None:
+        return None if now is None else "a golden was recorded since the last run"
+    if now is None:
+        return "the golden was removed since the last run"
+    if document_digest(now) != record["golden_digest"]:
+        return "the golden changed since the last run"
+    return None
+
+
+def cmd_diff(cache_dir: Path | None, show_all: bool, exit_code: bool, verbose: bool) -> int:
+    source = find_last_run(cache_dir)
+    try:
+        data = json.loads(source.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        print(
+            f"error: no last run found ({source}); run pytest first (with the cache "
+            "provider enabled), then this command",
+            file=sys.stderr,
+        )
+        return 2
+    rootdir = Path(data["rootdir"])
+    pending = 0
+    quiet: dict[str, int] = {}
+    for record in ordered(data["checks"]):
+        status = record["status"]
+        where = f"{record['golden_path']} [{record['check']}]"
+        stale = _stale(record, rootdir) if status in ("drifted", "missing", "passed") else None
+        if stale is not None:
+            print(f"? {label(record)}: {stale}; rerun pytest to see what an update would do")
+            continue
+        if status == "drifted":
+            pending += 1
+            print(f"~ {label(record)}: would rewrite {where}")
+            print(f"  {record['moved']} of {record['compared']} values moved beyond tolerance:")
+            print("\n".join(_moved_table(record, verbose)))
+            for cause in record["causes"]:
+                print(f"  likely cause: {cause}")
+            if record["environment"]["changes"]:
+                print(
+                    "  environment (golden -> last run): "
+                    + ", ".join(record["environment"]["changes"])
+                )
+        elif status == "missing":
+            pending += 1
+            print(f"+ {label(record)}: would record {where}")
+            print("\n".join(_new_table(record)))
+        elif status in ("error", "not written"):
+            first = (record.get("message") or "the test failed after the check").splitlines()[0]
+            print(f"! {label(record)}: {status}, nothing to update: {first}")
+        elif show_all:
+            what = "holds (not rewritten)" if status == "passed" else f"{status} in the last run"
+            print(f"= {label(record)}: {what}")
+        else:
+            quiet[status] = quiet.get(status, 0) + 1
+    tail = ", ".join(f"{n} {s}" for s, n in quiet.items())
+    print(
+        f"\n{pending} golden{'s' if pending != 1 else ''} would change with --snapshot-update"
+        + (f"; unchanged: {tail} (--all lists them)" if tail else "")
+    )
+    return 1 if exit_code and pending else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m pytest_weightshape",
+        description="Review pytest-weightshape goldens before accepting an update.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    diff = sub.add_parser(
+        "diff", help="show what `pytest --snapshot-update` would change, from the last run"
+    )
+    diff.add_argument("--cache-dir", type=Path, help="pytest's cache folder (.pytest_cache)")
+    diff.add_argument("--all", action="store_true", help="also list checks that hold")
+    diff.add_argument("-v", "--verbose", action="store_true", help="list every moved value")
+    diff.add_argument(
+        "--exit-code", action="store_true", help="exit with 1 when some golden would change"
+    )
+    show = sub.add_parser("show", help="print golden files as tables")
+    show.add_argument("paths", nargs="+", help="golden files (golden/.../test_x.json)")
+    show.add_argument("--check", help="only this check (name=...) of each file")
+    args = parser.parse_args(argv)
+    if args.command == "diff":
+        return cmd_diff(args.cache_dir, args.all, args.exit_code, args.verbose)
+    return cmd_show(args.paths, args.check)
