@@ -81,6 +81,15 @@ def _as_matrix(x: np.ndarray, axis: int) -> np.ndarray:
     return np.moveaxis(x, axis, -1).reshape(-1, x.shape[axis])
 
 
+def sample_matrix(x: np.ndarray, axis: int, rows: np.ndarray | slice) -> np.ndarray:
+    """The ``rows`` of ``x``'s (samples, features) matrix, reading only those rows: a large
+    output is not reshaped (copied) whole to pick 2048 of its samples."""
+    if isinstance(rows, slice):
+        return _as_matrix(x, axis)
+    moved = np.moveaxis(x, axis, -1)
+    return moved[np.unravel_index(rows, moved.shape[:-1])]
+
+
 def _row_blocks(m: np.ndarray, width: int) -> Iterator[np.ndarray]:
     step = max(1, BLOCK // max(1, width))
     for start in range(0, m.shape[0], step):
@@ -133,13 +142,18 @@ def _similarity(a: np.ndarray, b: np.ndarray) -> tuple[float | None, float]:
     """Cosine similarity and max |a - b| of two same-shape arrays, streamed in float64."""
     dot = na = nb = 0.0
     worst = 0.0
+    size = min(BLOCK, a.size)
+    # reused scratch: fresh multi-MB temporaries per block cost page faults on every block
+    wa, wb, tmp = (np.empty(size, dtype=np.float64) for _ in range(3))
     for ba, bb in zip(blocks(a.reshape(-1)), blocks(b.reshape(-1)), strict=True):
-        wa, wb = ba.astype(np.float64), bb.astype(np.float64)
+        m = ba.size
+        np.copyto(wa[:m], ba, casting="unsafe")
+        np.copyto(wb[:m], bb, casting="unsafe")
         # elementwise products, not np.dot: BLAS threads can stall on busy machines
-        dot += float(np.multiply(wa, wb).sum())
-        na += float(np.square(wa).sum())
-        nb += float(np.square(wb).sum())
-        worst = max(worst, float(np.max(np.abs(wa - wb))))
+        dot += float(np.multiply(wa[:m], wb[:m], out=tmp[:m]).sum())
+        na += float(np.square(wa[:m], out=tmp[:m]).sum())
+        nb += float(np.square(wb[:m], out=tmp[:m]).sum())
+        worst = max(worst, float(np.abs(np.subtract(wa[:m], wb[:m], out=tmp[:m])).max()))
     norm = math.sqrt(na) * math.sqrt(nb)
     cosine = dot / norm if norm and math.isfinite(norm) and math.isfinite(dot) else None
     return cosine, worst
@@ -197,12 +211,12 @@ def _divergence(
         out["cosine"], out["max_abs_difference"] = _similarity(base, variant)
     axis = _feature_axis(base, variant, feature_axis)
     if axis is not None and base.size and variant.size:
-        x, y = _as_matrix(base, axis), _as_matrix(variant, axis)
-        n = x.shape[0]
-        if n == y.shape[0] and n >= CKA_MIN_SAMPLES:
+        n = base.size // base.shape[axis]
+        if n == variant.size // variant.shape[axis] and n >= CKA_MIN_SAMPLES:
             rows = _evenly(n, CKA_MAX_SAMPLES)
-            x = x[rows][:, _evenly(x.shape[1], CKA_MAX_FEATURES)]
-            y = y[rows][:, _evenly(y.shape[1], CKA_MAX_FEATURES)]
+            x = sample_matrix(base, axis, rows)[:, _evenly(base.shape[axis], CKA_MAX_FEATURES)]
+            y = sample_matrix(variant, axis, rows)
+            y = y[:, _evenly(variant.shape[axis], CKA_MAX_FEATURES)]
             out["cka"] = linear_cka(x, y)
             out["cka_n"] = int(x.shape[0])
     return out

@@ -10,6 +10,7 @@ import os
 import platform
 import sys
 from collections.abc import Mapping
+from functools import cache
 from importlib import metadata
 from typing import Any
 
@@ -34,7 +35,14 @@ def package_version(*distributions: str) -> str | None:
 
 def framework_versions() -> dict[str, str | None]:
     """Installed versions of the frameworks we know, from metadata (no imports)."""
-    return {key: package_version(*dists) for key, dists in _DISTRIBUTIONS}
+    return dict(_installed_versions())
+
+
+@cache
+def _installed_versions() -> tuple[tuple[str, str | None], ...]:
+    # reading package metadata costs ~1 ms per package; what is installed does not change
+    # while a test session runs, so each process reads it once
+    return tuple((key, package_version(*dists)) for key, dists in _DISTRIBUTIONS)
 
 
 def collect(device: str) -> dict[str, Any]:
@@ -82,8 +90,10 @@ def collect(device: str) -> dict[str, Any]:
     return env
 
 
+@cache
 def cpu_name() -> str:
-    """The processor's model name (``/proc/cpuinfo`` on Linux), else ``platform.processor()``."""
+    """The processor's model name (``/proc/cpuinfo`` on Linux), else ``platform.processor()``
+    (read once per process)."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as handle:
             for line in handle:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -63,18 +63,45 @@ def _finite(block: np.ndarray) -> tuple[np.ndarray, int, int]:
 _KEY_TYPES = {2: np.uint16, 4: np.uint32, 8: np.uint64}
 #: Histogram bins in ascending value order: negative keys (sign bit set) descend in value.
 _KEY_ORDER = np.concatenate([np.arange(0xFFFF, 0x7FFF, -1), np.arange(0, 0x8000)])
+#: The keys of +0.0 and -0.0 (their bins also hold the tiniest subnormals of either sign).
+ZERO_KEYS = (0x0000, 0x8000)
+#: Below this many values one partition of a copy costs less than the 65536-bin histogram (and
+#: gives the same order statistics: both are exact).
+HISTOGRAM_MIN = 1 << 16
 
 
-def _keys(block: np.ndarray) -> np.ndarray:
-    """The top 16 bits of each float's bit pattern: a monotone (per sign) 65536-bin key."""
+def key_shift(itemsize: int) -> int:
+    """How far a float's bit pattern is shifted right to leave its top 16 bits."""
+    return 8 * itemsize - 16
+
+
+def _keys(block: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """The top 16 bits of each float's bit pattern (a monotone per-sign 65536-bin key), written
+    into the integer scratch ``out`` (``bincount`` and ``take`` then need no conversion)."""
     bits = block.view(_KEY_TYPES[block.dtype.itemsize])
-    shift = 8 * block.dtype.itemsize - 16
-    return (bits >> shift).astype(np.uint16) if shift else bits
+    shift = key_shift(block.dtype.itemsize)
+    keys: np.ndarray = np.right_shift(bits, shift, out=out[: block.size], casting="unsafe")
+    return keys
 
 
-def _histogram_quantiles(flat: np.ndarray, counts: np.ndarray, n: int) -> list[float]:
-    """Exact quantiles from a key histogram: only the elements of the <= 14 bins that hold the
-    needed order statistics are gathered (one more pass) and sorted."""
+class QuantilePlan(NamedTuple):
+    """Where the needed order statistics lie in a key histogram, before any value is read."""
+
+    positions: list[float]  # fractional rank of each quantile
+    lows: list[int]  # the rank below each position
+    ranks: list[int]  # every rank needed (lows and the ranks above them)
+    where: np.ndarray  # per rank: its bin's position in ascending value order
+    cumulative: np.ndarray  # counts in ascending value order, cumulated
+    gather: np.ndarray  # keys of the bins whose values must be read (ascending value order)
+    zero_bins: frozenset[int]  # sorted positions of needed bins known to hold only zeros
+
+
+def plan_quantiles(counts: np.ndarray, n: int, zeros: int) -> QuantilePlan:
+    """The <= 14 bins holding the needed order statistics of ``n`` finite values.
+
+    The bins of +0.0 and -0.0 need not be read when together they hold exactly the ``zeros``
+    (then every value in them is 0): a ReLU output's zeros are never gathered or sorted.
+    """
     positions = [q * (n - 1) for q in QUANTILES]
     lows = [math.floor(p) for p in positions]
     ranks = sorted({k for low in lows for k in (low, min(low + 1, n - 1))})
@@ -82,37 +109,68 @@ def _histogram_quantiles(flat: np.ndarray, counts: np.ndarray, n: int) -> list[f
     cumulative = np.cumsum(sorted_counts)
     where = np.searchsorted(cumulative, ranks, side="right")  # sorted-bin position per rank
     wanted = np.unique(where)
+    only_zeros = int(sum(counts[k] for k in ZERO_KEYS)) == zeros
+    zero_bins = frozenset(int(w) for w in wanted if only_zeros and int(_KEY_ORDER[w]) in ZERO_KEYS)
+    gather = np.array([_KEY_ORDER[w] for w in wanted if int(w) not in zero_bins], dtype=np.intp)
+    return QuantilePlan(positions, lows, ranks, where, cumulative, gather, zero_bins)
+
+
+def gather_table(plan: QuantilePlan) -> np.ndarray:
+    """A 65536-entry mask: which keys' values the second pass keeps."""
     table = np.zeros(65536, dtype=bool)
-    table[_KEY_ORDER[wanted]] = True
-    gathered = []
-    for block in blocks(flat):
-        if np.issubdtype(block.dtype, np.floating) and not np.isfinite(block).all():
-            block = block[np.isfinite(block)]
-        gathered.append(block[table[_keys(block)]])
-    values = np.sort(np.concatenate(gathered))
-    # index of a rank among the gathered values: earlier gathered bins, then rank in its bin
-    before = np.concatenate([[0], np.cumsum(sorted_counts[wanted])])
-    start_of = {int(w): int(before[k]) for k, w in enumerate(wanted)}
+    table[plan.gather] = True
+    return table
+
+
+def pick_quantiles(plan: QuantilePlan, gathered: np.ndarray) -> list[float]:
+    """The quantiles from the sorted values of the gathered bins (numpy's 'linear' method)."""
+    sorted_counts = np.diff(plan.cumulative, prepend=0)
+    start_of: dict[int, int] = {}
+    offset = 0
+    for w in np.unique(plan.where):
+        if int(w) not in plan.zero_bins:
+            start_of[int(w)] = offset
+            offset += int(sorted_counts[w])
     value_at = {}
-    for rank, pos in zip(ranks, where, strict=True):
-        first_rank = int(cumulative[pos - 1]) if pos else 0
-        value_at[rank] = float(values[start_of[int(pos)] + rank - first_rank])
+    for rank, pos in zip(plan.ranks, plan.where, strict=True):
+        if int(pos) in plan.zero_bins:
+            value_at[rank] = 0.0
+            continue
+        first_rank = int(plan.cumulative[pos - 1]) if pos else 0
+        value_at[rank] = float(gathered[start_of[int(pos)] + rank - first_rank])
+    n = int(plan.cumulative[-1])
     out = []
-    for pos, low in zip(positions, lows, strict=True):
+    for pos, low in zip(plan.positions, plan.lows, strict=True):
         a, b = value_at[low], value_at[min(low + 1, n - 1)]
         out.append(a + (b - a) * (pos - low))
     return out
 
 
+def _histogram_quantiles(
+    flat: np.ndarray, counts: np.ndarray, n: int, zeros: int, all_finite: bool
+) -> list[float]:
+    """Exact quantiles from a key histogram: only the values of the <= 14 bins that hold the
+    needed order statistics are gathered (one more pass) and sorted."""
+    plan = plan_quantiles(counts, n, zeros)
+    table = gather_table(plan)
+    keys = np.empty(min(BLOCK, flat.size), dtype=np.intp)
+    gathered = []
+    for block in blocks(flat):
+        if not all_finite:
+            block = block[np.isfinite(block)]
+        gathered.append(block[table.take(_keys(block, keys))])
+    return pick_quantiles(plan, np.sort(np.concatenate(gathered)))
+
+
 def summarize(array: np.ndarray) -> Stats:
     """Shape-free statistics of ``array``: count, moments, extremes, quantiles, zeros, NaN/Inf.
 
-    One streaming pass (blocks of ``BLOCK`` values, float64 accumulators) gives the count,
-    NaN/Inf, zeros, min, max, mean |x|, and mean and std (shifted sums, stable when the data sit
-    far from zero), plus a 65536-bin histogram of the floats' bit patterns; a second pass gathers
-    only the values of the bins that hold the needed order statistics, so the quantiles are exact
-    (numpy's 'linear' method) without sorting or copying the output. Integer outputs fall back to
-    one partition of a copy.
+    One streaming pass (blocks of ``BLOCK`` values into reused float64 scratch buffers) gives
+    the count, NaN/Inf, zeros, min, max, mean |x|, and mean and std (shifted sums, stable when
+    the data sit far from zero), plus a 65536-bin histogram of the floats' bit patterns; a
+    second pass gathers only the values of the bins that hold the needed order statistics, so
+    the quantiles are exact (numpy's 'linear' method) without sorting or copying the output.
+    Small and integer outputs take one partition of a copy instead (the same exact values).
     """
     x = np.asarray(array)
     if x.dtype == np.bool_:
@@ -120,19 +178,49 @@ def summarize(array: np.ndarray) -> Stats:
     flat = x.reshape(-1)
     count = int(flat.size)
     floating = np.issubdtype(flat.dtype, np.floating) and flat.dtype.itemsize in _KEY_TYPES
-    counts = np.zeros(65536, dtype=np.int64) if floating else None
+    histogram = floating and count >= HISTOGRAM_MIN
+    counts = np.zeros(65536, dtype=np.int64) if histogram else None
     with np.errstate(over="ignore", invalid="ignore"):
         moments = _first_pass(flat, floating, counts)
+    nan_count, inf_count, zeros, finite_count = moments[:4]
+    if finite_count and counts is not None:
+        all_finite = not (nan_count or inf_count)
+        quantiles = _histogram_quantiles(flat, counts, finite_count, zeros, all_finite)
+    elif finite_count:
+        quantiles = exact_quantiles(flat[np.isfinite(flat)] if floating else flat)
+    else:
+        quantiles = []
+    return finish(moments, quantiles, count, lambda: _rescaled(flat, floating, moments))
+
+
+Moments = tuple[int, int, int, int, float, float, float, float, float, float]
+
+
+def _rescaled(flat: np.ndarray, floating: bool, moments: Moments) -> tuple[float, ...]:
+    unit = max(abs(moments[4]), abs(moments[5]))
+    with np.errstate(over="ignore", invalid="ignore"):
+        scaled = _first_pass(flat / unit, floating, None)
+    return (unit, *scaled[6:])
+
+
+def finish(
+    moments: Moments,
+    quantiles: list[float],
+    count: int,
+    rescaled: Callable[[], tuple[float, ...]],
+) -> Stats:
+    """The statistics from the first pass's moments and the quantiles.
+
+    ``rescaled`` redoes the sums on values divided by max |x| (values near the ends of the
+    float64 range overflow the squares, or tiny ones flush them to zero); it returns the unit
+    and the new shift, s1, s2 and sum |x|.
+    """
     nan_count, inf_count, zeros, finite_count, low, high, shift, s1, s2, total_abs = moments
     unit = 1.0
     overflow = not all(map(math.isfinite, (s1, s2, total_abs)))
     underflow = s2 < 1e-250 and high > low  # squares of tiny values flushed to zero
     if finite_count and (overflow or underflow):
-        # values near the ends of the float64 range: redo the sums on scaled values
-        unit = max(abs(low), abs(high))
-        with np.errstate(over="ignore", invalid="ignore"):
-            scaled = _first_pass(flat / unit, floating, None)
-        shift, s1, s2, total_abs = scaled[6:]
+        unit, shift, s1, s2, total_abs = rescaled()
     stats: Stats = {"count": count}
     if finite_count:
         centred = s1 / finite_count
@@ -141,10 +229,6 @@ def summarize(array: np.ndarray) -> Stats:
         stats["min"] = _float(low)
         stats["max"] = _float(high)
         stats["mean_abs"] = _float(unit * (total_abs / finite_count))
-        if counts is not None:
-            quantiles = _histogram_quantiles(flat, counts, finite_count)
-        else:
-            quantiles = exact_quantiles(flat)
         stats.update(zip(QUANTILE_KEYS, map(_float, quantiles), strict=True))
     else:
         for key in ("mean", "std", "min", "max", "mean_abs", *QUANTILE_KEYS):
@@ -155,35 +239,38 @@ def summarize(array: np.ndarray) -> Stats:
     return stats
 
 
-def _first_pass(
-    flat: np.ndarray, floating: bool, counts: np.ndarray | None
-) -> tuple[int, int, int, int, float, float, float, float, float, float]:
+def _first_pass(flat: np.ndarray, floating: bool, counts: np.ndarray | None) -> Moments:
     """NaN, Inf, zero and finite counts, min, max, the shift and the shifted sums, sum |x|;
     fills the key histogram ``counts`` when given."""
     nan_count = inf_count = zeros = finite_count = 0
     shift: float | None = None
     s1 = s2 = total_abs = 0.0
     low, high = math.inf, -math.inf
+    size = min(BLOCK, flat.size)
+    # reused scratch: fresh multi-MB temporaries per block cost page faults on every block
+    wide, spare = np.empty(size, dtype=np.float64), np.empty(size, dtype=np.float64)
+    keys = np.empty(size if counts is not None else 0, dtype=np.intp)
     for block in blocks(flat):
-        zeros += block.size - int(np.count_nonzero(block))
+        zeros += int(np.count_nonzero(block == 0))
         if floating:
             block, nans, infs = _finite(block)
             nan_count += nans
             inf_count += infs
         if not block.size:
             continue
-        wide = block.astype(np.float64)
+        w = wide[: block.size]
+        np.copyto(w, block, casting="unsafe")
         if shift is None:
-            shift = float(wide.mean())
-        total_abs += float(np.abs(wide).sum())
-        wide -= shift
-        s1 += float(wide.sum())
-        s2 += float(np.square(wide, out=wide).sum())  # not np.dot: BLAS may be throttled
+            shift = float(w.mean())
+        total_abs += float(np.abs(w, out=spare[: block.size]).sum())
+        np.subtract(w, shift, out=w)
+        s1 += float(w.sum())
+        s2 += float(np.square(w, out=w).sum())  # not np.dot: BLAS may be throttled
         low = min(low, float(block.min()))
         high = max(high, float(block.max()))
         finite_count += block.size
         if counts is not None:
-            counts += np.bincount(_keys(block), minlength=65536)
+            counts += np.bincount(_keys(block, keys), minlength=65536)
     return (nan_count, inf_count, zeros, finite_count, low, high, shift or 0.0, s1, s2, total_abs)
 
 
