@@ -633,12 +633,13 @@ class ShapeVariant:
         record = functools.partial(
             self._record, check=check, document=document, candidate=candidate, path=path
         )
-        refused = None
-        if outcome.created and settings.strict:
+        absent = not outcome.success and outcome.recalled_data is None
+        refused = None  # an update flag would record it, but this mode does not
+        if (absent or outcome.created) and settings.strict:
             refused = "strict"
         elif outcome.created and settings.update_failing:
             refused = "update_failing"
-        if refused is not None or (not outcome.success and outcome.recalled_data is None):
+        if absent or refused is not None:
             message = report.missing(**where, refused=refused)
             record(status="missing", message=message)
             raise _Failed(message)

@@ -612,7 +612,7 @@ def test_summary_section_and_junit_properties(pytester, workers):
     result = run(pytester, *workers, "--junitxml=report.xml")
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(
-        ["*= weightshape =*", "2 checks: 1 passed, 1 drifted", "largest drift: * of its tolerance*"]
+        ["*= weightshape =*", "2 checks: 1 drifted, 1 passed", "largest drift: * of its tolerance*"]
     )
     xml = (pytester.path / "report.xml").read_text()
     assert 'name="weightshape[default]"' in xml and "drifted" in xml

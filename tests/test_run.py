@@ -253,3 +253,57 @@ def test_unavailable_device_is_a_clear_error():
             (1, 4),
             device="cuda",
         ).observe()
+
+
+def _close(native, host, path=""):
+    """Equal documents, floats within float64 rounding (native sums use another order)."""
+    if isinstance(host, dict):
+        assert native.keys() == host.keys(), path
+        for key in host:
+            _close(native[key], host[key], f"{path}/{key}")
+    elif isinstance(host, float):
+        assert native == pytest.approx(host, rel=1e-12, abs=1e-15), path
+    else:
+        assert native == host, path
+
+
+def test_outputs_on_a_native_device_are_measured_there_with_the_same_results(monkeypatch):
+    """CUDA outputs are summarised with torch reductions on the device; forcing that path for
+    CPU tensors gives the golden document of the host path, and no output reaches the host."""
+    from pytest_weightshape.frameworks import Array, torch_adapter, torch_stats
+
+    def build(width, init):
+        layer = nn.Linear(64, width)
+        init(layer.weight)
+        return nn.Sequential(layer, nn.ReLU())
+
+    marker = {
+        "variants": [
+            {"width": 1000, "init": nn.init.xavier_uniform_},
+            {"width": 500, "init": nn.init.xavier_uniform_},
+            {"width": 1000, "init": nn.init.kaiming_uniform_},
+        ]
+    }
+    host_doc = observe(build, (200, 64), **marker)
+    copied = []
+    original = torch_stats.host
+    monkeypatch.setattr(torch_stats, "host", lambda t: copied.append(t.numel()) or original(t))
+    host_value = Array.value.fget
+
+    def value(self):
+        assert self.native is None, f"output {self.name} copied to the host"
+        return host_value(self)
+
+    monkeypatch.setattr(Array, "value", property(value))
+    monkeypatch.setattr(torch_adapter, "NATIVE_DEVICES", frozenset({"cpu"}))
+    native_doc = observe(build, (200, 64), **marker)
+    _close(native_doc["variants"], host_doc["variants"])
+    divergence = native_doc["variants"]["width=1000,init=kaiming_uniform_"]["divergence"]
+    assert divergence["outputs"]["output"]["cosine"] is not None  # same shape: reduced natively
+    assert (
+        native_doc["variants"]["width=500,init=xavier_uniform_"]["divergence"]["outputs"]["output"][
+            "cka_n"
+        ]
+        == 200
+    )
+    assert copied and max(copied) <= 200 * 1000 // 2  # bins' values and CKA's sampled rows

@@ -108,3 +108,76 @@ def test_quantiles_of_signed_zeros_duplicates_and_one_crowded_bin():
     assert [summarize(crowded)[k] for k in QUANTILE_KEYS] == pytest.approx(
         np.quantile(crowded.astype(np.float64), QUANTILES), rel=1e-15
     )
+
+
+# -- the torch-native path (used for CUDA outputs; exercised here on CPU tensors) -------------
+
+TORCH_CASES = [
+    "float32",
+    "relu (zeros never gathered)",
+    "nan and inf",
+    "float64, offset",
+    "float16",
+    "bfloat16",
+    "non-contiguous",
+    "small",
+    "int64",
+    "all nan",
+]
+EXACT_KEYS = (*QUANTILE_KEYS, "count", "min", "max", "zero_fraction", "nan_count", "inf_count")
+
+
+def _torch_cases():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(7)
+    normal = rng.standard_normal(300_001, dtype=np.float32)
+    with_nonfinite = normal.copy()
+    with_nonfinite[::997] = np.nan
+    with_nonfinite[5::1009] = np.inf
+    return {
+        "float32": torch.from_numpy(normal),
+        "relu (zeros never gathered)": torch.relu(torch.from_numpy(normal.reshape(-1, 1))),
+        "nan and inf": torch.from_numpy(with_nonfinite),
+        "float64, offset": torch.from_numpy(1e4 + rng.standard_normal(200_000)),
+        "float16": torch.from_numpy(rng.standard_normal(100_000).astype(np.float16)),
+        "bfloat16": torch.from_numpy(normal[:100_000]).to(torch.bfloat16),
+        "non-contiguous": torch.from_numpy(normal[:300_000].reshape(600, 500)).T,
+        "small": torch.from_numpy(normal[:100]),
+        "int64": torch.from_numpy(rng.integers(-5, 5, 100_000)),
+        "all nan": torch.full((70_000,), float("nan")),
+    }
+
+
+@pytest.mark.parametrize("case", TORCH_CASES)
+def test_torch_native_statistics_equal_the_numpy_path(case):
+    torch = pytest.importorskip("torch")
+    from pytest_weightshape.frameworks import torch_stats
+    from pytest_weightshape.frameworks.torch_adapter import to_numpy
+
+    tensor = _torch_cases()[case]
+    before = tensor.clone()
+    host, native = summarize(to_numpy(tensor)[0]), torch_stats.summarize(tensor)
+    assert native.keys() == host.keys()
+    # order statistics, extremes and counts are exactly the same numbers
+    assert {k: native[k] for k in EXACT_KEYS} == {k: host[k] for k in EXACT_KEYS}
+    # sums differ by float64 rounding only (another summation order)
+    for key in ("mean", "std", "mean_abs"):
+        if host[key] is None:  # no finite value
+            assert native[key] is None
+        else:
+            assert native[key] == pytest.approx(host[key], rel=1e-12, abs=1e-300)
+    # the model's output is left untouched (a float64 output is not copied before the sums)
+    assert torch.equal(before.isnan(), tensor.isnan())
+    assert torch.equal(before.nan_to_num(), tensor.nan_to_num())
+
+
+def test_torch_native_statistics_read_only_the_needed_bins_on_the_host(monkeypatch):
+    torch = pytest.importorskip("torch")
+    from pytest_weightshape.frameworks import torch_stats
+
+    copied = []
+    original = torch_stats.host
+    monkeypatch.setattr(torch_stats, "host", lambda t: copied.append(t.numel()) or original(t))
+    x = torch.randn(2_000_000, generator=torch.Generator().manual_seed(0))
+    torch_stats.summarize(x)
+    assert copied and max(copied) < x.numel() // 20  # a few bins' values, not the output
