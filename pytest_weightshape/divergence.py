@@ -20,6 +20,9 @@ from .stats import BLOCK, blocks
 CKA_MIN_SAMPLES = 3
 
 
+Shape = tuple[int, ...]
+
+
 def _shape_text(shape: Sequence[int]) -> str:
     return "[" + ", ".join(str(int(d)) for d in shape) + "]"
 
@@ -51,16 +54,16 @@ def _ratio(a: Any, b: Any) -> float | None:
     return out if math.isfinite(out) else None
 
 
-def _feature_axis(base: np.ndarray, variant: np.ndarray, hint: int) -> int | None:
+def _feature_axis(base: Shape, variant: Shape, hint: int) -> int | None:
     """The axis holding features: the one whose length differs (a width change), else ``hint``."""
-    if base.ndim != variant.ndim or base.ndim == 0:
+    if len(base) != len(variant) or not base:
         return None
-    differing = [i for i in range(base.ndim) if base.shape[i] != variant.shape[i]]
+    differing = [i for i in range(len(base)) if base[i] != variant[i]]
     if len(differing) > 1:
         return None
     if differing:
         return differing[0]
-    return hint % base.ndim
+    return hint % len(base)
 
 
 #: CKA's cost is n * (p + q) * min(n, p + q). To keep it bounded whatever the output size, it
@@ -160,14 +163,16 @@ def _similarity(a: np.ndarray, b: np.ndarray) -> tuple[float | None, float]:
 
 
 def output_divergence(
-    base: np.ndarray,
-    variant: np.ndarray,
+    base: Any,
+    variant: Any,
     base_stats: Mapping[str, Any],
     variant_stats: Mapping[str, Any],
     feature_axis: int = -1,
 ) -> dict[str, Any]:
     """Divergence of one output of a variant from the same output of the base.
 
+    ``base`` and ``variant`` are NumPy arrays, or native tensors kept on their device (then
+    cosine and max |a - b| are reduced there and only CKA's sampled rows reach the host).
     Measures that overflow (outputs near the float64 range) are recorded as null, silently:
     a user's ``filterwarnings = error`` must not turn our arithmetic into their failure.
     """
@@ -178,17 +183,51 @@ def output_divergence(
     return out
 
 
+def _ops(base: Any, variant: Any) -> tuple[Any, Any, Any]:
+    """``similarity`` and ``sample_matrix`` for the pair, and the pair itself: NumPy's for host
+    arrays, the framework's for two native tensors (a mixed pair is measured on the host)."""
+    if isinstance(base, np.ndarray) and isinstance(variant, np.ndarray):
+        return _NUMPY_OPS, base, variant
+    from .frameworks import native_ops
+
+    if not isinstance(base, np.ndarray) and not isinstance(variant, np.ndarray):
+        ops = native_ops(base)
+        if ops is native_ops(variant) and base.device == variant.device:
+            return ops, base, variant
+    return _NUMPY_OPS, _host(base), _host(variant)
+
+
+def _host(value: Any) -> np.ndarray:
+    if isinstance(value, np.ndarray):
+        return value
+    from .frameworks import native_ops
+
+    out: np.ndarray = native_ops(value).host(value)
+    return out
+
+
+class _NumpyOps:
+    similarity = staticmethod(_similarity)
+    sample_matrix = staticmethod(sample_matrix)
+
+
+_NUMPY_OPS = _NumpyOps()
+
+
 def _divergence(
-    base: np.ndarray,
-    variant: np.ndarray,
+    base: Any,
+    variant: Any,
     base_stats: Mapping[str, Any],
     variant_stats: Mapping[str, Any],
     feature_axis: int,
 ) -> dict[str, Any]:
+    base_shape = tuple(int(d) for d in base.shape)
+    variant_shape = tuple(int(d) for d in variant.shape)
+    base_size, variant_size = math.prod(base_shape), math.prod(variant_shape)
     out: dict[str, Any] = {
         "shape_change": None
-        if base.shape == variant.shape
-        else f"{_shape_text(base.shape)} -> {_shape_text(variant.shape)}",
+        if base_shape == variant_shape
+        else f"{_shape_text(base_shape)} -> {_shape_text(variant_shape)}",
         "std_ratio": _ratio(variant_stats.get("std"), base_stats.get("std")),
         "mean_abs_ratio": _ratio(variant_stats.get("mean_abs"), base_stats.get("mean_abs")),
         "max_ratio": _ratio(variant_stats.get("max"), base_stats.get("max")),
@@ -207,16 +246,17 @@ def _divergence(
     )
     if nonfinite:
         return out
-    if base.shape == variant.shape and base.size:
-        out["cosine"], out["max_abs_difference"] = _similarity(base, variant)
-    axis = _feature_axis(base, variant, feature_axis)
-    if axis is not None and base.size and variant.size:
-        n = base.size // base.shape[axis]
-        if n == variant.size // variant.shape[axis] and n >= CKA_MIN_SAMPLES:
+    ops, base, variant = _ops(base, variant)
+    if base_shape == variant_shape and base_size:
+        out["cosine"], out["max_abs_difference"] = ops.similarity(base, variant)
+    axis = _feature_axis(base_shape, variant_shape, feature_axis)
+    if axis is not None and base_size and variant_size:
+        n = base_size // base_shape[axis]
+        if n == variant_size // variant_shape[axis] and n >= CKA_MIN_SAMPLES:
             rows = _evenly(n, CKA_MAX_SAMPLES)
-            x = sample_matrix(base, axis, rows)[:, _evenly(base.shape[axis], CKA_MAX_FEATURES)]
-            y = sample_matrix(variant, axis, rows)
-            y = y[:, _evenly(variant.shape[axis], CKA_MAX_FEATURES)]
+            x = ops.sample_matrix(base, axis, rows)[:, _evenly(base_shape[axis], CKA_MAX_FEATURES)]
+            y = ops.sample_matrix(variant, axis, rows)
+            y = y[:, _evenly(variant_shape[axis], CKA_MAX_FEATURES)]
             out["cka"] = linear_cka(x, y)
             out["cka_n"] = int(x.shape[0])
     return out

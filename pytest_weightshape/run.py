@@ -19,11 +19,20 @@ from . import environment
 from .calibration import divergence_noise, output_noise
 from .divergence import output_divergence, parameter_divergence
 from .errors import ModelError, SpecError
-from .frameworks import Adapter, Array, adapter_for, numerics, placed, seeded, to_numpy
+from .frameworks import (
+    Adapter,
+    Array,
+    adapter_for,
+    numerics,
+    placed,
+    seeded,
+    summarize_output,
+    to_numpy,
+)
 from .golden import SCHEMA_VERSION
 from .portable import redraw
 from .spec import Variant, VariantSpec, check_weights, format_value
-from .stats import fingerprint, summarize
+from .stats import fingerprint
 
 
 def _is_shape(value: Any) -> bool:
@@ -207,7 +216,7 @@ class Observer:
         narrow = {o.name: o for o in outputs}
         for o in self._forward(variant, adapter, wide):
             mine = narrow.get(o.name)
-            if mine is not None and mine.dtype == "float32" and o.value.shape == mine.value.shape:
+            if mine is not None and mine.dtype == "float32" and o.shape == mine.shape:
                 noise = output_noise(mine.value, o.value)
                 if noise:
                     doc["outputs"][o.name]["noise"] = noise
@@ -219,7 +228,7 @@ class Observer:
 
     def _observe(self) -> dict[str, Any]:
         variants: dict[str, Any] = {}
-        base_outputs: dict[str, np.ndarray] = {}
+        base_outputs: dict[str, Any] = {}  # host arrays, or native tensors on their device
         base_doc: dict[str, Any] = {}
         device = "cpu"
         feature_axis: Callable[[int], int] = lambda ndim: -1  # noqa: E731
@@ -244,9 +253,9 @@ class Observer:
                 "inputs": self.input_info,
                 "outputs": {
                     o.name: {
-                        "shape": list(o.value.shape),
+                        "shape": list(o.shape),
                         "dtype": o.dtype,
-                        "stats": summarize(o.value),
+                        "stats": summarize_output(o),
                     }
                     for o in outputs
                 },
@@ -254,7 +263,7 @@ class Observer:
             if self.calibrate:
                 self._calibrate(variant, adapter, model, outputs, doc)
             if variant.is_base:
-                base_outputs = {o.name: o.value for o in outputs}
+                base_outputs = {o.name: o.measured() for o in outputs}
                 base_doc = doc
             else:
                 doc["divergence"] = {
@@ -267,10 +276,10 @@ class Observer:
                     "outputs": {
                         o.name: output_divergence(
                             base_outputs[o.name],
-                            o.value,
+                            o.measured(),
                             base_doc["outputs"][o.name]["stats"],
                             doc["outputs"][o.name]["stats"],
-                            feature_axis(o.value.ndim),
+                            feature_axis(len(o.shape)),
                         )
                         for o in outputs
                         if o.name in base_outputs

@@ -12,19 +12,51 @@ import random
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from ..errors import ModelError
 
 
-class Array(NamedTuple):
-    """A leaf of a model's inputs, outputs or parameters, on the host for measuring."""
+class Array:
+    """A leaf of a model's inputs, outputs or parameters.
 
-    name: str
-    value: np.ndarray
-    dtype: str  # the framework's dtype name (``bfloat16`` is kept even though numpy lacks it)
+    ``value`` is on the host. An output that lives on an accelerator keeps its ``native``
+    tensor instead and is measured there (``summarize``, ``divergence``); it is copied to the
+    host only if something reads ``value`` (calibration).
+    """
+
+    __slots__ = ("_host", "dtype", "name", "native")
+
+    def __init__(self, name: str, value: np.ndarray | None, dtype: str, native: Any = None):
+        if value is None and native is None:
+            raise ValueError("an Array needs a host value or a native tensor")
+        self.name = name
+        self._host = value
+        self.dtype = dtype  # the framework's name (``bfloat16`` is kept: numpy lacks it)
+        self.native = native
+
+    @property
+    def value(self) -> np.ndarray:
+        if self._host is None:
+            converted = to_numpy(self.native)
+            assert converted is not None
+            self._host = converted[0]
+        return self._host
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        source = self.native if self._host is None else self._host
+        return tuple(int(d) for d in source.shape)
+
+    def measured(self) -> Any:
+        """What statistics and divergence read: the native tensor if kept, else the host array."""
+        return self.native if self._host is None else self._host
+
+    def __repr__(self) -> str:
+        where = "native" if self._host is None else "host"
+        return f"Array({self.name!r}, {self.dtype}, shape={list(self.shape)}, {where})"
 
 
 class Adapter(Protocol):
@@ -165,9 +197,28 @@ def to_numpy(value: Any) -> tuple[np.ndarray, str] | None:
     return None
 
 
+def summarize_output(array: Array) -> dict[str, Any]:
+    """The statistics of an output, on its device when it was kept native there."""
+    if array.native is not None and array.measured() is array.native:
+        return native_ops(array.native).summarize(array.native)  # type: ignore[no-any-return]
+    from ..stats import summarize
+
+    return summarize(array.value)
+
+
+def native_ops(value: Any) -> Any:
+    """The module measuring ``value`` natively (``summarize``, ``similarity``, ``sample_matrix``,
+    ``host``); only torch tensors are kept native today."""
+    if "torch" in sys.modules:
+        module = _load("torch_stats")
+        if module.owns(value):
+            return module
+    raise TypeError(f"no native statistics for {type(value).__name__}")
+
+
 def flatten(
     raw: Any,
-    leaf: Callable[[Any], tuple[np.ndarray, str] | None],
+    leaf: Callable[[Any], tuple[np.ndarray, str] | Array | None],
 ) -> list[Array]:
     """Flatten nested outputs to stable names.
 
@@ -184,6 +235,9 @@ def flatten(
         converted = leaf(value)
         if converted is None and isinstance(value, (bool, int, float)):
             converted = (np.asarray(value), np.asarray(value).dtype.name)
+        if isinstance(converted, Array):  # kept native on its device
+            out.append(Array(".".join(path) or "output", None, converted.dtype, converted.native))
+            return
         if converted is not None:
             name = ".".join(path) or "output"
             array, dtype = converted

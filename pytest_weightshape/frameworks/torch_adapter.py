@@ -12,6 +12,11 @@ import torch
 
 from . import Array, flatten
 
+#: Device types whose large outputs are measured on the device with torch reductions instead
+#: of being copied to the host (``frameworks.torch_stats``). MPS lacks float64, so its outputs
+#: take the host path (its memory is the host's anyway).
+NATIVE_DEVICES: frozenset[str] = frozenset({"cuda"})
+
 
 def owns(model: Any) -> bool:
     return isinstance(model, torch.nn.Module)
@@ -72,6 +77,17 @@ def to_numpy(value: Any) -> tuple[np.ndarray, str] | None:
     ):
         tensor = tensor.to(torch.float32)  # bfloat16, float8...: numpy has no such dtype
     return tensor.cpu().resolve_conj().resolve_neg().numpy(), dtype_name(value.dtype)
+
+
+def output_leaf(value: Any) -> tuple[np.ndarray, str] | Array | None:
+    """An output tensor: kept on its device when that is where it is measured, else on the host."""
+    if (
+        isinstance(value, torch.Tensor)
+        and value.device.type in NATIVE_DEVICES
+        and not value.is_complex()
+    ):
+        return Array("", None, dtype_name(value.dtype), value.detach())
+    return to_numpy(value)
 
 
 def _float_dtype(model: Any) -> torch.dtype | None:
@@ -135,7 +151,7 @@ class TorchAdapter:
             state = raw[1] if len(names) > 1 else (raw[1],)
             if isinstance(state, tuple) and len(state) == len(names):
                 raw = {"output": raw[0], **dict(zip(names, state, strict=True))}
-        return flatten(raw, to_numpy)
+        return flatten(raw, output_leaf)
 
     def device(self, model: Any) -> str:
         for tensor in model.parameters():
