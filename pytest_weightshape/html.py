@@ -40,6 +40,8 @@ _STATUS_COLORS = {
     "not written": "#ff7f0e",
 }
 
+_GOOD = ("passed", "recorded", "updated")
+
 _CSS = """
 body{font:14px/1.4 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#222}
 h1{font-size:22px;margin:0 0 4px} h2{font-size:17px;margin:0 0 6px}
@@ -85,7 +87,6 @@ def quantile_plot(
 ) -> str:
     """SVG: value at each quantile level (min, q01 ... q99, max), one line per variant;
     the golden's as a dashed line of the same colour."""
-    width, height, left, right, top, bottom = 460, 250, 58, 12, 14, 66
     levels = list(QUANTILE_LEVELS.items())
     series: list[tuple[str, str, bool, list[tuple[int, float]]]] = []
     names = list(current) + [n for n in recorded if n not in current]
@@ -103,12 +104,16 @@ def quantile_plot(
     values = [v for *_, pts in series for _, v in pts]
     if not values:
         return ""
+    legend_rows = (len(dict.fromkeys(name for name, *_ in series)) + 1) // 2
+    width, left, right, top, plot_h = 460, 58, 12, 14, 170
+    bottom = 26 + 14 * legend_rows
+    height = top + plot_h + bottom
     lo, hi = min(values), max(values)
     if hi == lo:
         lo, hi = lo - 1.0, hi + 1.0
     pad = (hi - lo) * 0.05
     lo, hi = lo - pad, hi + pad
-    plot_w, plot_h = width - left - right, height - top - bottom
+    plot_w = width - left - right
 
     def x(j: int) -> float:
         return left + plot_w * j / (len(levels) - 1)
@@ -284,7 +289,10 @@ def _check_section(index: int, record: Mapping[str, Any]) -> str:
     if figures:
         parts.append(f'<div class="figs">{"".join(figures)}</div>')
     if record["message"] and status != "passed":
-        parts.append(f"<pre>{escape(record['message'])}</pre>")
+        parts.append(
+            f"<details><summary>failure message</summary><pre>{escape(record['message'])}"
+            "</pre></details>"
+        )
     stats = record["statistics"]
     if stats:
         body = [
@@ -334,15 +342,15 @@ def to_html(records: Sequence[Mapping[str, Any]], extra: Mapping[str, Any] | Non
     versions = ", ".join(
         f"{k} {env[k]}" for k in ("python", "numpy", "torch", "tensorflow", "keras") if env.get(k)
     )
-    index = _table(
-        ("status", "check", "largest drift / tolerance"),
-        [
-            (
-                r["status"] not in ("passed", "recorded", "updated"),
-                (r["status"], label(r), r["worst"]),
-            )
-            for r in ranked
-        ],
+    index = "".join(
+        f"<tr{' class=bad' if r['status'] not in _GOOD else ''}><td>{escape(r['status'])}</td>"
+        f'<td><a href="#check-{i}"><code>{escape(label(r))}</code></a></td>'
+        f'<td class="num">{escape(_fmt(r["worst"]))}</td></tr>'
+        for i, r in enumerate(ranked)
+    )
+    index = (
+        "<table><tr><th>status</th><th>check</th><th>largest drift / tolerance</th></tr>"
+        f"{index}</table>"
     )
     orphans = list((extra or {}).get("orphans", []))
     orphan_html = (

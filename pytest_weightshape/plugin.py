@@ -384,23 +384,16 @@ CACHE_KEY = "weightshape/last-run"
 
 
 def _orphan_scopes(config: pytest.Config) -> list[Path]:
-    """Folders whose deleted test files' goldens this run may call unused: the folders it was
-    asked to run in full. None for a run narrowed by keyword, marker, node id or --lf."""
-    option = config.option
-    narrowed = (
-        getattr(option, "keyword", "")
-        or getattr(option, "markexpr", "")
-        or getattr(option, "deselect", None)
-        or getattr(option, "lf", False)
-    )
-    if narrowed or hasattr(config, "workerinput"):
+    """Folders in which goldens of deleted test files are called unused: the folders this run
+    was given (its directory arguments, or the rootdir / testpaths by default). A run given
+    only files or node ids looks at no other file's goldens. Keywords and markers (``-k``,
+    ``-m``) do not matter here: no selection can include a file that does not exist."""
+    if hasattr(config, "workerinput"):
         return []
     scopes = []
     for arg in config.args:
-        if "::" in arg:
-            return []
-        path = (config.invocation_params.dir / arg).resolve()
-        if path.is_dir():
+        path = (config.invocation_params.dir / arg.split("::")[0]).resolve()
+        if "::" not in arg and path.is_dir():
             scopes.append(path)
     return scopes
 

@@ -6,8 +6,6 @@ import re
 import shutil
 import subprocess
 import sys
-import textwrap
-from pathlib import Path
 
 import pytest
 
@@ -107,9 +105,10 @@ def test_html_report_is_self_contained_with_pictures_failing_first(pytester):
     # a quantile plot of the output and a drift chart with the tolerance line
     assert drifted.count("<svg") == 2 and "tolerance</text>" in drifted
     assert 'stroke-dasharray="5,4"' in drifted  # the golden's quantiles, dashed
-    assert "#d62728" in drifted and "#d62728" not in passed.split("<details>")[0].split(
-        "tolerance</text>"
-    )[1]
+    assert (
+        "#d62728" in drifted
+        and "#d62728" not in passed.split("<details>")[0].split("tolerance</text>")[1]
+    )
     assert missing.count("<svg") == 1  # nothing to compare with: the distributions only
     assert passed.count("<svg") == 2
 
@@ -229,9 +228,12 @@ def test_goldens_of_deleted_test_files_are_reported_and_removed_by_update(pytest
     )
     warned = run(pytester, "--snapshot-warn-unused")
     assert warned.ret == pytest.ExitCode.OK and "test_gone" in warned.stdout.str()
-    for narrowed in (["-k", "dense"], ["tests/test_kept.py"], ["tests/test_kept.py::test_dense"]):
-        quiet = run(pytester, *narrowed)
-        assert quiet.ret == pytest.ExitCode.OK and "test_gone" not in quiet.stdout.str()
+    for narrowed in (["tests/test_kept.py"], ["tests/test_kept.py::test_dense"], ["golden"]):
+        quiet = run(pytester, *narrowed)  # files, node ids, other folders: not in scope
+        assert "test_gone" not in quiet.stdout.str()
+        assert quiet.ret == (pytest.ExitCode.NO_TESTS_COLLECTED if narrowed == ["golden"] else 0)
+    for scoped in (["tests/sub"], ["-k", "dense"], ["-m", "shape_variant"]):
+        assert "test_gone" in run(pytester, *scoped).stdout.str()  # the file is gone either way
 
     updated = run(pytester, "--snapshot-update")
     assert updated.ret == pytest.ExitCode.OK
@@ -266,7 +268,8 @@ def test_diff_shows_what_an_update_would_change_and_show_prints_a_golden(pyteste
     assert "units=12  output  [8, 12]" in out
     assert "2 goldens would change with --snapshot-update; unchanged: 1 passed" in out
     assert _module("diff", "--exit-code", cwd=pytester.path).returncode == 1
-    assert "= test_dense.py::test_other: holds" in _module("diff", "--all", cwd=pytester.path).stdout
+    listed = _module("diff", "--all", cwd=pytester.path).stdout
+    assert "= test_dense.py::test_other: holds" in listed
 
     # the golden changed after the run: diff does not pretend to know
     pytester.makeini("[pytest]\naddopts = -p no:cacheprovider --snapshot-no-colors\n")
