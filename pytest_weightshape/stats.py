@@ -281,10 +281,14 @@ def fingerprint(array: np.ndarray) -> dict[str, Any]:
     h.update(f"{x.dtype.str}{x.shape}".encode())
     h.update(x.data if x.size else b"")
     out: dict[str, Any] = {"digest": h.hexdigest()}
-    if x.size and (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
-        finite = x if np.isfinite(x).all() else x[np.isfinite(x)]
-        if finite.size:
-            mean = np.mean(finite, dtype=np.float64)
-            out["mean"] = _float(mean)
-            out["std"] = _float(np.std(finite, dtype=np.float64))
+    floating = np.issubdtype(x.dtype, np.floating)
+    if x.size and (floating or np.issubdtype(x.dtype, np.integer)):
+        # streamed (no float64 copy of a large input or weight); NaN and Inf left out
+        with np.errstate(over="ignore", invalid="ignore"):
+            moments = _first_pass(x.reshape(-1), floating, None)
+        finite_count, shift, s1, s2 = moments[3], *moments[6:9]
+        if finite_count:
+            centred = s1 / finite_count
+            out["mean"] = _float(shift + centred)
+            out["std"] = _float(math.sqrt(max(s2 / finite_count - centred * centred, 0.0)))
     return out
