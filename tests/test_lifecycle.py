@@ -377,7 +377,7 @@ def test_failing_tests_never_lose_or_write_goldens_on_update(pytester, monkeypat
     result = run(pytester, "--snapshot-update")
     result.assert_outcomes(passed=2, failed=1)
     assert sorted(p.name for p in folder.iterdir()) == ["test_model.json", "test_setup.json"]
-    assert "3 checks: 2 recorded, 1 not written" in result.stdout.str()
+    assert "3 checks: 1 not written, 2 recorded" in result.stdout.str()
 
     monkeypatch.setenv("BROKEN", "")
     run(pytester, "--snapshot-update").assert_outcomes(passed=3)

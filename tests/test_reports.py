@@ -348,3 +348,17 @@ def test_html_pictures_show_in_a_real_browser(pytester, tmp_path):
     assert near((0x1F, 0x77, 0xB4)) > 300
     assert near((0xFF, 0x7F, 0x0E)) > 300
     assert len(counts) > 50  # not a blank or error page
+
+
+def test_goldens_of_a_renamed_test_are_unused_and_removed_by_update(pytester):
+    pytester.makepyfile(test_dense=TEST)
+    run(pytester, "--snapshot-update").assert_outcomes(passed=1)
+    old = golden_of(pytester)
+    pytester.makepyfile(test_dense=TEST.replace("def test_dense(", "def test_wide("))
+    plain = run(pytester)
+    plain.assert_outcomes(failed=1)  # the renamed test has no golden yet
+    plain.stdout.fnmatch_lines(["*1 snapshot unused*"])
+    assert old.exists()
+    run(pytester, "--snapshot-update").assert_outcomes(passed=1)
+    assert not old.exists() and golden_of(pytester, test="test_wide").exists()
+    assert run(pytester).ret == pytest.ExitCode.OK
