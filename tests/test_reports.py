@@ -6,6 +6,7 @@ import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -68,6 +69,18 @@ def test_json_report_holds_every_statistic_the_divergence_and_both_environments(
     assert set(dist["units=6"]["output"]["quantiles"]) == {
         "0.0", "0.01", "0.05", "0.25", "0.5", "0.75", "0.95", "0.99", "1.0"
     }  # fmt: skip
+
+    # the per-statistic drift table the README's drift figures come from
+    script = Path(__file__).resolve().parent.parent / "scripts" / "drift_by_statistic.py"
+    table = subprocess.run(
+        [sys.executable, str(script), str(pytester.path / "out" / "report.json")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    rows = {line.split(" | ")[0][2:]: line.split(" | ") for line in table.splitlines()[3:]}
+    assert float(rows["std"][3].rstrip(" |")) > 1  # the drifted check moved std beyond tolerance
+    assert float(rows["div.cka"][2]) >= 0 and "div.cka" in rows
 
 
 def test_markdown_report_and_github_step_summary(pytester, monkeypatch):
