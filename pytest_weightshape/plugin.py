@@ -350,11 +350,11 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     outcomes = config.stash.get(_OUTCOMES, None)
     if outcomes is None or hasattr(config, "workerinput"):
         return
-    from . import golden, reports
-
     settings = config.stash[_SETTINGS]
-    scopes = _orphan_scopes(config)
+    scopes = _orphan_scopes(config) if settings.golden_root.is_dir() else []
     if scopes:
+        from . import golden
+
         outcomes.orphans = golden.orphans(config.rootpath, settings.golden_root, scopes)
         if outcomes.orphans and config.option.update_snapshots:
             golden.remove_files(outcomes.orphans, settings.golden_root)
@@ -367,6 +367,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
     if not outcomes.records:
         return
+    from . import reports
+
     rel = {"orphans": [str(p.relative_to(config.rootpath)) for p in outcomes.orphans]}
     if settings.report is not None:
         reports.write(settings.report, outcomes.records, extra=rel)
