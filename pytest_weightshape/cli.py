@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -18,10 +19,10 @@ from typing import Any
 
 from . import golden
 from .errors import GoldenError
-from .records import document_digest, label, ordered
+from .records import document_digest, label, number, ordered
 from .report import text_table
+from .reports import CACHE_KEY
 
-CACHE_KEY = "weightshape/last-run"
 #: Moved values listed per golden by ``diff`` (``--verbose``: all), largest drifts first.
 DIFF_ROWS = 12
 
@@ -32,7 +33,7 @@ def _fmt(value: Any) -> str:
     if value is None:
         return "null"
     if isinstance(value, float):
-        return f"{value:.6g}"
+        return f"{value:.9g}"  # enough digits to tell golden from current
     if isinstance(value, list):
         return "[" + ", ".join(_fmt(v) for v in value) + "]"
     return str(value)
@@ -105,10 +106,18 @@ def show_check(name: str, check: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def _golden_files(raw: str) -> list[Path]:
+    path = Path(raw)
+    if path.is_dir():
+        return sorted(
+            p for p in path.rglob(f"*.{golden.FILE_EXTENSION}") if not p.name.startswith(".")
+        )
+    return [path]
+
+
 def cmd_show(paths: Sequence[str], check: str | None) -> int:
     status = 0
-    for raw in paths:
-        path = Path(raw)
+    for path in (p for raw in paths for p in _golden_files(raw)):
         try:
             test, checks = golden.read_checks(path)
         except GoldenError as exc:
@@ -119,12 +128,20 @@ def cmd_show(paths: Sequence[str], check: str | None) -> int:
             print(f"error: {path} does not exist", file=sys.stderr)
             status = 2
             continue
+        if check is not None and check not in checks:
+            print(
+                f"error: {path} has no check {check!r} (it has: {', '.join(checks)})",
+                file=sys.stderr,
+            )
+            status = 2
+            continue
         print(f"{path}: golden of {test} ({len(checks)} check{'s' if len(checks) != 1 else ''})")
         for name, document in checks.items():
             if check is not None and name != check:
                 continue
             print()
             print("\n".join(show_check(name, document)))
+        print()
     return status
 
 
@@ -132,8 +149,8 @@ def cmd_show(paths: Sequence[str], check: str | None) -> int:
 
 
 def _excess(row: Mapping[str, Any]) -> float:
-    ratio = row["ratio"]
-    return float(ratio) if isinstance(ratio, (int, float)) else float("inf")
+    ratio = number(row["ratio"])
+    return float("inf") if ratio is None else ratio
 
 
 def _moved_table(record: Mapping[str, Any], verbose: bool) -> list[str]:
@@ -148,7 +165,7 @@ def _moved_table(record: Mapping[str, Any], verbose: bool) -> list[str]:
             _fmt(s["golden"]),
             _fmt(s["current"]),
             _fmt(s["difference"]) if s["difference"] is not None else "",
-            "exact" if s["allowed"] is None else f"{s['allowed']:.3g}",
+            "exact" if number(s["allowed"]) is None else f"{number(s['allowed']):.3g}",
         )
         for s in moved
     ]
@@ -197,6 +214,11 @@ def _stale(record: Mapping[str, Any], rootdir: Path) -> str | None:
     return None
 
 
+def _here(rootdir: Path, path: str) -> str:
+    """A golden's path as typed from the current directory (``show`` takes it as is)."""
+    return os.path.relpath(rootdir / path) if path else "(no golden path)"
+
+
 def cmd_diff(cache_dir: Path | None, show_all: bool, exit_code: bool, verbose: bool) -> int:
     source = find_last_run(cache_dir)
     try:
@@ -204,18 +226,24 @@ def cmd_diff(cache_dir: Path | None, show_all: bool, exit_code: bool, verbose: b
     except FileNotFoundError:
         print(
             f"error: no last run found ({source}); run pytest first (with the cache "
-            "provider enabled), then this command",
+            "provider enabled), then this command; if pytest's cache_dir is set, pass it "
+            "with --cache-dir",
             file=sys.stderr,
         )
         return 2
     rootdir = Path(data["rootdir"])
-    pending = 0
+    pending = unknown = 0
     quiet: dict[str, int] = {}
+    times = sorted({r["ran_at"] for r in data["checks"] if r.get("ran_at")})
+    if times:
+        span = times[0] if len(times) == 1 else f"{times[0]} to {times[-1]}"
+        print(f"observations of {len(data['checks'])} checks, from runs at {span}\n")
     for record in ordered(data["checks"]):
         status = record["status"]
-        where = f"{record['golden_path']} [{record['check']}]"
+        where = f"{_here(rootdir, record['golden_path'])} [{record['check']}]"
         stale = _stale(record, rootdir) if status in ("drifted", "missing", "passed") else None
         if stale is not None:
+            unknown += 1
             print(f"? {label(record)}: {stale}; rerun pytest to see what an update would do")
             continue
         if status == "drifted":
@@ -242,12 +270,17 @@ def cmd_diff(cache_dir: Path | None, show_all: bool, exit_code: bool, verbose: b
             print(f"= {label(record)}: {what}")
         else:
             quiet[status] = quiet.get(status, 0) + 1
+    for orphan in data.get("orphans", []):
+        if (rootdir / orphan).exists():
+            pending += 1
+            print(f"- {_here(rootdir, orphan)}: would delete (its test file was deleted)")
     tail = ", ".join(f"{n} {s}" for s, n in quiet.items())
     print(
         f"\n{pending} golden{'s' if pending != 1 else ''} would change with --snapshot-update"
+        + (f"; {unknown} unknown (rerun pytest)" if unknown else "")
         + (f"; unchanged: {tail} (--all lists them)" if tail else "")
     )
-    return 1 if exit_code and pending else 0
+    return 1 if exit_code and (pending or unknown) else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -263,10 +296,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     diff.add_argument("--all", action="store_true", help="also list checks that hold")
     diff.add_argument("-v", "--verbose", action="store_true", help="list every moved value")
     diff.add_argument(
-        "--exit-code", action="store_true", help="exit with 1 when some golden would change"
+        "--exit-code",
+        action="store_true",
+        help="exit with 1 when some golden would change (or is unknown: changed since the run)",
     )
     show = sub.add_parser("show", help="print golden files as tables")
-    show.add_argument("paths", nargs="+", help="golden files (golden/.../test_x.json)")
+    show.add_argument(
+        "paths", nargs="+", help="golden files or folders (golden/.../test_x.json, golden/)"
+    )
     show.add_argument("--check", help="only this check (name=...) of each file")
     args = parser.parse_args(argv)
     if args.command == "diff":

@@ -47,10 +47,13 @@ class Difference:
 
     @property
     def excess(self) -> float:
-        """|difference| / allowed: how many tolerances away (inf for exact mismatches)."""
+        """|difference| / allowed: how many tolerances away (inf for exact mismatches, 0 for
+        equal values even when nothing was allowed)."""
         diff = self.difference
         if diff is None or self.allowed is None:
-            return float("inf")
+            return 0.0 if self.golden == self.current else float("inf")
+        if diff == 0:
+            return 0.0
         return abs(diff) / self.allowed if self.allowed else float("inf")
 
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from html import escape
 from typing import Any
 
-from .records import QUANTILE_LEVELS, counts, label, ordered
+from .records import QUANTILE_LEVELS, counts, label, number, ordered
 
 PALETTE = (
     "#1f77b4",
@@ -30,7 +30,7 @@ OK_COLOR = "#2ca02c"
 BAD_COLOR = "#d62728"
 #: Statistics drawn per check in the drift chart (the largest drifts).
 DRIFT_BARS = 24
-#: The drift chart's log10 range of |difference| / allowed.
+#: The drift chart's log10 range of |difference| / allowed (the top grows with the data).
 LOG_MIN, LOG_MAX = -4.0, 2.0
 
 _STATUS_COLORS = {
@@ -66,14 +66,14 @@ def _fmt(value: Any) -> str:
     if isinstance(value, bool):
         return "present" if value else "absent"
     if isinstance(value, float):
-        return f"{value:.6g}"
+        return f"{value:.9g}"  # enough digits to tell golden from current
     return str(value)
 
 
 def _num(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value) if math.isfinite(value) else None
+    """A finite number, or None."""
+    found = number(value)
+    return found if found is not None and math.isfinite(found) else None
 
 
 # -- pictures -------------------------------------------------------------------------------
@@ -172,31 +172,36 @@ def drift_chart(statistics: Sequence[Mapping[str, Any]]) -> str:
     """SVG: |difference| / allowed of the compared values with the largest drifts, on a log
     scale, with the tolerance (1.0) marked; bars past it are red."""
     rows = [s for s in statistics if s["allowed"] is not None or not s["ok"]]
-    if not rows:
-        return ""
 
     def ratio(s: Mapping[str, Any]) -> float:
-        r = _num(s["ratio"])
+        r = number(s["ratio"])
         return float("inf") if r is None else r
+
+    if not rows:
+        return ""
+    if all(ratio(s) == 0 for s in rows):
+        return f"<p class=meta>no drift: all {len(rows)} values equal their golden's</p>"
+    finite = [ratio(s) for s in rows if math.isfinite(ratio(s)) and ratio(s) > 0]
+    log_max = max(LOG_MAX, math.ceil(math.log10(max(finite)))) if finite else LOG_MAX
 
     rows = sorted(rows, key=lambda s: (-ratio(s), s["variant"], s["where"], s["stat"]))
     hidden = max(0, len(rows) - DRIFT_BARS)
     rows = rows[:DRIFT_BARS]
-    name_w, bar_w, row_h, top = 300, 300, 15, 20
+    name_w, bar_w, row_h, top = 300, 300 + 40 * int(log_max - LOG_MAX), 15, 20
     height = top + row_h * len(rows) + 26
     width = name_w + bar_w + 70
 
     def x(r: float) -> float:
         if r <= 0:
             return name_w
-        level = min(max(math.log10(r), LOG_MIN), LOG_MAX)
-        return name_w + bar_w * (level - LOG_MIN) / (LOG_MAX - LOG_MIN)
+        level = min(max(math.log10(r), LOG_MIN), log_max)
+        return name_w + bar_w * (level - LOG_MIN) / (log_max - LOG_MIN)
 
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
         'role="img" aria-label="drift of each statistic relative to its tolerance">'
     ]
-    for k in range(int(LOG_MIN), int(LOG_MAX) + 1):
+    for k in range(int(LOG_MIN), int(log_max) + 1):
         gx = x(10.0**k)
         parts.append(
             f'<line x1="{gx:.1f}" x2="{gx:.1f}" y1="{top - 4}" y2="{height - 22}" '
@@ -250,10 +255,15 @@ def _table(header: Sequence[str], body: Sequence[tuple[bool, Sequence[Any]]]) ->
     return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
 
 
+def _worst(record: Mapping[str, Any]) -> str:
+    worst = number(record["worst"])
+    return "" if worst is None else f"{worst:.3g}"
+
+
 def _check_section(index: int, record: Mapping[str, Any]) -> str:
     status = record["status"]
     color = _STATUS_COLORS.get(status, BAD_COLOR)
-    worst = record["worst"]
+    worst = number(record["worst"])
     parts = [
         f'<section class="check" id="check-{index}">',
         f'<h2><span class="badge" style="background:{color}">{escape(status)}</span>'
@@ -287,7 +297,10 @@ def _check_section(index: int, record: Mapping[str, Any]) -> str:
             "(golden vs this run)</figcaption></figure>"
         )
     if figures:
-        parts.append(f'<div class="figs">{"".join(figures)}</div>')
+        figs = f'<div class="figs">{"".join(figures)}</div>'
+        if status in _GOOD:  # failing checks open, the others a click away
+            figs = f"<details><summary>pictures</summary>{figs}</details>"
+        parts.append(figs)
     if record["message"] and status != "passed":
         parts.append(
             f"<details><summary>failure message</summary><pre>{escape(record['message'])}"
@@ -311,7 +324,7 @@ def _check_section(index: int, record: Mapping[str, Any]) -> str:
             for s in stats
         ]
         parts.append(
-            f"<details><summary>all {len(stats)} compared values</summary>"
+            "<details><summary>the compared values</summary>"
             + _table(
                 ("variant", "where", "statistic", "golden", "current", "difference", "allowed"),
                 body,
@@ -338,14 +351,16 @@ def to_html(records: Sequence[Mapping[str, Any]], extra: Mapping[str, Any] | Non
     """One self-contained page: summary, an index, then every check, failing ones first."""
     ranked = ordered(records)
     tally = ", ".join(f"{n} {s}" for s, n in counts(records).items()) or "no checks"
-    env = ranked[0]["environment"]["run"] if ranked else {}
+    env: Mapping[str, Any] = next(
+        (r["environment"]["run"] for r in ranked if r["environment"]["run"]), {}
+    )
     versions = ", ".join(
         f"{k} {env[k]}" for k in ("python", "numpy", "torch", "tensorflow", "keras") if env.get(k)
     )
     index = "".join(
         f"<tr{' class=bad' if r['status'] not in _GOOD else ''}><td>{escape(r['status'])}</td>"
         f'<td><a href="#check-{i}"><code>{escape(label(r))}</code></a></td>'
-        f'<td class="num">{escape(_fmt(r["worst"]))}</td></tr>'
+        f'<td class="num">{_worst(r)}</td></tr>'
         for i, r in enumerate(ranked)
     )
     index = (
@@ -365,7 +380,8 @@ def to_html(records: Sequence[Mapping[str, Any]], extra: Mapping[str, Any] | Non
         "<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>"
         "<title>weightshape report</title>"
         f"<style>{_CSS}</style></head><body>"
-        f"<h1>weightshape report</h1><div class=meta>{len(records)} checks: "
+        f"<h1>weightshape report</h1><div class=meta>{len(records)} "
+        f"check{'s' if len(records) != 1 else ''}: "
         f"{escape(tally)}</div><div class=meta>{escape(versions)}; device "
         f"{escape(str(env.get('device', '')))}</div>{orphan_html}{index}{sections}"
         "</body></html>\n"

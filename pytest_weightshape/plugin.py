@@ -100,6 +100,8 @@ class Settings:
 _SETTINGS = pytest.StashKey[Settings]()
 _OUTCOMES = pytest.StashKey["_Outcomes"]()
 _RECORDS = pytest.StashKey[list[dict[str, Any]]]()
+#: Statuses of a check whose golden is written at session end, if its test passes.
+_WRITTEN = ("recorded", "updated")
 
 
 class WeightShapeWarning(pytest.PytestWarning):
@@ -125,6 +127,8 @@ class _Outcomes:
         self.orphans: list[Path] = []
         self.orphans_removed = False
         self.report_written: Path | None = None
+        #: Reports that could not be written (shown in the summary, never a traceback).
+        self.problems: list[str] = []
 
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
         for item in items:
@@ -151,16 +155,17 @@ class _Outcomes:
             found = item.stash.get(_RECORDS, None)
             if found:  # an attribute of the report: xdist carries it to the controller
                 report.weightshape = found
+                item.stash[_RECORDS] = []  # a rerun (pytest-rerunfailures) starts afresh
         return report
 
     @pytest.hookimpl(trylast=True)  # after syrupy recorded the outcome
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.when == "call":
-            for record in getattr(report, "weightshape", None) or ():
-                if report.failed and record["status"] in ("recorded", "updated"):
-                    record["status"] = "not written"  # the test failed after its check
-                self.records.append(record)
+            self.records.extend(getattr(report, "weightshape", None) or ())
         if report.failed and report.nodeid in self.users:
+            for record in self.records:  # the test failed after its check (call or teardown)
+                if record["nodeid"] == report.nodeid and record["status"] in _WRITTEN:
+                    record["status"] = "not written"
             self.failed.add(report.nodeid)
             syrupy = getattr(self.config, "_syrupy", None)
             if syrupy is not None:
@@ -351,38 +356,54 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     if outcomes is None or hasattr(config, "workerinput"):
         return
     settings = config.stash[_SETTINGS]
-    scopes = _orphan_scopes(config) if settings.golden_root.is_dir() else []
-    if scopes:
-        from . import golden
-
-        outcomes.orphans = golden.orphans(config.rootpath, settings.golden_root, scopes)
-        if outcomes.orphans and config.option.update_snapshots:
-            golden.remove_files(outcomes.orphans, settings.golden_root)
-            outcomes.orphans_removed = True
-        elif (
-            outcomes.orphans
-            and not config.option.warn_unused_snapshots
-            and session.exitstatus == pytest.ExitCode.OK
-        ):
-            session.exitstatus = pytest.ExitCode.TESTS_FAILED
-    if not outcomes.records:
+    _orphans(session, settings, outcomes)
+    step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if not (outcomes.records or outcomes.orphans or settings.report):
         return
     from . import reports
 
-    rel = {"orphans": [str(p.relative_to(config.rootpath)) for p in outcomes.orphans]}
-    if settings.report is not None:
-        reports.write(settings.report, outcomes.records, extra=rel)
+    orphans = [str(p.relative_to(config.rootpath)) for p in outcomes.orphans]
+    outcomes.problems = reports.publish(
+        outcomes.records,
+        orphans=orphans,
+        report=settings.report,
+        step_summary=Path(step_summary) if step_summary else None,
+    )
+    if settings.report is not None and not outcomes.problems:
         outcomes.report_written = settings.report
-    step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
-    if step_summary:
-        reports.append_step_summary(Path(step_summary), outcomes.records)
     cache = getattr(config, "cache", None)
-    if cache is not None:
-        cache.set(CACHE_KEY, reports.last_run(outcomes.records, str(config.rootpath)))
+    if cache is not None and (outcomes.records or orphans):
+        previous = cache.get(reports.CACHE_KEY, None)
+        cache.set(
+            reports.CACHE_KEY,
+            reports.last_run(previous, outcomes.records, str(config.rootpath), orphans),
+        )
 
 
-#: Where the last run's records live in pytest's cache (read by ``python -m pytest_weightshape``).
-CACHE_KEY = "weightshape/last-run"
+def _orphans(session: pytest.Session, settings: Settings, outcomes: _Outcomes) -> None:
+    """Find, and under ``--snapshot-update`` remove, goldens of deleted test files; a plain
+    run fails for them, like syrupy's unused snapshots (unless it only warns)."""
+    config = session.config
+    option = config.option
+    if getattr(option, "disable_unused_snapshots", False) or not settings.golden_root.is_dir():
+        return
+    if not settings.golden_root.resolve().is_relative_to(config.rootpath.resolve()):
+        return  # a folder outside rootdir may hold other projects' goldens: never ours to judge
+    scopes = _orphan_scopes(config)
+    if not scopes:
+        return
+    from . import golden
+
+    outcomes.orphans = golden.orphans(config.rootpath, settings.golden_root, scopes)
+    if outcomes.orphans and option.update_snapshots:
+        golden.remove_files(outcomes.orphans, settings.golden_root)
+        outcomes.orphans_removed = True
+    elif (
+        outcomes.orphans
+        and not option.warn_unused_snapshots
+        and session.exitstatus == pytest.ExitCode.OK
+    ):
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def _orphan_scopes(config: pytest.Config) -> list[Path]:
@@ -404,7 +425,10 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     """A ``weightshape`` section: checks by status, the largest drift, goldens recorded
     under another environment that still hold, unused goldens, and where the report is."""
     outcomes = config.stash.get(_OUTCOMES, None)
-    if outcomes is None or not (outcomes.records or outcomes.orphans):
+    if outcomes is None or not (outcomes.records or outcomes.orphans or outcomes.problems):
+        if outcomes is not None and outcomes.report_written is not None:
+            shown = os.path.relpath(outcomes.report_written, config.invocation_params.dir)
+            terminalreporter.write_line(f"weightshape: no checks ran; report: {shown}")
         return
     from .reports import summary_lines
 
@@ -421,6 +445,13 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         )
         for path in outcomes.orphans:
             terminalreporter.write_line(f"  {os.path.relpath(path, config.invocation_params.dir)}")
+        if not outcomes.orphans_removed and not config.option.warn_unused_snapshots:
+            terminalreporter.write_line(
+                "they fail this run, like unused snapshots (--snapshot-warn-unused only warns)",
+                red=True,
+            )
+    for problem in outcomes.problems:
+        terminalreporter.write_line(problem, red=True)
     if outcomes.report_written is not None:
         shown = os.path.relpath(outcomes.report_written, config.invocation_params.dir)
         terminalreporter.write_line(f"report: {shown}")
@@ -462,7 +493,8 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         if getattr(settings, dest)
     ]
     if settings.report is not None:
-        extras.append(f"report {settings.report.name} ({settings.sources['report']})")
+        shown = os.path.relpath(settings.report, config.invocation_params.dir)
+        extras.append(f"report {shown} ({settings.sources['report']})")
     return [
         f"weightshape: goldens in {where}/ ({settings.sources['golden_dir']}); "
         f"tolerance {tol}; {', '.join(extras)}; {versions}"
@@ -480,6 +512,8 @@ class ShapeVariant:
         self._snapshot = snapshot
         self._assertion: SnapshotAssertion | None = None
         self._names: set[str] = set()
+        #: (check name, golden path) of the check running, once known (for error records).
+        self._current: tuple[str, str] | None = None
         self.results: list[CheckResult] = []
 
     def check(
@@ -501,20 +535,25 @@ class ShapeVariant:
         """
         __tracebackhide__ = True
         nodeid = self._request.node.nodeid
+        self._current = None
         try:
             return self._check(build, inputs, name, rtol, atol, tolerance, device, weights)
         except _Failed as exc:
             message = str(exc)
         except WeightShapeError as exc:
             message = f"{nodeid}: {exc}"
-            self._record(check=_shown_name(name), status="error", message=message)
+            self._record_error(name, message)
         except Exception as exc:
             message = (
                 f"{nodeid}: pytest-weightshape internal error (please report it with this "
                 f"text):\n{''.join(traceback.format_exception(exc))}"
             )
-            self._record(check=_shown_name(name), status="error", message=message)
+            self._record_error(name, message)
         pytest.fail(message, pytrace=False)  # outside `except`: no chained traceback
+
+    def _record_error(self, name: Any, message: str) -> None:
+        check, path = self._current or (_shown_name(name), "")
+        self._record(check=check, status="error", message=message, path=path)
 
     def _finish(self) -> None:
         nodeid = self._request.node.nodeid
@@ -576,6 +615,14 @@ class ShapeVariant:
             (settings.override, {}),
             profiles=settings.profiles,
         )
+        if self._assertion is None:
+            self._assertion = self._snapshot.use_extension(WeightShapeExtension)
+            if settings.update_failing:  # rewrite drifted goldens; new ones are refused below
+                self._assertion.update_snapshots = True
+        assertion = self._assertion
+        location = PyTestLocation(self._request.node)
+        path = assertion.extension.get_location(test_location=location, index=check)
+        self._current = (check, path)  # an error from here on is recorded with both
         document = Observer(
             self.spec,
             build,
@@ -585,14 +632,6 @@ class ShapeVariant:
             deterministic=settings.deterministic,
             calibrate=settings.calibrate,
         ).observe()
-
-        if self._assertion is None:
-            self._assertion = self._snapshot.use_extension(WeightShapeExtension)
-            if settings.update_failing:  # rewrite drifted goldens; new ones are refused below
-                self._assertion.update_snapshots = True
-        assertion = self._assertion
-        location = PyTestLocation(self._request.node)
-        path = assertion.extension.get_location(test_location=location, index=check)
         config = self._request.config
         shown = os.path.relpath(path, config.invocation_params.dir)
         nodeid = _node_argument(self._request.node.nodeid, config)
@@ -670,6 +709,8 @@ class ShapeVariant:
             golden_path = Path(path).resolve().relative_to(config.rootpath).as_posix()
         except ValueError:
             golden_path = str(path)
+        if not path:
+            golden_path = ""  # the check failed before its golden was known
         record = records.build(
             nodeid=self._request.node.nodeid,
             test=self._request.node.name,
@@ -682,11 +723,13 @@ class ShapeVariant:
             message=message,
         )
         self._request.node.stash.setdefault(_RECORDS, []).append(record)
-        summary = {
-            "status": status,
-            "worst": round(verdict.worst, 6) if verdict is not None else None,
-            "environment_changes": verdict.environment_changes if verdict is not None else [],
-        }
+        summary = records.plain(
+            {
+                "status": status,
+                "worst": round(verdict.worst, 6) if verdict is not None else None,
+                "environment_changes": verdict.environment_changes if verdict is not None else [],
+            }
+        )
         self._request.node.user_properties.append(
             (f"weightshape[{check}]", json.dumps(summary, sort_keys=True))
         )

@@ -43,6 +43,18 @@ def plain(value: Any) -> Any:
     return value
 
 
+def number(value: Any) -> float | None:
+    """A float from a record's number, also from the strings ``plain`` writes ('inf')."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
 def row(d: Difference) -> dict[str, Any]:
     """One compared value: golden, current, difference, allowed (None: exact), ratio, ok."""
     excess = d.excess if d.allowed is not None else None
@@ -103,7 +115,11 @@ def build(
     verdict: Verdict | None,
     message: str | None = None,
 ) -> dict[str, Any]:
-    """The record of one check: ``document`` is what ran, ``recorded`` the golden's check."""
+    """The record of one check: ``document`` is what ran, ``recorded`` the golden's check.
+
+    Only the values compared are kept (and the whole observation of a check without a
+    golden), so a suite of thousands of checks makes reports, not copies of its goldens.
+    """
     document = document or {}
     rows = [row(d) for d in verdict.rows] if verdict is not None else []
     divergence = {
@@ -135,7 +151,8 @@ def build(
             "golden": distributions(recorded) if recorded else {},
         },
         "golden_digest": document_digest(recorded) if recorded else None,
-        "document": dict(document),
+        # the whole observation only where a golden would be made of it (``diff`` shows it)
+        "document": dict(document) if status == "missing" else None,
     }
 
 
@@ -156,7 +173,7 @@ def ordered(records: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
         records,
         key=lambda r: (
             rank.get(r["status"], len(STATUSES)),
-            -(r["worst"] or 0.0),
+            -(number(r["worst"]) or 0.0),
             r["nodeid"],
             r["check"],
         ),

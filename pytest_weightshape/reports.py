@@ -8,15 +8,22 @@ cached last run without running anything.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from . import golden
-from .records import RECORD_VERSION, counts, label, ordered, plain
+from .records import RECORD_VERSION, counts, label, number, ordered, plain
 
+#: Where the last run's records live in pytest's cache (read by ``python -m pytest_weightshape``).
+CACHE_KEY = "weightshape/last-run"
 #: Differences listed per failing check in the Markdown report.
 MD_ROWS = 10
+#: Passing checks listed one by one in the GitHub step summary (GitHub caps it at 1 MiB).
+STEP_SUMMARY_PASSING = 50
+#: Characters of a likely cause shown in a Markdown table cell.
+CAUSE_CHARS = 160
 
 
 def summary_lines(records: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -27,10 +34,13 @@ def summary_lines(records: Sequence[Mapping[str, Any]]) -> list[str]:
     shown = ", ".join(f"{n} {status}" for status, n in counts(records).items())
     total = len(records)
     lines = [f"{total} check{'s' if total != 1 else ''}: {shown}"]
-    measured = [r for r in records if r["worst"] is not None]
+    measured = [r for r in records if number(r["worst"]) is not None]
     if measured:
-        top = max(measured, key=lambda r: r["worst"])
-        lines.append(f"largest drift: {top['worst']:.3g} of its tolerance ({label(top)})")
+        top = max(measured, key=lambda r: number(r["worst"]) or 0.0)
+        if number(top["worst"]):
+            lines.append(f"largest drift: {top['worst']:.3g} of its tolerance ({label(top)})")
+        else:
+            lines.append("largest drift: none (every value equals its golden's)")
     held = [r for r in records if r["status"] == "passed" and r["environment"]["changes"]]
     if held:
         changes = sorted({c for r in held for c in r["environment"]["changes"]})
@@ -77,25 +87,36 @@ def _cell(value: Any) -> str:
     if isinstance(value, bool):
         return "present" if value else "absent"
     if isinstance(value, float):
-        return f"{value:.6g}"
+        return f"{value:.9g}"  # enough digits to tell golden from current
     return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def _short(text: str, limit: int = CAUSE_CHARS) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _cause(record: Mapping[str, Any]) -> str:
     if record["causes"]:
-        return str(record["causes"][0])
+        return _short(str(record["causes"][0]))
     if record["status"] == "missing":
         return "no golden"
     if record["status"] == "error" and record["message"]:
-        return str(record["message"]).splitlines()[0]
+        first = str(record["message"]).splitlines()[0]
+        return _short(first.removeprefix(f"{record['nodeid']}: "))
     if record["environment"]["changes"]:
-        return "holds under: " + "; ".join(record["environment"]["changes"][:3])
+        return _short("holds under: " + "; ".join(record["environment"]["changes"][:3]))
     return ""
 
 
-def to_markdown(records: Sequence[Mapping[str, Any]], *, title: str = "weightshape") -> str:
+def to_markdown(
+    records: Sequence[Mapping[str, Any]],
+    *,
+    title: str = "weightshape",
+    passing_rows: int | None = None,
+) -> str:
     """A table a reviewer reads in a pull request: one row per check, failing ones first,
-    then the statistics that moved in each failing check."""
+    then the statistics that moved in each failing check. ``passing_rows`` caps the rows of
+    checks that passed (the rest are counted)."""
     if not records:
         return f"### {title}\n\nNo shape_variant checks ran.\n"
     tally = ", ".join(f"{n} {s}" for s, n in counts(records).items())
@@ -106,17 +127,24 @@ def to_markdown(records: Sequence[Mapping[str, Any]], *, title: str = "weightsha
         "|---|---|---|---|---|",
     ]
     ranked = ordered(records)
+    shown_passing = 0
     for r in ranked:
-        worst = f"{r['worst']:.3g}" if r["worst"] is not None else ""
+        if r["status"] == "passed":
+            shown_passing += 1
+            if passing_rows is not None and shown_passing > passing_rows:
+                continue
+        worst = f"{number(r['worst']):.3g}" if number(r["worst"]) is not None else ""
         lines.append(
             f"| {_ICONS.get(r['status'], '')} | `{_cell(label(r))}` | {r['status']} | {worst} "
             f"| {_cell(_cause(r))} |"
         )
+    if passing_rows is not None and shown_passing > passing_rows:
+        lines.append(f"| | ... and {shown_passing - passing_rows} more passed | | | |")
     for r in ranked:
         moved = [s for s in r["statistics"] if not s["ok"]]
         if not moved:
             continue
-        moved.sort(key=lambda s: -(s["ratio"] if s["ratio"] is not None else float("inf")))
+        moved.sort(key=lambda s: -(number(s["ratio"]) or float("inf")))
         lines += [
             "",
             f"<details><summary><code>{_cell(label(r))}</code>: {len(moved)} of "
@@ -126,7 +154,7 @@ def to_markdown(records: Sequence[Mapping[str, Any]], *, title: str = "weightsha
             "|---|---|---|---|---|---|---|",
         ]
         for s in moved[:MD_ROWS]:
-            allowed = "exact" if s["allowed"] is None else f"{s['allowed']:.3g}"
+            allowed = "exact" if s["allowed"] is None else f"{number(s['allowed']):.3g}"
             lines.append(
                 f"| {_cell(s['variant'])} | {_cell(s['where'])} | {_cell(s['stat'])} "
                 f"| {_cell(s['golden'])} | {_cell(s['current'])} | {_cell(s['difference'])} "
@@ -143,7 +171,7 @@ def to_markdown(records: Sequence[Mapping[str, Any]], *, title: str = "weightsha
 def append_step_summary(path: Path, records: Sequence[Mapping[str, Any]]) -> None:
     """Append the Markdown table to GitHub Actions' job summary (``$GITHUB_STEP_SUMMARY``)."""
     with path.open("a", encoding="utf-8") as handle:
-        handle.write(to_markdown(records) + "\n")
+        handle.write(to_markdown(records, passing_rows=STEP_SUMMARY_PASSING) + "\n")
 
 
 # -- files and the cached last run ----------------------------------------------------------
@@ -171,6 +199,56 @@ def write(
     golden.write_atomic(path, render(path, records, extra))
 
 
-def last_run(records: Iterable[Mapping[str, Any]], rootdir: str) -> dict[str, Any]:
-    """What the cache keeps for ``python -m pytest_weightshape diff``."""
-    return {"version": RECORD_VERSION, "rootdir": rootdir, "checks": plain(list(records))}
+def publish(
+    records: Sequence[Mapping[str, Any]],
+    *,
+    orphans: Sequence[str],
+    report: Path | None,
+    step_summary: Path | None,
+) -> list[str]:
+    """Write the report file and append the step summary; what failed, as messages (a report
+    that cannot be written must not hide the run's own results behind a traceback)."""
+    problems = []
+    if report is not None:
+        try:
+            write(report, records, extra={"orphans": list(orphans)})
+        except OSError as exc:
+            problems.append(f"weightshape: report not written: {exc}")
+    if step_summary is not None and (records or orphans):
+        try:
+            append_step_summary(step_summary, records)
+        except OSError as exc:
+            problems.append(f"weightshape: GITHUB_STEP_SUMMARY not written: {exc}")
+    return problems
+
+
+def _cached(record: Mapping[str, Any]) -> dict[str, Any]:
+    """What ``diff`` needs of a record: the values that moved, not every value compared."""
+    kept = dict(record)
+    kept["statistics"] = [s for s in record["statistics"] if not s["ok"]]
+    kept.pop("distributions", None)
+    kept.pop("divergence", None)
+    kept["ran_at"] = time.strftime("%Y-%m-%d %H:%M:%S")
+    return kept
+
+
+def last_run(
+    previous: Any,
+    records: Sequence[Mapping[str, Any]],
+    rootdir: str,
+    orphans: Sequence[str] = (),
+) -> dict[str, Any]:
+    """The cached observations for ``python -m pytest_weightshape diff``: this run's checks,
+    plus those of earlier runs (same rootdir) for tests this run did not run, so accepting
+    one golden does not hide the others that still differ."""
+    ran = {r["nodeid"] for r in records}
+    kept: list[Any] = []
+    same = isinstance(previous, dict) and previous.get("version") == RECORD_VERSION
+    if same and previous.get("rootdir") == rootdir:
+        kept = [r for r in previous.get("checks", []) if r.get("nodeid") not in ran]
+    return {
+        "version": RECORD_VERSION,
+        "rootdir": rootdir,
+        "checks": kept + [_cached(r) for r in records],
+        "orphans": list(orphans),
+    }

@@ -6,6 +6,7 @@ import re
 import shutil
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -118,10 +119,10 @@ def test_html_report_is_self_contained_with_pictures_failing_first(pytester):
     # a quantile plot of the output and a drift chart with the tolerance line
     assert drifted.count("<svg") == 2 and "tolerance</text>" in drifted
     assert 'stroke-dasharray="5,4"' in drifted  # the golden's quantiles, dashed
-    assert (
-        "#d62728" in drifted
-        and "#d62728" not in passed.split("<details>")[0].split("tolerance</text>")[1]
-    )
+    red_bar = re.compile(r'<rect[^>]*fill="#d62728"')  # a statistic beyond its tolerance
+    assert red_bar.search(drifted) and not red_bar.search(passed)
+    assert "<summary>pictures</summary>" in passed  # passing checks: pictures one click away
+    assert "<summary>pictures</summary>" not in drifted
     assert missing.count("<svg") == 1  # nothing to compare with: the distributions only
     assert passed.count("<svg") == 2
 
@@ -375,3 +376,129 @@ def test_goldens_of_a_renamed_test_are_unused_and_removed_by_update(pytester):
     run(pytester, "--snapshot-update").assert_outcomes(passed=1)
     assert not old.exists() and golden_of(pytester, test="test_wide").exists()
     assert run(pytester).ret == pytest.ExitCode.OK
+
+
+def test_exact_tolerance_reports_and_diffs_without_infinities(pytester):
+    """rtol=0, atol=0: equal values have ratio 0, moved ones an infinite one, and neither
+    breaks the report, the JUnit property or ``diff``."""
+    pytester.makeini("[pytest]\naddopts = --snapshot-no-colors\n")  # with the cache provider
+    exact = TEST.replace("(8, 16))", "(8, 16), rtol=0, atol=0)")
+    pytester.makepyfile(test_dense=exact)
+    run(pytester, "--snapshot-update").assert_outcomes(passed=1)
+    run(pytester, "--weightshape-report=same.json").assert_outcomes(passed=1)
+    same = strict_json((pytester.path / "same.json").read_text())["checks"][0]
+    ratios = {s["ratio"] for s in same["statistics"] if s["allowed"] is not None}
+    assert ratios == {0.0} and same["worst"] == 0.0
+
+    pytester.makepyfile(test_dense=exact.replace("SCALE = 1.0", "SCALE = 1.0000001"))
+    result = run(pytester, "--weightshape-report=moved.json", "--junitxml=junit.xml")
+    result.assert_outcomes(failed=1)
+    moved = strict_json((pytester.path / "moved.json").read_text())["checks"][0]
+    assert moved["worst"] == "inf" and "Infinity" not in (pytester.path / "junit.xml").read_text()
+    diff = _module("diff", cwd=pytester.path)
+    assert diff.returncode == 0, diff.stderr
+    assert "~ test_dense.py::test_dense: would rewrite" in diff.stdout
+
+
+def test_the_last_run_cache_keeps_other_tests_observations(pytester):
+    pytester.makeini("[pytest]\naddopts = --snapshot-no-colors\n")
+    pytester.makepyfile(test_dense=TEST + BODY.replace("def test_dense(", "def test_twin("))
+    run(pytester, "--snapshot-update").assert_outcomes(passed=2)
+    pytester.makepyfile(
+        test_dense=TEST.replace("SCALE = 1.0", "SCALE = 1.001")
+        + BODY.replace("def test_dense(", "def test_twin(")
+    )
+    run(pytester).assert_outcomes(failed=2)
+    assert "2 goldens would change" in _module("diff", cwd=pytester.path).stdout
+    run(pytester, "--snapshot-update", "test_dense.py::test_dense").assert_outcomes(passed=1)
+    after = _module("diff", cwd=pytester.path).stdout
+    assert "~ test_dense.py::test_twin: would rewrite" in after  # still there to review
+    assert "1 golden would change" in after and "observations of 2 checks" in after
+
+
+def test_a_check_whose_test_fails_in_teardown_is_reported_not_written(pytester):
+    pytester.makepyfile(
+        test_dense=TEST.replace(
+            "def test_dense(shape_variant)", "def test_dense(shape_variant, broken)"
+        )
+        + textwrap.dedent(
+            """
+            @pytest.fixture
+            def broken():
+                yield
+                raise RuntimeError("teardown fails")
+            """
+        )
+    )
+    result = run(pytester, "--snapshot-update", "--weightshape-report=r.json")
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["1 check: 1 not written"])
+    report = strict_json((pytester.path / "r.json").read_text())
+    assert report["summary"] == {"not written": 1}
+    assert not golden_of(pytester).exists()
+
+
+def test_errors_are_reported_with_their_golden_and_a_run_without_checks_still_reports(pytester):
+    pytester.makepyfile(
+        test_dense=TEST.replace(
+            "shape_variant.check(Dense,", "shape_variant.check(lambda units: 1 / 0,"
+        )
+    )
+    result = run(pytester, "--weightshape-report=r.json")
+    result.assert_outcomes(failed=1)
+    error = strict_json((pytester.path / "r.json").read_text())["checks"][0]
+    assert (
+        error["status"] == "error" and error["golden_path"] == "golden/test_dense/test_dense.json"
+    )
+    assert "ZeroDivisionError" in error["message"]
+
+    pytester.makepyfile(test_plain="def test_plain():\n    pass\n")
+    empty = run(pytester, "test_plain.py", "--weightshape-report=empty.md")
+    empty.assert_outcomes(passed=1)
+    assert "No shape_variant checks ran." in (pytester.path / "empty.md").read_text()
+    empty.stdout.fnmatch_lines(["weightshape: no checks ran; report: empty.md"])
+
+
+def test_an_unwritable_report_is_a_message_not_a_traceback(pytester):
+    pytester.makepyfile(test_dense=TEST)
+    (pytester.path / "taken").write_text("a file, not a folder")
+    result = run(pytester, "--snapshot-update", "--weightshape-report=taken/r.html")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["1 check: 1 recorded", "weightshape: report not written: *"])
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
+    assert golden_of(pytester).exists()  # the run's own work is done
+
+
+def test_a_golden_folder_shared_by_two_projects_is_never_cleaned_from_one(pytester):
+    shared = pytester.path / "shared_golden"
+    for project in ("a", "b"):
+        folder = pytester.path / project
+        (folder / "tests").mkdir(parents=True)
+        (folder / "tests" / f"test_{project}.py").write_text(TEST)
+        (folder / "pytest.ini").write_text(
+            "[pytest]\naddopts = -p no:cacheprovider\nweightshape_golden_dir = ../shared_golden\n"
+        )
+    for project in ("a", "b", "a"):
+        result = pytester.run(
+            sys.executable, "-m", "pytest", "--snapshot-update", str(pytester.path / project)
+        )
+        assert result.ret == 0
+    assert sorted(p.parent.name for p in shared.rglob("*.json")) == ["test_a", "test_b"]
+
+
+def test_disabling_unused_detection_also_skips_deleted_files(pytester):
+    orphan = _orphan_setup(pytester)
+    result = run(pytester, "--snapshot-disable-unused")
+    assert result.ret == pytest.ExitCode.OK and "test_gone" not in result.stdout.str()
+    assert orphan.exists()
+
+
+def test_show_takes_folders_and_names_a_missing_check(pytester):
+    pytester.makepyfile(test_dense=TEST + BODY.replace("def test_dense(", "def test_twin("))
+    run(pytester, "--snapshot-update").assert_outcomes(passed=2)
+    both = _module("show", "golden", cwd=pytester.path)
+    assert both.returncode == 0 and both.stdout.count(": golden of test_") == 2
+    wrong = _module(
+        "show", "golden/test_dense/test_dense.json", "--check", "nope", cwd=pytester.path
+    )
+    assert wrong.returncode == 2 and "has no check 'nope' (it has: default)" in wrong.stderr
