@@ -295,9 +295,21 @@ def likely_causes(
             f"weights= changed ({golden['weights']} -> {current['weights']}): the initial "
             "weights come from another source"
         )
-    structural = [
+    exact = [
         d for d in verdict.differences if d.allowed is None and d.stat not in ("seed", "weights")
     ]
+    # a measure that became defined or undefined (null): a value change, not a structural one
+    undefined = [
+        d for d in exact if d.stat in FLOAT_STATS and (d.golden is None) != (d.current is None)
+    ]
+    structural = [d for d in exact if d not in undefined]
+    if undefined:
+        what = list(dict.fromkeys(f"{d.variant}: {d.where} {d.stat}" for d in undefined))
+        shown = "; ".join(what[:4]) + (f"; +{len(what) - 4} more" if len(what) > 4 else "")
+        causes.append(
+            f"statistics became defined or undefined ({shown}): ratios and similarities are "
+            "undefined where an output is all zeros or constant"
+        )
     if structural:
         what = list(dict.fromkeys(f"{d.variant}: {d.where} {d.stat}" for d in structural))
         shown = "; ".join(what[:4]) + (f"; +{len(what) - 4} more" if len(what) > 4 else "")

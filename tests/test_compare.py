@@ -156,3 +156,13 @@ def test_structural_failures_summarise_the_value_tables(doc):
     )
     full = failure(verdict, test="t", check="default", path="p", nodeid="n", verbose=True)
     assert "std" in full and "also moved" not in full
+
+
+def test_a_measure_that_becomes_undefined_is_not_called_a_structural_change(doc):
+    current = copy.deepcopy(doc)
+    current["variants"]["units=5"]["divergence"]["outputs"]["output"]["std_ratio"] = None
+    verdict = compare(doc, current, Policy())  # the base output became all zeros, say
+    assert not verdict.ok
+    causes = verdict.causes
+    assert any("became defined or undefined" in c and "std_ratio" in c for c in causes)
+    assert not any("shape or structure changed" in c for c in causes)
