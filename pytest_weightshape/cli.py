@@ -19,7 +19,7 @@ from typing import Any
 
 from . import golden
 from .errors import GoldenError
-from .records import document_digest, label, number, ordered
+from .records import document_digest, label, number, ordered, text
 from .report import text_table
 from .reports import CACHE_KEY
 
@@ -28,15 +28,7 @@ DIFF_ROWS = 12
 
 
 def _fmt(value: Any) -> str:
-    if isinstance(value, bool):
-        return "present" if value else "absent"
-    if value is None:
-        return "null"
-    if isinstance(value, float):
-        return f"{value:.9g}"  # enough digits to tell golden from current
-    if isinstance(value, list):
-        return "[" + ", ".join(_fmt(v) for v in value) + "]"
-    return str(value)
+    return text(value, none="null")
 
 
 def find_last_run(cache_dir: Path | None) -> Path:

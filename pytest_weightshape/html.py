@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from html import escape
 from typing import Any
 
-from .records import QUANTILE_LEVELS, counts, label, number, ordered
+from .records import QUANTILE_LEVELS, counts, label, number, ordered, text
 
 PALETTE = (
     "#1f77b4",
@@ -60,14 +60,7 @@ code{font-size:12.5px}
 """
 
 
-def _fmt(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "present" if value else "absent"
-    if isinstance(value, float):
-        return f"{value:.9g}"  # enough digits to tell golden from current
-    return str(value)
+_fmt = text
 
 
 def _num(value: Any) -> float | None:

@@ -55,6 +55,20 @@ def number(value: Any) -> float | None:
         return None
 
 
+def text(value: Any, none: str = "") -> str:
+    """A record's value as reports print it: 9 significant digits (enough to tell a golden
+    from a current value that differs in the last float32 digit), names' presence in words."""
+    if value is None:
+        return none
+    if isinstance(value, bool):
+        return "present" if value else "absent"
+    if isinstance(value, float):
+        return f"{value:.9g}"
+    if isinstance(value, list):
+        return "[" + ", ".join(text(v, none) for v in value) + "]"
+    return str(value)
+
+
 def row(d: Difference) -> dict[str, Any]:
     """One compared value: golden, current, difference, allowed (None: exact), ratio, ok."""
     excess = d.excess if d.allowed is not None else None

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from . import golden
-from .records import RECORD_VERSION, counts, label, number, ordered, plain
+from .records import RECORD_VERSION, counts, label, number, ordered, plain, text
 
 #: Where the last run's records live in pytest's cache (read by ``python -m pytest_weightshape``).
 CACHE_KEY = "weightshape/last-run"
@@ -82,13 +82,7 @@ _ICONS = {
 
 
 def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "present" if value else "absent"
-    if isinstance(value, float):
-        return f"{value:.9g}"  # enough digits to tell golden from current
-    return str(value).replace("|", "\\|").replace("\n", " ")
+    return text(value).replace("|", "\\|").replace("\n", " ")
 
 
 def _short(text: str, limit: int = CAUSE_CHARS) -> str:
