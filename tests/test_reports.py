@@ -160,6 +160,7 @@ def test_strict_ci_mode_never_records_a_missing_golden(pytester, monkeypatch):
         out = assert_clean_failure(result)
         assert "Strict mode (the CI environment variable or --weightshape-strict)" in out
         assert "pytest --snapshot-update test_dense.py::test_dense" in out
+        assert "generated" not in out  # syrupy is not asked to record it either
         assert not path.exists()
     header = run(pytester, "-o", "weightshape_strict=false", "--snapshot-update")
     header.assert_outcomes(passed=1)  # a job meant to record can say so
@@ -206,7 +207,7 @@ def test_update_only_new_or_only_failing_goldens(pytester):
     failing = run(pytester, "--weightshape-update-failing")
     failing.assert_outcomes(passed=2, failed=1)  # the missing one fails, unrecorded
     out = assert_clean_failure(failing)
-    assert "Not recorded: --weightshape-update-failing" in out
+    assert "Not recorded: --weightshape-update-failing" in out and "generated" not in out
     assert path.read_bytes() != before  # the drifted golden was rewritten
     assert not golden_of(pytester, test="test_new").exists() and gone.exists()
     run(pytester, "-k", "not new", "--snapshot-warn-unused").assert_outcomes(passed=2)
