@@ -306,3 +306,27 @@ def test_outputs_on_a_native_device_are_measured_there_with_the_same_results(mon
     assert narrow["cka_n"] == CKA_MAX_SAMPLES
     # what reached the host: a few histogram bins' values and CKA's sampled rows
     assert copied and max(copied) <= CKA_MAX_SAMPLES * 64 < 3000 * 64
+
+
+def test_a_model_that_changes_its_input_in_place_does_not_change_the_next_variants():
+    """Base and variants run on the same seeded input even when a forward works in place."""
+    torch = pytest.importorskip("torch")
+
+    class AddInPlace(torch.nn.Module):
+        def __init__(self, width):
+            super().__init__()
+            self.linear = torch.nn.Linear(8, width)
+
+        def forward(self, x):
+            x.add_(1.0)  # in place, on the tensor the harness passed
+            return x.clone()
+
+    spec = parse_marker((), {"width": [4, 2, 3]})
+    document = Observer(spec, AddInPlace, (16, 8)).observe()
+    means = [v["outputs"]["output"]["stats"]["mean"] for v in document["variants"].values()]
+    assert means[0] == means[1] == means[2]  # not +1, +2, +3
+    digests = {v["inputs"]["input"]["fingerprint"]["digest"] for v in document["variants"].values()}
+    assert len(digests) == 1
+    user_input = np.zeros((16, 8), dtype=np.float32)
+    Observer(spec, AddInPlace, user_input).observe()
+    assert not user_input.any()  # the caller's array is left alone
