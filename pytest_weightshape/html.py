@@ -60,9 +60,6 @@ code{font-size:12.5px}
 """
 
 
-_fmt = text
-
-
 def _num(value: Any) -> float | None:
     """A finite number, or None."""
     found = number(value)
@@ -239,9 +236,9 @@ def _table(header: Sequence[str], body: Sequence[tuple[bool, Sequence[Any]]]) ->
     rows = []
     for bad, cells in body:
         tds = "".join(
-            f'<td class="num">{escape(_fmt(c))}</td>'
+            f'<td class="num">{escape(text(c))}</td>'
             if isinstance(c, (int, float)) and not isinstance(c, bool)
-            else f"<td>{escape(_fmt(c))}</td>"
+            else f"<td>{escape(text(c))}</td>"
             for c in cells
         )
         rows.append(f'<tr class="bad">{tds}</tr>' if bad else f"<tr>{tds}</tr>")

@@ -411,14 +411,8 @@ def _orphan_scopes(config: pytest.Config) -> list[Path]:
     was given (its directory arguments, or the rootdir / testpaths by default). A run given
     only files or node ids looks at no other file's goldens. Keywords and markers (``-k``,
     ``-m``) do not matter here: no selection can include a file that does not exist."""
-    if hasattr(config, "workerinput"):
-        return []
-    scopes = []
-    for arg in config.args:
-        path = (config.invocation_params.dir / arg.split("::")[0]).resolve()
-        if "::" not in arg and path.is_dir():
-            scopes.append(path)
-    return scopes
+    folders = (config.invocation_params.dir / arg for arg in config.args if "::" not in arg)
+    return [folder.resolve() for folder in folders if folder.is_dir()]
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
@@ -713,13 +707,12 @@ class ShapeVariant:
         from . import records
 
         verdict = candidate.verdict if candidate is not None else None
-        config = self._request.config
-        try:
-            golden_path = Path(path).resolve().relative_to(config.rootpath).as_posix()
-        except ValueError:
-            golden_path = str(path)
-        if not path:
-            golden_path = ""  # the check failed before its golden was known
+        golden_path = ""  # empty: the check failed before its golden was known
+        if path:
+            resolved = Path(path).resolve()
+            rootdir = self._request.config.rootpath
+            is_inside = resolved.is_relative_to(rootdir)
+            golden_path = resolved.relative_to(rootdir).as_posix() if is_inside else str(path)
         record = records.build(
             nodeid=self._request.node.nodeid,
             test=self._request.node.name,
@@ -732,11 +725,12 @@ class ShapeVariant:
             message=message,
         )
         self._request.node.stash.setdefault(_RECORDS, []).append(record)
+        worst = record["worst"]
         summary = records.plain(
             {
                 "status": status,
-                "worst": round(verdict.worst, 6) if verdict is not None else None,
-                "environment_changes": verdict.environment_changes if verdict is not None else [],
+                "worst": round(worst, 6) if worst is not None else None,
+                "environment_changes": record["environment"]["changes"],
             }
         )
         self._request.node.user_properties.append(
