@@ -93,51 +93,35 @@ def sample_matrix(x: np.ndarray, axis: int, rows: np.ndarray | slice) -> np.ndar
     return moved[np.unravel_index(rows, moved.shape[:-1])]
 
 
-def _row_blocks(m: np.ndarray, width: int) -> Iterator[np.ndarray]:
-    step = max(1, BLOCK // max(1, width))
-    for start in range(0, m.shape[0], step):
-        yield m[start : start + step].astype(np.float64)
-
-
-def _column_blocks(m: np.ndarray) -> Iterator[np.ndarray]:
-    step = max(1, BLOCK // max(1, m.shape[0]))
-    for start in range(0, m.shape[1], step):
-        block = m[:, start : start + step].astype(np.float64)
-        yield block - block.mean(axis=0, keepdims=True)
-
-
 def _cka_result(hsic: float, norm: float) -> float | None:
     if norm == 0 or not math.isfinite(norm) or not math.isfinite(hsic):
         return None
     return float(hsic / norm)
 
 
+def _centred(m: np.ndarray) -> np.ndarray:
+    """``m`` in float64 with each column's mean removed."""
+    out = m.astype(np.float64)
+    out -= out.mean(axis=0, keepdims=True)
+    return out
+
+
 def linear_cka(x: np.ndarray, y: np.ndarray) -> float | None:
     """Linear CKA of an (n, p) and an (n, q) matrix (centred here); ``None`` when undefined.
 
     The feature form (p x q cross-covariances) when features are fewer than samples, the Gram
-    form (n x n) otherwise, accumulated over blocks in float64: the cost is
-    n * (p + q) * min(n, p + q) and the memory min(n, p + q) squared.
+    form (n x n) otherwise, in float64: the cost is n * (p + q) * min(n, p + q) and the memory
+    min(n, p + q) squared. Callers cap n and p, q (``CKA_MAX_SAMPLES``, ``CKA_MAX_FEATURES``),
+    so the whole matrices are multiplied at once (``a.T @ a`` is one symmetric BLAS product).
     """
     n, p = x.shape
     q = y.shape[1]
+    cx, cy = _centred(x), _centred(y)
     if p + q <= n:
-        width = max(p, q)
-        mx = sum(b.sum(axis=0) for b in _row_blocks(x, width)) / n
-        my = sum(b.sum(axis=0) for b in _row_blocks(y, width)) / n
-        xx, yy, xy = np.zeros((p, p)), np.zeros((q, q)), np.zeros((p, q))
-        for bx, by in zip(_row_blocks(x, width), _row_blocks(y, width), strict=True):
-            bx -= mx
-            by -= my
-            xx += bx.T @ bx
-            yy += by.T @ by
-            xy += bx.T @ by
-        return _cka_result(float(np.vdot(xy, xy)), float(np.linalg.norm(xx) * np.linalg.norm(yy)))
-    k, ell = np.zeros((n, n)), np.zeros((n, n))
-    for bx in _column_blocks(x):
-        k += bx @ bx.T
-    for by in _column_blocks(y):
-        ell += by @ by.T
+        xy = cx.T @ cy
+        norm = np.linalg.norm(cx.T @ cx) * np.linalg.norm(cy.T @ cy)
+        return _cka_result(float(np.vdot(xy, xy)), float(norm))
+    k, ell = cx @ cx.T, cy @ cy.T
     return _cka_result(float(np.vdot(k, ell)), float(np.linalg.norm(k) * np.linalg.norm(ell)))
 
 

@@ -23,6 +23,10 @@ from typing import Any
 from .errors import GoldenError, NewerGoldenError
 
 SCHEMA_VERSION = 1
+#: How fingerprint digests (of inputs and initial weights) are made: the prefix names the
+#: method, so a digest is only compared with one made the same way (goldens recorded by earlier
+#: versions hold unprefixed blake2b digests).
+DIGEST_PREFIX = "crc32:"
 DEFAULT_CHECK = "default"
 FILE_EXTENSION = "json"
 #: Longest file stem we write; longer test ids are cut and made unique with a digest.
@@ -406,3 +410,13 @@ def remove_files(paths: list[Path], golden_root: Path) -> None:
             except OSError:
                 break
             folder = folder.parent
+
+
+def same_digest(a: Any, b: Any) -> bool | None:
+    """Whether two fingerprint digests show the same bytes; ``None`` when they cannot tell
+    (one is missing, or they were made by different methods, e.g. by an older version)."""
+    if not isinstance(a, str) or not isinstance(b, str):
+        return None
+    if a.startswith(DIGEST_PREFIX) != b.startswith(DIGEST_PREFIX):
+        return None
+    return a == b
