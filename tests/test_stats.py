@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -70,6 +72,9 @@ def test_fingerprint_sees_one_ulp_and_reports_size():
     assert fx["digest"] == fingerprint(x.copy())["digest"]
     assert fx["mean"] == pytest.approx(fy["mean"]) and fx["std"] == pytest.approx(x.std(), rel=1e-6)
     assert fingerprint(x.reshape(10, 10))["digest"] != fx["digest"]  # shape is part of it
+    assert fingerprint(x.astype(np.float64))["digest"] != fx["digest"]  # and the dtype
+    assert re.fullmatch(r"crc32:[0-9a-f]{8}", fx["digest"])  # the method is named
+    assert fingerprint(x[::2])["digest"] == fingerprint(x[::2].copy())["digest"]  # strided
 
 
 @settings(max_examples=300, deadline=None)
