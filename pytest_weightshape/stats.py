@@ -317,7 +317,7 @@ def fingerprint(array: np.ndarray) -> dict[str, Any]:
     x = np.ascontiguousarray(array)
     crc = zlib.crc32(f"{x.dtype.str}{x.shape}".encode())
     if x.size:
-        crc = zlib.crc32(x.reshape(-1).view(np.uint8), crc)
+        crc = zlib.crc32(x.data, crc)
     out: dict[str, Any] = {"digest": f"{DIGEST_PREFIX}{crc:08x}"}
     if x.size and (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
         # streamed (no float64 copy of a large input or weight); NaN and Inf left out
