@@ -1,34 +1,30 @@
 """pytest glue: options, the ``shape_variant`` marker and fixture, the report header.
 
-Everything substantive lives in the core modules; loading this plugin imports no numpy,
-torch or tensorflow (the measuring code is imported on the first ``check``).
+Everything substantive lives in other modules, each imported when first needed, so that a
+session that never uses the marker loads only this glue (the standard library, pytest,
+:mod:`.errors` and :mod:`.marker`; no numpy, torch or tensorflow): the fixture's object and
+the measuring code load with the first ``shape_variant`` fixture (:mod:`.fixture`), the
+session-end reports when there is something to report (:mod:`.finish`), and the core modules
+that validate an option when the option is set.
 """
 
 from __future__ import annotations
 
-import functools
-import json
 import os
-import shlex
-import traceback
-import warnings
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .devices import check_device
-from .errors import GoldenError, NewerGoldenError, SpecError, WeightShapeError
-from .spec import MARKER_SIGNATURE, VariantSpec, parse_marker
-from .tolerance import Override, check_number, parse_per_stat, parse_profiles, resolve
+from .errors import SpecError
+from .marker import MARKER_SIGNATURE
 
 if TYPE_CHECKING:
     from syrupy.assertion import SnapshotAssertion
 
-    from .result import CheckResult
-    from .snapshot import Candidate
+    from .fixture import ShapeVariant
 
 #: Command-line option -> (ini twin, help). Valued options; flags are below.
 _OPTIONS: dict[str, tuple[str, str]] = {
@@ -79,22 +75,59 @@ _STRICT_HELP = (
 _REPORT_FORMATS = (".json", ".md", ".html")
 
 
-@dataclass(frozen=True)
 class Settings:
-    """Session-wide settings after command line > ini precedence (picklable for xdist)."""
+    """Session-wide settings after command line > ini precedence.
 
-    golden_root: Path
-    override: Override
-    sources: Mapping[str, str]
-    device: str = "cpu"
-    profiles: Mapping[str, float] = field(default_factory=dict)
-    device_strict: bool = False
-    deterministic: bool = False
-    golden_per_device: bool = False
-    calibrate: bool = False
-    update_failing: bool = False
-    strict: bool = False
-    report: Path | None = None
+    A plain class (a dataclass takes about a millisecond to create when the plugin loads).
+    ``profiles`` is None when none were given: the defaults, resolved by the first check.
+    """
+
+    __slots__ = (
+        "atol",
+        "calibrate",
+        "deterministic",
+        "device",
+        "device_strict",
+        "golden_per_device",
+        "golden_root",
+        "profiles",
+        "report",
+        "rtol",
+        "sources",
+        "strict",
+        "update_failing",
+    )
+
+    def __init__(
+        self,
+        *,
+        golden_root: Path,
+        rtol: float | None,
+        atol: float | None,
+        sources: Mapping[str, str],
+        device: str,
+        profiles: Mapping[str, float] | None,
+        device_strict: bool,
+        deterministic: bool,
+        golden_per_device: bool,
+        calibrate: bool,
+        update_failing: bool,
+        strict: bool,
+        report: Path | None,
+    ) -> None:
+        self.golden_root = golden_root
+        self.rtol = rtol
+        self.atol = atol
+        self.sources = sources
+        self.device = device
+        self.profiles = profiles
+        self.device_strict = device_strict
+        self.deterministic = deterministic
+        self.golden_per_device = golden_per_device
+        self.calibrate = calibrate
+        self.update_failing = update_failing
+        self.strict = strict
+        self.report = report
 
 
 _SETTINGS = pytest.StashKey[Settings]()
@@ -131,6 +164,8 @@ class _Outcomes:
         self.problems: list[str] = []
 
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        if _SNAPSHOT_MODULE in sys.modules:  # a test module loaded it: point it here too
+            _use_golden_location(self.config)
         for item in items:
             uses = "shape_variant" in getattr(item, "fixturenames", ())
             if uses:
@@ -146,6 +181,8 @@ class _Outcomes:
     @pytest.hookimpl(wrapper=True, tryfirst=True)  # around syrupy's finish (it deletes)
     def pytest_sessionfinish(self, session: pytest.Session) -> Any:
         _protect_unrun(self.config)
+        if _extension_used(self.config):
+            _use_golden_location(self.config)
         return (yield)
 
     @pytest.hookimpl(wrapper=True)
@@ -271,6 +308,8 @@ def _float_setting(config: pytest.Config, dest: str) -> tuple[float | None, str]
     raw, source = _setting(config, dest)
     if raw is None:
         return None, source
+    from .tolerance import check_number
+
     try:
         return check_number(float(raw), f"--weightshape-{dest} ({source})"), source
     except (ValueError, SpecError) as exc:
@@ -301,14 +340,22 @@ def pytest_configure(config: pytest.Config) -> None:
     flags = {dest: _flag(config, dest) for dest in _FLAGS}
     strict, strict_source = _strict(config)
     report_path, report_source = _report_path(config)
-    try:
-        check_device(device, f"--weightshape-device ({device_source})")
-        profiles = parse_profiles(profiles_text, f"--weightshape-device-rtol ({profiles_source})")
-    except SpecError as exc:
-        raise pytest.UsageError(str(exc)) from None
+    profiles = None  # the defaults
+    if device is not None or profiles_text is not None:
+        from .devices import check_device
+        from .tolerance import parse_profiles
+
+        try:
+            check_device(device, f"--weightshape-device ({device_source})")
+            if profiles_text is not None:
+                where = f"--weightshape-device-rtol ({profiles_source})"
+                profiles = parse_profiles(profiles_text, where)
+        except SpecError as exc:
+            raise pytest.UsageError(str(exc)) from None
     settings = Settings(
         golden_root=config.rootpath / (golden_dir or "golden"),
-        override=Override(rtol=rtol, atol=atol),
+        rtol=rtol,
+        atol=atol,
         sources={
             "golden_dir": golden_source,
             "rtol": rtol_source,
@@ -333,15 +380,41 @@ def pytest_configure(config: pytest.Config) -> None:
     outcomes = _Outcomes(config)
     config.stash[_OUTCOMES] = outcomes
     config.pluginmanager.register(outcomes, "weightshape-outcomes")
+    if _SNAPSHOT_MODULE in sys.modules:  # e.g. an enclosing session's: point it here now
+        _use_golden_location(config)
+
+
+#: The syrupy extension's module and class: imported only by a session that checks something.
+_SNAPSHOT_MODULE = "pytest_weightshape.snapshot"
+_EXTENSION = f"{_SNAPSHOT_MODULE}.WeightShapeExtension"
+_PREVIOUS_LOCATION = pytest.StashKey[tuple[Path, Path, "str | None"]]()
+
+
+def _use_golden_location(config: pytest.Config) -> None:
+    """Point the extension at this session's goldens, once, before its first use: the first
+    ``shape_variant`` fixture, or session end on an xdist controller whose workers used it.
+    The location it had is kept for ``pytest_unconfigure``."""
+    if _PREVIOUS_LOCATION in config.stash:
+        return
     from .snapshot import WeightShapeExtension
 
     config.stash[_PREVIOUS_LOCATION] = _location(WeightShapeExtension)
     WeightShapeExtension.rootdir = config.rootpath
-    WeightShapeExtension.golden_root = settings.golden_root
+    WeightShapeExtension.golden_root = config.stash[_SETTINGS].golden_root
     WeightShapeExtension.only_device = None
 
 
-_PREVIOUS_LOCATION = pytest.StashKey[tuple[Path, Path, "str | None"]]()
+def _extension_used(config: pytest.Config) -> bool:
+    """Whether syrupy may use the extension in this process: it is loaded, or (on an xdist
+    controller) a worker reports using it, so syrupy loads it to judge unused goldens."""
+    if _SNAPSHOT_MODULE in sys.modules:
+        return True
+    syrupy = getattr(config, "_syrupy", None)
+    return any(
+        member == _EXTENSION
+        for report in getattr(syrupy, "_worker_reports", None) or ()
+        for member in report.get("extensions", {}).values()
+    )
 
 
 def _location(extension: Any) -> tuple[Path, Path, str | None]:
@@ -356,99 +429,33 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     if outcomes is None or hasattr(config, "workerinput"):
         return
     settings = config.stash[_SETTINGS]
-    _orphans(session, settings, outcomes)
-    step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
-    if not (outcomes.records or outcomes.orphans or settings.report):
-        return
-    from . import reports
+    if not (outcomes.records or settings.report or _may_have_orphans(config, settings)):
+        return  # nothing to publish and no goldens to judge
+    from .finish import publish
 
-    orphans = [str(p.relative_to(config.rootpath)) for p in outcomes.orphans]
-    outcomes.problems = reports.publish(
-        outcomes.records,
-        orphans=orphans,
-        report=settings.report,
-        step_summary=Path(step_summary) if step_summary else None,
-    )
-    if settings.report is not None and not outcomes.problems:
-        outcomes.report_written = settings.report
-    cache = getattr(config, "cache", None)
-    if cache is not None and (outcomes.records or orphans):
-        previous = cache.get(reports.CACHE_KEY, None)
-        cache.set(
-            reports.CACHE_KEY,
-            reports.last_run(previous, outcomes.records, str(config.rootpath), orphans),
-        )
+    publish(session, settings, outcomes)
 
 
-def _orphans(session: pytest.Session, settings: Settings, outcomes: _Outcomes) -> None:
-    """Find, and under ``--snapshot-update`` remove, goldens of deleted test files; a plain
-    run fails for them, like syrupy's unused snapshots (unless it only warns)."""
-    config = session.config
-    option = config.option
-    if getattr(option, "disable_unused_snapshots", False) or not settings.golden_root.is_dir():
-        return
-    if not settings.golden_root.resolve().is_relative_to(config.rootpath.resolve()):
-        return  # a folder outside rootdir may hold other projects' goldens: never ours to judge
-    scopes = _orphan_scopes(config)
-    if not scopes:
-        return
-    from . import golden
-
-    outcomes.orphans = golden.orphans(config.rootpath, settings.golden_root, scopes)
-    if outcomes.orphans and option.update_snapshots:
-        golden.remove_files(outcomes.orphans, settings.golden_root)
-        outcomes.orphans_removed = True
-    elif (
-        outcomes.orphans
-        and not option.warn_unused_snapshots
-        and session.exitstatus == pytest.ExitCode.OK
-    ):
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED
-
-
-def _orphan_scopes(config: pytest.Config) -> list[Path]:
-    """Folders in which goldens of deleted test files are called unused: the folders this run
-    was given (its directory arguments, or the rootdir / testpaths by default). A run given
-    only files or node ids looks at no other file's goldens. Keywords and markers (``-k``,
-    ``-m``) do not matter here: no selection can include a file that does not exist."""
-    folders = (config.invocation_params.dir / arg for arg in config.args if "::" not in arg)
-    return [folder.resolve() for folder in folders if folder.is_dir()]
+def _may_have_orphans(config: pytest.Config, settings: Settings) -> bool:
+    """Whether :func:`.finish.publish` could find goldens of deleted test files."""
+    unused_checked = not getattr(config.option, "disable_unused_snapshots", False)
+    return unused_checked and settings.golden_root.is_dir()
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     """A ``weightshape`` section: checks by status, the largest drift, goldens recorded
     under another environment that still hold, unused goldens, and where the report is."""
     outcomes = config.stash.get(_OUTCOMES, None)
-    if outcomes is None or not (outcomes.records or outcomes.orphans or outcomes.problems):
-        if outcomes is not None and outcomes.report_written is not None:
-            shown = os.path.relpath(outcomes.report_written, config.invocation_params.dir)
-            terminalreporter.write_line(f"weightshape: no checks ran; report: {shown}")
+    if outcomes is None or not (
+        outcomes.records
+        or outcomes.orphans
+        or outcomes.problems
+        or outcomes.report_written is not None
+    ):
         return
-    from .reports import summary_lines
+    from .finish import summary
 
-    terminalreporter.section("weightshape")
-    for line in summary_lines(outcomes.records):
-        terminalreporter.write_line(line)
-    if outcomes.orphans:
-        what = "removed" if outcomes.orphans_removed else "unused"
-        terminalreporter.write_line(
-            f"{len(outcomes.orphans)} golden file{'s' if len(outcomes.orphans) != 1 else ''} "
-            f"of deleted test files {what}"
-            + ("" if outcomes.orphans_removed else " (--snapshot-update removes them)")
-            + ":"
-        )
-        for path in outcomes.orphans:
-            terminalreporter.write_line(f"  {os.path.relpath(path, config.invocation_params.dir)}")
-        if not outcomes.orphans_removed and not config.option.warn_unused_snapshots:
-            terminalreporter.write_line(
-                "they fail this run, like unused snapshots (--snapshot-warn-unused only warns)",
-                red=True,
-            )
-    for problem in outcomes.problems:
-        terminalreporter.write_line(problem, red=True)
-    if outcomes.report_written is not None:
-        shown = os.path.relpath(outcomes.report_written, config.invocation_params.dir)
-        terminalreporter.write_line(f"report: {shown}")
+    summary(terminalreporter, config, outcomes)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -474,9 +481,9 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         where = settings.golden_root
     tol = (
         ", ".join(
-            f"{k}={getattr(settings.override, k)} ({settings.sources[k]})"
+            f"{k}={getattr(settings, k)} ({settings.sources[k]})"
             for k in ("rtol", "atol")
-            if getattr(settings.override, k) is not None
+            if getattr(settings, k) is not None
         )
         or "per-dtype defaults"
     )
@@ -495,279 +502,18 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     ]
 
 
-class ShapeVariant:
-    """The ``shape_variant`` fixture: runs checks of the test's marker against its golden."""
-
-    def __init__(
-        self, request: pytest.FixtureRequest, snapshot: SnapshotAssertion, spec: VariantSpec
-    ) -> None:
-        self.spec = spec
-        self._request = request
-        self._snapshot = snapshot
-        self._assertion: SnapshotAssertion | None = None
-        self._names: set[str] = set()
-        #: (check name, golden path) of the check running, once known (for error records).
-        self._current: tuple[str, str] | None = None
-        self.results: list[CheckResult] = []
-
-    def check(
-        self,
-        build: Callable[..., Any],
-        inputs: Any,
-        *,
-        name: str | None = None,
-        rtol: float | None = None,
-        atol: float | None = None,
-        tolerance: Mapping[str, Any] | None = None,
-        device: str | None = None,
-        weights: str | None = None,
-    ) -> CheckResult:
-        """Build base and variants from one seed, run them, measure, compare with the golden.
-
-        Fails the test with an explanation when a value moved beyond tolerance, when the
-        golden is missing (record it with ``--snapshot-update``) or unreadable.
-        """
-        __tracebackhide__ = True
-        nodeid = self._request.node.nodeid
-        self._current = None
-        try:
-            return self._check(build, inputs, name, rtol, atol, tolerance, device, weights)
-        except _Failed as exc:
-            message = str(exc)
-        except WeightShapeError as exc:
-            message = f"{nodeid}: {exc}"
-            self._record_error(name, message)
-        except Exception as exc:
-            message = (
-                f"{nodeid}: pytest-weightshape internal error (please report it with this "
-                f"text):\n{''.join(traceback.format_exception(exc))}"
-            )
-            self._record_error(name, message)
-        pytest.fail(message, pytrace=False)  # outside `except`: no chained traceback
-
-    def _record_error(self, name: Any, message: str) -> None:
-        check, path = self._current or (_shown_name(name), "")
-        self._record(check=check, status="error", message=message, path=path)
-
-    def _finish(self) -> None:
-        nodeid = self._request.node.nodeid
-        if not self._names and nodeid not in self._request.config.stash[_OUTCOMES].failed:
-            warnings.warn(
-                WeightShapeWarning(
-                    f"{nodeid} uses the shape_variant fixture but ran no check: "
-                    "call shape_variant.check(build, inputs)"
-                ),
-                stacklevel=1,
-            )
-
-    def _check(
-        self,
-        build: Callable[..., Any],
-        inputs: Any,
-        name: str | None,
-        rtol: float | None,
-        atol: float | None,
-        tolerance: Mapping[str, Any] | None,
-        device: str | None,
-        weights: str | None,
-    ) -> CheckResult:
-        from syrupy.location import PyTestLocation
-
-        from . import devices, golden, report
-        from .result import CheckResult
-        from .run import Observer
-        from .snapshot import Candidate, WeightShapeExtension
-
-        check = golden.DEFAULT_CHECK if name is None else name
-        if not isinstance(check, str) or not check or "@" in check:
-            raise SpecError(f"check name= must be a non-empty string without '@', got {name!r}")
-        if check in self._names:
-            what = "unnamed checks" if name is None else f"checks named {check!r}"
-            raise SpecError(
-                f"two {what} in one test; give each check(..., name='...') "
-                "a distinct name (names key the golden file)"
-            )
-        self._names.add(check)
-        settings = self._request.config.stash[_SETTINGS]
-        requested = check_device(device, "check()") or self.spec.device or settings.device
-        placement = devices.resolve(requested)
-        if placement.unavailable:
-            if settings.device_strict:
-                raise SpecError(f"device unavailable: {placement.unavailable}")
-            pytest.skip(f"weightshape: {placement.unavailable}")
-        if settings.golden_per_device:
-            check = f"{check}@{devices.kind(placement.device)}"
-            WeightShapeExtension.only_device = devices.kind(placement.device)
-        policy = resolve(
-            (
-                Override(
-                    rtol=check_number(rtol, "check(rtol=)"), atol=check_number(atol, "check(atol=)")
-                ),
-                parse_per_stat(tolerance, "check()"),
-            ),
-            (self.spec.tolerance, self.spec.per_stat),
-            (settings.override, {}),
-            profiles=settings.profiles,
-        )
-        if self._assertion is None:
-            self._assertion = self._snapshot.use_extension(WeightShapeExtension)
-            if settings.update_failing:  # rewrite drifted goldens; new ones are refused below
-                self._assertion.update_snapshots = True
-        assertion = self._assertion
-        location = PyTestLocation(self._request.node)
-        path = assertion.extension.get_location(test_location=location, index=check)
-        self._current = (check, path)  # an error from here on is recorded with both
-        document = Observer(
-            self.spec,
-            build,
-            inputs,
-            device=placement.device,
-            weights=weights,
-            deterministic=settings.deterministic,
-            calibrate=settings.calibrate,
-        ).observe()
-        config = self._request.config
-        shown = os.path.relpath(path, config.invocation_params.dir)
-        nodeid = _node_argument(self._request.node.nodeid, config)
-        test = location.snapshot_name
-        known: Mapping[str, Any] = {}
-        if Path(path).exists():
-            try:  # a corrupt golden fails here, untouched (an update rewrites it)
-                _, known = golden.read_checks(Path(path))
-            except NewerGoldenError:
-                raise
-            except GoldenError:
-                if not assertion.update_snapshots:
-                    raise
-
-        outcomes = config.stash[_OUTCOMES]
-        candidate = Candidate(
-            document,
-            policy,
-            test,
-            check,
-            write=lambda: self._request.node.nodeid not in outcomes.failed,
-        )
-        # modes that never record a new golden do not ask syrupy to (so its summary counts
-        # the check as failed, not as generated)
-        saved = (assertion.update_snapshots, assertion.update_new_snapshots_only)
-        if (settings.strict or settings.update_failing) and check not in known:
-            assertion.update_snapshots = assertion.update_new_snapshots_only = False
-        try:
-            assertion(name=check) == candidate  # noqa: B015  (syrupy's assertion protocol)
-        finally:
-            assertion.update_snapshots, assertion.update_new_snapshots_only = saved
-        outcome = assertion.executions[assertion.num_executions - 1]
-        if outcome.exception is not None:
-            if isinstance(outcome.exception, WeightShapeError):
-                raise outcome.exception
-            raise WeightShapeError(
-                f"reading or writing golden {shown} failed: "
-                f"{type(outcome.exception).__name__}: {outcome.exception}"
-            )
-        verdict = candidate.verdict
-        where = dict(test=test, check=check, path=shown, nodeid=nodeid)
-        record = functools.partial(
-            self._record, check=check, document=document, candidate=candidate, path=path
-        )
-        absent = not outcome.success and outcome.recalled_data is None
-        refused = None  # an update flag would record it, but this mode does not
-        if (absent or outcome.created) and settings.strict:
-            refused = "strict"
-        elif (absent or outcome.created) and settings.update_failing:
-            refused = "update_failing"
-        if absent or refused is not None:
-            message = report.missing(**where, refused=refused)
-            record(status="missing", message=message)
-            raise _Failed(message)
-        if not outcome.success:
-            assert verdict is not None
-            message = report.failure(verdict, **where, verbose=config.get_verbosity() >= 2)
-            record(status="drifted", message=message)
-            raise _Failed(message)
-        status = "recorded" if outcome.created else "updated" if outcome.updated else "passed"
-        record(status=status)
-        result = CheckResult(check, status, shown, document, verdict)
-        self.results.append(result)
-        return result
-
-    def _record(
-        self,
-        *,
-        check: str,
-        status: str,
-        document: dict[str, Any] | None = None,
-        candidate: Candidate | None = None,
-        path: str = "",
-        message: str | None = None,
-    ) -> None:
-        """Attach the check's outcome to the test: a JUnit property (status, largest drift /
-        tolerance, environment changes) and the full record for the summary, reports and
-        ``diff``, which travels on the test report (so across xdist workers)."""
-        from . import records
-
-        verdict = candidate.verdict if candidate is not None else None
-        golden_path = ""  # empty: the check failed before its golden was known
-        if path:
-            resolved = Path(path).resolve()
-            rootdir = self._request.config.rootpath
-            is_inside = resolved.is_relative_to(rootdir)
-            golden_path = resolved.relative_to(rootdir).as_posix() if is_inside else str(path)
-        record = records.build(
-            nodeid=self._request.node.nodeid,
-            test=self._request.node.name,
-            check=check,
-            golden_path=golden_path,
-            status=status,
-            document=document,
-            recorded=candidate.recorded if candidate is not None else None,
-            verdict=verdict,
-            message=message,
-        )
-        self._request.node.stash.setdefault(_RECORDS, []).append(record)
-        worst = record["worst"]
-        summary = records.plain(
-            {
-                "status": status,
-                "worst": round(worst, 6) if worst is not None else None,
-                "environment_changes": record["environment"]["changes"],
-            }
-        )
-        self._request.node.user_properties.append(
-            (f"weightshape[{check}]", json.dumps(summary, sort_keys=True))
-        )
-
-
-class _Failed(WeightShapeError):
-    """A check that ran and did not match its golden."""
-
-
-def _shown_name(name: Any) -> str:
-    return name if isinstance(name, str) and name else "default"
-
-
-def _node_argument(nodeid: str, config: pytest.Config) -> str:
-    """The node id as an argument that works from the directory pytest was started in."""
-    path, sep, rest = nodeid.partition("::")
-    relative = os.path.relpath(config.rootpath / path, config.invocation_params.dir)
-    return shlex.quote(f"{Path(relative).as_posix()}{sep}{rest}")
-
-
 @pytest.fixture
 def shape_variant(request: pytest.FixtureRequest, snapshot: SnapshotAssertion) -> ShapeVariant:
     """Checks the variants declared by ``@pytest.mark.shape_variant(...)`` against a golden."""
-    marker = request.node.get_closest_marker("shape_variant")
-    if marker is None:
-        pytest.fail(
-            f"{request.node.nodeid}: the shape_variant fixture needs a marker, e.g. "
-            "@pytest.mark.shape_variant(hidden_size=[10, 20])",
-            pytrace=False,
-        )
-    try:
-        fixture = ShapeVariant(request, snapshot, parse_marker(marker.args, marker.kwargs))
-    except SpecError as exc:
-        message = f"{request.node.nodeid}: invalid shape_variant marker: {exc}"
-    else:
-        request.addfinalizer(fixture._finish)
-        return fixture
-    pytest.fail(message, pytrace=False)  # outside `except`: no chained traceback
+    _use_golden_location(request.config)
+    from .fixture import create
+
+    return create(request, snapshot)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "ShapeVariant":  # its home was this module; it now loads with the fixture
+        from .fixture import ShapeVariant
+
+        return ShapeVariant
+    raise AttributeError(name)

@@ -17,6 +17,7 @@ from typing import Any
 
 from .devices import check_device
 from .errors import SpecError
+from .marker import MARKER_SIGNATURE as MARKER_SIGNATURE  # shown in errors
 from .tolerance import Override, check_number, parse_per_stat
 
 #: Keyword arguments of the marker that are settings, not axes.
@@ -32,11 +33,6 @@ MARKER_SETTINGS: tuple[str, ...] = (
 )
 #: How weights are initialised: by the framework's own init, or redrawn portably.
 WEIGHTS_CHOICES: tuple[str, ...] = ("framework", "portable")
-#: The marker's documented signature, shown in errors.
-MARKER_SIGNATURE = (
-    "shape_variant(**axes, variants=None, grid=False, seed=0, rtol=None, atol=None, "
-    "tolerance=None, weights='framework', device=None)"
-)
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,9 @@ import subprocess
 import sys
 import textwrap
 
+# numpy is loaded before pytester's sys.modules snapshots: the check of an in-process session
+# uses it, and it cannot be loaded twice in one process
+import numpy  # noqa: F401
 import pytest
 
 DENSE = textwrap.dedent(
@@ -326,24 +329,64 @@ def test_plugin_can_be_disabled(pytester):
     assert "fixture 'shape_variant' not found" in result.stdout.str()
 
 
-def test_loading_the_plugin_imports_no_framework(pytester):
+#: Our modules a session that never uses the marker may load: the glue, and the environment
+#: module for the versions in the report header (pytest asks for no header under -q).
+GLUE = {
+    "pytest_weightshape",
+    "pytest_weightshape.errors",
+    "pytest_weightshape.marker",
+    "pytest_weightshape.plugin",
+}
+
+
+@pytest.mark.parametrize("quiet", [False, True])
+def test_loading_the_plugin_imports_no_framework(pytester, quiet):
+    """A plain session pays for the glue only: no framework, no numpy, none of our measuring
+    code, syrupy extension or session-end reporting."""
     pytester.makeconftest(
         textwrap.dedent(
             """
             import sys
+            import pytest
 
-            def pytest_sessionfinish(session):
+            @pytest.hookimpl(trylast=True)  # after every other hook of the session
+            def pytest_unconfigure(config):
                 heavy = sorted(m for m in ("numpy", "torch", "tensorflow", "keras", "jax")
                                if m in sys.modules)
                 print("HEAVY-MODULES:", heavy)
+                ours = sorted(m for m in sys.modules if m.startswith("pytest_weightshape"))
+                print("OUR-MODULES:", " ".join(ours))
             """
         )
     )
     pytester.makepyfile(test_plain="def test_plain():\n    assert True\n")
-    result = run(pytester, "-s")
+    result = run(pytester, "-s", *(["-q"] if quiet else []))
     result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines(["*weightshape: goldens in golden/*"])
-    assert "HEAVY-MODULES: []" in result.stdout.str()
+    out = result.stdout.str()
+    assert ("weightshape: goldens in golden/" in out) is not quiet
+    assert "HEAVY-MODULES: []" in out
+    (line,) = (line for line in out.splitlines() if line.startswith("OUR-MODULES:"))
+    ours = set(line.split()[1:])
+    allowed = GLUE if quiet else GLUE | {"pytest_weightshape.environment"}
+    assert ours <= allowed, sorted(ours - allowed)
+    assert "pytest_weightshape.plugin" in ours
+
+
+def test_an_in_process_session_points_the_extension_at_its_goldens_and_back(pytester):
+    """The golden location reaches the syrupy extension (a class attribute) before the first
+    check, and an in-process session puts back the location of the session around it."""
+    from pytest_weightshape import plugin
+    from pytest_weightshape.snapshot import WeightShapeExtension
+
+    # an xdist controller recognises the extension by the name syrupy's workers report
+    extension = WeightShapeExtension
+    assert f"{extension.__module__}.{extension.__qualname__}" == plugin._EXTENSION
+    before = (extension.rootdir, extension.golden_root, extension.only_device)
+    pytester.makepyfile(test_dense=TEST)
+    result = pytester.runpytest_inprocess("--snapshot-update", "--weightshape-golden-dir=exp")
+    result.assert_outcomes(passed=1)
+    assert (pytester.path / "exp" / "test_dense" / "test_dense.json").exists()
+    assert (extension.rootdir, extension.golden_root, extension.only_device) == before
 
 
 def test_failing_tests_never_lose_or_write_goldens_on_update(pytester, monkeypatch):
