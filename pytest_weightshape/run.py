@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import inspect
 import math
-import threading
 import traceback
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -138,40 +137,6 @@ def _tensor_info(arrays: list[Array]) -> dict[str, dict[str, Any]]:
     }
 
 
-#: Inputs of at least this many elements are fingerprinted on a second thread, while the first
-#: variant's outputs are measured (both passes are NumPy/zlib loops that release the GIL).
-BACKGROUND_MIN = 1 << 20
-
-
-def _meanwhile(
-    fn: Callable[[list[Array]], dict[str, dict[str, Any]]], arrays: list[Array]
-) -> Callable[[], dict[str, dict[str, Any]]]:
-    """Start ``fn(arrays)`` on a thread when the arrays are large; returns a function that
-    waits for the result (re-raising the thread's exception)."""
-    if sum(a.value.size for a in arrays) < BACKGROUND_MIN:
-        result = fn(arrays)
-        return lambda: result
-    outcome: list[Any] = []
-
-    def work() -> None:
-        try:
-            outcome.append(fn(arrays))
-        except BaseException as exc:  # handed to the waiting thread
-            outcome.append(exc)
-
-    thread = threading.Thread(target=work, name="weightshape-fingerprint", daemon=True)
-    thread.start()
-
-    def wait() -> dict[str, dict[str, Any]]:
-        thread.join()
-        if isinstance(outcome[0], BaseException):
-            raise outcome[0]
-        out: dict[str, dict[str, Any]] = outcome[0]
-        return out
-
-    return wait
-
-
 class Observer:
     """Runs a spec's variants and assembles the check document."""
 
@@ -204,9 +169,7 @@ class Observer:
             assert converted is not None
             name = "input" if len(self.inputs) == 1 else f"input.{i}"
             host_inputs.append(Array(name, converted[0], converted[1]))
-        self.host_inputs = host_inputs
-        #: The inputs' fingerprints, made while the first variant's outputs are measured.
-        self.input_info: dict[str, dict[str, Any]] | None = None
+        self.input_info = _tensor_info(host_inputs)
 
     def _build(self, variant: Variant) -> tuple[Adapter, Any]:
         with seeded(self.spec.seed):
@@ -241,7 +204,8 @@ class Observer:
                 raw = adapter.forward(model, converted)
             except Exception as exc:
                 shapes = ", ".join(
-                    f"{a.name} {list(a.value.shape)} {a.dtype}" for a in self.host_inputs
+                    f"{name} {info['shape']} {info['dtype']}"
+                    for name, info in self.input_info.items()
                 )
                 raise ModelError(
                     f"variant {variant.name}: the model rejected the inputs ({shapes})\n"
@@ -288,12 +252,6 @@ class Observer:
             feature_axis = adapter.feature_axis
             outputs = self._forward(variant, adapter, model)
             params = adapter.parameters(model)  # after the forward: lazy models build there
-            pending = None
-            if self.input_info is None:
-                pending = _meanwhile(_tensor_info, self.host_inputs)
-            measured = {o.name: summarize_output(o) for o in outputs}
-            if pending is not None:
-                self.input_info = pending()
             doc: dict[str, Any] = {
                 "base": variant.is_base,
                 "kwargs": _json_kwargs(variant.kwargs),
@@ -307,7 +265,7 @@ class Observer:
                     o.name: {
                         "shape": list(o.shape),
                         "dtype": o.dtype,
-                        "stats": measured[o.name],
+                        "stats": summarize_output(o),
                     }
                     for o in outputs
                 },

@@ -330,28 +330,3 @@ def test_a_model_that_changes_its_input_in_place_does_not_change_the_next_varian
     user_input = np.zeros((16, 8), dtype=np.float32)
     Observer(spec, AddInPlace, user_input).observe()
     assert not user_input.any()  # the caller's array is left alone
-
-
-def test_large_inputs_are_fingerprinted_alongside_the_first_measurement(monkeypatch):
-    """Inputs of BACKGROUND_MIN elements or more are fingerprinted on a second thread: the
-    document is the same as when it is done in line, and the thread's errors reach the check."""
-    import pytest_weightshape.run as run_module
-
-    def build(units):
-        return Dense(units)
-
-    inputs = (1 << 16, 16)  # 2**20 elements
-    threaded = observe(build, inputs)
-    monkeypatch.setattr(run_module, "BACKGROUND_MIN", 1 << 62)
-    inline = observe(build, inputs)
-    threaded.pop("environment"), inline.pop("environment")
-    assert threaded == inline
-    assert threaded["variants"]["units=10"]["inputs"]["input"]["fingerprint"]["std"] > 0.99
-
-    def broken(arrays):
-        raise MemoryError("no room for a fingerprint")
-
-    monkeypatch.setattr(run_module, "BACKGROUND_MIN", 0)
-    monkeypatch.setattr(run_module, "_tensor_info", broken)
-    with pytest.raises(MemoryError, match="no room"):
-        observe(build, inputs)
