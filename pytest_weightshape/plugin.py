@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import pytest
 
@@ -75,59 +75,27 @@ _STRICT_HELP = (
 _REPORT_FORMATS = (".json", ".md", ".html")
 
 
-class Settings:
+class Settings(NamedTuple):
     """Session-wide settings after command line > ini precedence.
 
-    A plain class (a dataclass takes about a millisecond to create when the plugin loads).
-    ``profiles`` is None when none were given: the defaults, resolved by the first check.
+    A named tuple (a frozen dataclass takes about a millisecond to create when the plugin
+    loads). ``profiles`` is None when none were given: the defaults, resolved by the first
+    check.
     """
 
-    __slots__ = (
-        "atol",
-        "calibrate",
-        "deterministic",
-        "device",
-        "device_strict",
-        "golden_per_device",
-        "golden_root",
-        "profiles",
-        "report",
-        "rtol",
-        "sources",
-        "strict",
-        "update_failing",
-    )
-
-    def __init__(
-        self,
-        *,
-        golden_root: Path,
-        rtol: float | None,
-        atol: float | None,
-        sources: Mapping[str, str],
-        device: str,
-        profiles: Mapping[str, float] | None,
-        device_strict: bool,
-        deterministic: bool,
-        golden_per_device: bool,
-        calibrate: bool,
-        update_failing: bool,
-        strict: bool,
-        report: Path | None,
-    ) -> None:
-        self.golden_root = golden_root
-        self.rtol = rtol
-        self.atol = atol
-        self.sources = sources
-        self.device = device
-        self.profiles = profiles
-        self.device_strict = device_strict
-        self.deterministic = deterministic
-        self.golden_per_device = golden_per_device
-        self.calibrate = calibrate
-        self.update_failing = update_failing
-        self.strict = strict
-        self.report = report
+    golden_root: Path
+    rtol: float | None
+    atol: float | None
+    sources: Mapping[str, str]
+    device: str
+    profiles: Mapping[str, float] | None
+    device_strict: bool
+    deterministic: bool
+    golden_per_device: bool
+    calibrate: bool
+    update_failing: bool
+    strict: bool
+    report: Path | None
 
 
 _SETTINGS = pytest.StashKey[Settings]()
