@@ -118,14 +118,6 @@ def _json_kwargs(kwargs: Mapping[str, Any]) -> dict[str, Any]:
     return {k: value(v) for k, v in kwargs.items()}
 
 
-def _private(value: Any) -> Any:
-    """A copy of an input array or tensor that a forward pass may modify."""
-    if isinstance(value, np.ndarray):
-        return value.copy()
-    clone = getattr(value, "clone", None)  # torch tensors (TF and JAX arrays are immutable)
-    return clone() if callable(clone) and type(value).__module__.startswith("torch") else value
-
-
 def _tensor_info(arrays: list[Array]) -> dict[str, dict[str, Any]]:
     return {
         a.name: {
@@ -196,9 +188,9 @@ class Observer:
             ) from None
 
     def _forward(self, variant: Variant, adapter: Adapter, model: Any) -> list[Array]:
-        # each forward gets its own copy: a model that works in place on its input (x.mul_,
-        # ReLU(inplace=True) first, x *= 2) must not change what the next variant sees
-        converted = tuple(adapter.convert_input(_private(v), model) for v in self.inputs)
+        # each forward gets its own inputs (see Adapter.convert_input): a model that works in
+        # place on its input must not change what the next variant sees
+        converted = tuple(adapter.convert_input(v, model) for v in self.inputs)
         with seeded(self.spec.seed):
             try:
                 raw = adapter.forward(model, converted)

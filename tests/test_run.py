@@ -330,3 +330,31 @@ def test_a_model_that_changes_its_input_in_place_does_not_change_the_next_varian
     user_input = np.zeros((16, 8), dtype=np.float32)
     Observer(spec, AddInPlace, user_input).observe()
     assert not user_input.any()  # the caller's array is left alone
+    user_tensor = torch.zeros((16, 8))
+    Observer(spec, AddInPlace, user_tensor).observe()
+    assert not user_tensor.any()  # nor the caller's tensor
+    doubled = Observer(spec, lambda width: AddInPlace(width).double(), user_input).observe()
+    means = [v["outputs"]["output"]["stats"]["mean"] for v in doubled["variants"].values()]
+    assert means == [1.0, 1.0, 1.0] and not user_input.any()  # a dtype change copies too
+
+
+def test_a_numpy_callable_that_changes_its_input_in_place_changes_nothing_else():
+    """The same for plain NumPy callables, whose inputs are the arrays themselves."""
+
+    class Doubling:
+        def __init__(self, units):
+            self.kernel = np.ones((8, units), dtype=np.float32)
+
+        def __call__(self, x):
+            x *= 2.0
+            return x @ self.kernel
+
+    spec = parse_marker((), {"units": [4, 2, 3]})
+    user_input = np.ones((16, 8), dtype=np.float32)
+    document = Observer(spec, Doubling, user_input).observe()
+    means = [v["outputs"]["output"]["stats"]["mean"] for v in document["variants"].values()]
+    assert means == [16.0, 16.0, 16.0]  # each variant doubled the original ones, once
+    assert (user_input == 1.0).all()
+    user_tensor = torch.ones((16, 8))
+    Observer(spec, Doubling, user_tensor).observe()
+    assert (user_tensor == 1.0).all()

@@ -137,8 +137,11 @@ class KerasAdapter:
 
     def convert_input(self, value: Any, model: Any) -> Any:
         if isinstance(value, np.ndarray):
-            return keras.ops.convert_to_tensor(value)
-        return value
+            value = keras.ops.convert_to_tensor(value)
+        if backend() == "torch":  # mutable tensors, possibly sharing the caller's memory
+            clone = getattr(value, "clone", None)
+            return clone() if callable(clone) else value
+        return value  # tensorflow and jax tensors are immutable: nothing to protect
 
     def forward(self, model: Any, inputs: tuple[Any, ...]) -> Any:
         args = inputs[0] if len(inputs) == 1 else list(inputs)

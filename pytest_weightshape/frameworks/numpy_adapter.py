@@ -33,7 +33,7 @@ class NumpyAdapter:
         dtypes = {a.value.dtype for a in self.parameters(model)}
         if converted[0].dtype == np.float32 and np.dtype(np.float64) in dtypes:
             return converted[0].astype(np.float64)  # a float64 model gets float64 inputs
-        return converted[0]
+        return converted[0].copy()  # the forward's own: the callable may work in place
 
     def forward(self, model: Any, inputs: tuple[Any, ...]) -> Any:
         return model(*inputs)

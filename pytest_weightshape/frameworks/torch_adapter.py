@@ -90,6 +90,15 @@ def output_leaf(value: Any) -> tuple[np.ndarray, str] | Array | None:
     return to_numpy(value)
 
 
+def _host_address(value: Any) -> int | None:
+    """Where a host array's or CPU tensor's data starts (``None`` for other tensors)."""
+    if isinstance(value, np.ndarray):
+        return int(value.__array_interface__["data"][0])
+    if isinstance(value, torch.Tensor) and value.device.type == "cpu":
+        return int(value.data_ptr())
+    return None
+
+
 def _float_dtype(model: Any) -> torch.dtype | None:
     for tensor in model.parameters():
         if tensor.is_floating_point():
@@ -116,14 +125,16 @@ class TorchAdapter:
         return model.eval()
 
     def convert_input(self, value: Any, model: Any) -> Any:
-        if isinstance(value, np.ndarray):
-            value = torch.from_numpy(value)
-            dtype = _float_dtype(model)
-            if value.is_floating_point() and dtype is not None:
-                value = value.to(dtype)  # a .double() or .half() model gets inputs it accepts
-        if isinstance(value, torch.Tensor):
-            return value.to(self.device(model))
-        return value
+        tensor = torch.from_numpy(value) if isinstance(value, np.ndarray) else value
+        if not isinstance(tensor, torch.Tensor):
+            return value
+        dtype = _float_dtype(model)
+        if tensor.is_floating_point() and dtype is not None:
+            tensor = tensor.to(dtype)  # a .double() or .half() model gets inputs it accepts
+        moved = tensor.to(self.device(model))
+        # the forward's own copy: .to() copies only to another dtype or device
+        shared = moved.device.type == "cpu" and moved.data_ptr() == _host_address(value)
+        return moved.clone() if shared else moved
 
     def forward(self, model: Any, inputs: tuple[Any, ...]) -> Any:
         with torch.no_grad():
