@@ -90,13 +90,16 @@ def output_leaf(value: Any) -> tuple[np.ndarray, str] | Array | None:
     return to_numpy(value)
 
 
-def _host_address(value: Any) -> int | None:
-    """Where a host array's or CPU tensor's data starts (``None`` for other tensors)."""
-    if isinstance(value, np.ndarray):
-        return int(value.__array_interface__["data"][0])
-    if isinstance(value, torch.Tensor) and value.device.type == "cpu":
-        return int(value.data_ptr())
-    return None
+def _same_memory(tensor: torch.Tensor, original: Any) -> bool:
+    """Whether ``tensor`` starts where the caller's array or tensor does (it is a view)."""
+    if isinstance(original, np.ndarray):
+        address = int(original.__array_interface__["data"][0])
+        return tensor.device.type == "cpu" and tensor.data_ptr() == address
+    return (
+        isinstance(original, torch.Tensor)
+        and tensor.device == original.device
+        and tensor.data_ptr() == original.data_ptr()
+    )
 
 
 def _float_dtype(model: Any) -> torch.dtype | None:
@@ -133,8 +136,7 @@ class TorchAdapter:
             tensor = tensor.to(dtype)  # a .double() or .half() model gets inputs it accepts
         moved = tensor.to(self.device(model))
         # the forward's own copy: .to() copies only to another dtype or device
-        shared = moved.device.type == "cpu" and moved.data_ptr() == _host_address(value)
-        return moved.clone() if shared else moved
+        return moved.clone() if _same_memory(moved, value) else moved
 
     def forward(self, model: Any, inputs: tuple[Any, ...]) -> Any:
         with torch.no_grad():
