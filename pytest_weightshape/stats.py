@@ -224,9 +224,7 @@ def finish(
         unit, shift, s1, s2, total_abs = rescaled()
     stats: Stats = {"count": count}
     if finite_count:
-        centred = s1 / finite_count
-        stats["mean"] = _float(unit * (shift + centred))
-        stats["std"] = _float(unit * math.sqrt(max(s2 / finite_count - centred * centred, 0.0)))
+        stats["mean"], stats["std"] = _mean_and_std(finite_count, shift, s1, s2, unit)
         stats["min"] = _float(low)
         stats["max"] = _float(high)
         stats["mean_abs"] = _float(unit * (total_abs / finite_count))
@@ -304,8 +302,16 @@ def mean_std(flat: np.ndarray) -> tuple[float | None, float | None]:
             count += block.size
     if not count:
         return None, None
+    return _mean_and_std(count, shift, s1, s2)
+
+
+def _mean_and_std(
+    count: int, shift: float, s1: float, s2: float, unit: float = 1.0
+) -> tuple[float | None, float | None]:
+    """Mean and std from the sums of ``x / unit - shift`` and of its squares."""
     centred = s1 / count
-    return _float(shift + centred), _float(math.sqrt(max(s2 / count - centred * centred, 0.0)))
+    variance = max(s2 / count - centred * centred, 0.0)
+    return _float(unit * (shift + centred)), _float(unit * math.sqrt(variance))
 
 
 def fingerprint(array: np.ndarray) -> dict[str, Any]:
