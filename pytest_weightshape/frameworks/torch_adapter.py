@@ -90,18 +90,6 @@ def output_leaf(value: Any) -> tuple[np.ndarray, str] | Array | None:
     return to_numpy(value)
 
 
-def _same_memory(tensor: torch.Tensor, original: Any) -> bool:
-    """Whether ``tensor`` starts where the caller's array or tensor does (it is a view)."""
-    if isinstance(original, np.ndarray):
-        address = int(original.__array_interface__["data"][0])
-        return tensor.device.type == "cpu" and tensor.data_ptr() == address
-    return (
-        isinstance(original, torch.Tensor)
-        and tensor.device == original.device
-        and tensor.data_ptr() == original.data_ptr()
-    )
-
-
 def _float_dtype(model: Any) -> torch.dtype | None:
     for tensor in model.parameters():
         if tensor.is_floating_point():
@@ -128,15 +116,16 @@ class TorchAdapter:
         return model.eval()
 
     def convert_input(self, value: Any, model: Any) -> Any:
-        tensor = torch.from_numpy(value) if isinstance(value, np.ndarray) else value
-        if not isinstance(tensor, torch.Tensor):
+        caller = torch.from_numpy(value) if isinstance(value, np.ndarray) else value
+        if not isinstance(caller, torch.Tensor):
             return value
-        dtype = _float_dtype(model)
+        tensor, dtype = caller, _float_dtype(model)
         if tensor.is_floating_point() and dtype is not None:
             tensor = tensor.to(dtype)  # a .double() or .half() model gets inputs it accepts
-        moved = tensor.to(self.device(model))
-        # the forward's own copy: .to() copies only to another dtype or device
-        return moved.clone() if _same_memory(moved, value) else moved
+        tensor = tensor.to(self.device(model))
+        # the forward's own copy: .to() returns the same tensor unless it changes dtype or
+        # device (then it copies); the caller's memory is cloned
+        return tensor.clone() if tensor is caller else tensor
 
     def forward(self, model: Any, inputs: tuple[Any, ...]) -> Any:
         with torch.no_grad():
