@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from .plugin import _may_have_orphans
+
 if TYPE_CHECKING:
     from .plugin import Settings, _Outcomes
 
@@ -49,7 +51,7 @@ def _orphans(session: pytest.Session, settings: Settings, outcomes: _Outcomes) -
     run fails for them, like syrupy's unused snapshots (unless it only warns)."""
     config = session.config
     option = config.option
-    if getattr(option, "disable_unused_snapshots", False) or not settings.golden_root.is_dir():
+    if not _may_have_orphans(config, settings):
         return
     if not settings.golden_root.resolve().is_relative_to(config.rootpath.resolve()):
         return  # a folder outside rootdir may hold other projects' goldens: never ours to judge
