@@ -8,9 +8,11 @@ deterministic for the same values. NaN and Inf are counted, never folded into th
 from __future__ import annotations
 
 import math
+import os
 import zlib
 from collections.abc import Callable, Iterator
-from typing import Any, NamedTuple
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 
@@ -42,6 +44,12 @@ def exact_quantiles(values: np.ndarray, qs: tuple[float, ...] = QUANTILES) -> li
 
 #: Elements per block for the streaming passes: temporaries stay a few MB whatever the size.
 BLOCK = 1 << 18
+#: Most threads one array's passes use: they are memory-bound, and gain little beyond a few.
+MAX_THREADS = 4
+#: Fewest blocks per thread worth a thread (below, starting it costs more than it saves).
+MIN_BLOCKS_PER_THREAD = 2
+
+T = TypeVar("T")
 
 
 def blocks(flat: np.ndarray) -> Iterator[np.ndarray]:
@@ -49,6 +57,41 @@ def blocks(flat: np.ndarray) -> Iterator[np.ndarray]:
     deterministic)."""
     for start in range(0, flat.size, BLOCK):
         yield flat[start : start + BLOCK]
+
+
+def threads() -> int:
+    """Threads for the passes over one large array: the cores this process may use, at most
+    ``MAX_THREADS``, and no more than ``OMP_NUM_THREADS`` when set (the setting that NumPy's
+    BLAS and torch honour, and that the README advises for ``pytest -n``)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    limit = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if limit.isdigit() and int(limit) > 0:
+        cores = min(cores, int(limit))
+    return max(1, min(cores, MAX_THREADS))
+
+
+def in_parallel(run: Callable[[np.ndarray], T], flat: np.ndarray, most: int = 0) -> list[T]:
+    """``run`` on consecutive runs of whole blocks of ``flat``, one run per thread (the first on
+    the calling thread); the results in block order.
+
+    Callers reduce each block on its own and combine the blocks' results in that order, so the
+    result is the same, bit for bit, whatever the number of threads. NumPy releases the GIL in
+    its loops over large arrays, so the runs proceed side by side. ``most`` caps the threads
+    (default ``threads()``).
+    """
+    count = -(-flat.size // BLOCK)
+    parts = max(1, min(most or threads(), count // MIN_BLOCKS_PER_THREAD))
+    if parts == 1:
+        return [run(flat)]
+    step = -(-count // parts) * BLOCK
+    runs = [flat[start : start + step] for start in range(0, flat.size, step)]
+    with ThreadPoolExecutor(len(runs) - 1, thread_name_prefix="weightshape") as pool:
+        later = [pool.submit(run, part) for part in runs[1:]]
+        first = run(runs[0])
+        return [first, *(future.result() for future in later)]
 
 
 def _finite(block: np.ndarray) -> tuple[np.ndarray, int, int]:
@@ -154,12 +197,17 @@ def _histogram_quantiles(
     needed order statistics are gathered (one more pass) and sorted."""
     plan = plan_quantiles(counts, n, zeros)
     table = gather_table(plan)
-    keys = np.empty(min(BLOCK, flat.size), dtype=np.intp)
-    gathered = []
-    for block in blocks(flat):
-        if not all_finite:
-            block = block[np.isfinite(block)]
-        gathered.append(block[table.take(_keys(block, keys))])
+
+    def gather(part: np.ndarray) -> list[np.ndarray]:
+        keys = np.empty(min(BLOCK, part.size), dtype=np.intp)
+        out = []
+        for block in blocks(part):
+            if not all_finite:
+                block = block[np.isfinite(block)]
+            out.append(block[table.take(_keys(block, keys))])
+        return out
+
+    gathered = [values for run in in_parallel(gather, flat) for values in run]
     return pick_quantiles(plan, np.sort(np.concatenate(gathered)))
 
 
@@ -181,8 +229,7 @@ def summarize(array: np.ndarray) -> Stats:
     floating = np.issubdtype(flat.dtype, np.floating) and flat.dtype.itemsize in _KEY_TYPES
     histogram = floating and count >= HISTOGRAM_MIN
     counts = np.zeros(65536, dtype=np.int64) if histogram else None
-    with np.errstate(over="ignore", invalid="ignore"):
-        moments = _first_pass(flat, floating, counts)
+    moments = _first_pass(flat, floating, counts)
     nan_count, inf_count, zeros, finite_count = moments[:4]
     if finite_count and counts is not None:
         all_finite = not (nan_count or inf_count)
@@ -238,39 +285,80 @@ def finish(
     return stats
 
 
+#: One block's share of the first pass: zeros, NaN, Inf, finite count, min, max, sum |x|, and
+#: the sum and sum of squares of ``x - shift``.
+_Partial = tuple[int, int, int, int, float, float, float, float, float]
+
+
 def _first_pass(flat: np.ndarray, floating: bool, counts: np.ndarray | None) -> Moments:
     """NaN, Inf, zero and finite counts, min, max, the shift and the shifted sums, sum |x|;
-    fills the key histogram ``counts`` when given."""
+    fills the key histogram ``counts`` when given. Blocks are reduced side by side
+    (``in_parallel``) and combined in block order."""
+    shift = _first_mean(flat, floating)
     nan_count = inf_count = zeros = finite_count = 0
-    shift: float | None = None
     s1 = s2 = total_abs = 0.0
     low, high = math.inf, -math.inf
-    size = min(BLOCK, flat.size)
-    # reused scratch: fresh multi-MB temporaries per block cost page faults on every block
-    wide, spare = np.empty(size, dtype=np.float64), np.empty(size, dtype=np.float64)
-    keys = np.empty(size if counts is not None else 0, dtype=np.intp)
-    for block in blocks(flat):
-        zeros += int(np.count_nonzero(block == 0))
-        if floating:
-            block, nans, infs = _finite(block)
+    histogram = counts is not None
+    for partials, run_counts in in_parallel(
+        lambda part: _scan(part, floating, shift, histogram), flat
+    ):
+        for z, nans, infs, m, lo, hi, a, b1, b2 in partials:
+            zeros += z
             nan_count += nans
             inf_count += infs
-        if not block.size:
-            continue
-        w = wide[: block.size]
-        np.copyto(w, block, casting="unsafe")
-        if shift is None:
-            shift = float(w.mean())
-        total_abs += float(np.abs(w, out=spare[: block.size]).sum())
-        b1, b2 = _shifted_sums(w, shift)
-        s1 += b1
-        s2 += b2
-        low = min(low, float(block.min()))
-        high = max(high, float(block.max()))
-        finite_count += block.size
+            if m:
+                finite_count += m
+                low, high = min(low, lo), max(high, hi)
+                total_abs += a
+                s1 += b1
+                s2 += b2
         if counts is not None:
-            counts += np.bincount(_keys(block, keys), minlength=65536)
-    return (nan_count, inf_count, zeros, finite_count, low, high, shift or 0.0, s1, s2, total_abs)
+            counts += run_counts
+    return (nan_count, inf_count, zeros, finite_count, low, high, shift, s1, s2, total_abs)
+
+
+def _first_mean(flat: np.ndarray, floating: bool) -> float:
+    """The shift of the shifted sums: the float64 mean of the first block's finite values
+    (the first block holding any), so the sums stay stable far from zero."""
+    for block in blocks(flat):
+        if floating:
+            block = _finite(block)[0]
+        if block.size:
+            with np.errstate(over="ignore", invalid="ignore"):
+                return float(block.astype(np.float64).mean())
+    return 0.0
+
+
+def _scan(
+    part: np.ndarray, floating: bool, shift: float, histogram: bool
+) -> tuple[list[_Partial], np.ndarray | None]:
+    """The first pass over a run of blocks: one partial per block, and the run's histogram."""
+    size = min(BLOCK, part.size)
+    # reused scratch: fresh multi-MB temporaries per block cost page faults on every block
+    wide, spare = np.empty(size, dtype=np.float64), np.empty(size, dtype=np.float64)
+    keys = np.empty(size if histogram else 0, dtype=np.intp)
+    counts = np.zeros(65536, dtype=np.int64) if histogram else None
+    partials: list[_Partial] = []
+    with np.errstate(over="ignore", invalid="ignore"):  # per thread: errstate is not inherited
+        for block in blocks(part):
+            zeros = int(np.count_nonzero(block == 0))
+            nans = infs = 0
+            low, high = block.min(), block.max()  # NaN propagates: finite ends, finite block
+            if floating and not (np.isfinite(low) and np.isfinite(high)):
+                block, nans, infs = _finite(block)
+                if not block.size:
+                    partials.append((zeros, nans, infs, 0, math.inf, -math.inf, 0.0, 0.0, 0.0))
+                    continue
+                low, high = block.min(), block.max()
+            m = block.size
+            w = wide[:m]
+            np.copyto(w, block, casting="unsafe")
+            total_abs = float(np.abs(w, out=spare[:m]).sum())
+            b1, b2 = _shifted_sums(w, shift)
+            partials.append((zeros, nans, infs, m, float(low), float(high), total_abs, b1, b2))
+            if counts is not None:
+                counts += np.bincount(_keys(block, keys), minlength=65536)
+    return partials, counts
 
 
 def _shifted_sums(w: np.ndarray, shift: float) -> tuple[float, float]:
@@ -280,29 +368,36 @@ def _shifted_sums(w: np.ndarray, shift: float) -> tuple[float, float]:
     return s1, float(np.square(w, out=w).sum())  # not np.dot: BLAS threads may stall
 
 
-def mean_std(flat: np.ndarray) -> tuple[float | None, float | None]:
+def mean_std(flat: np.ndarray, most: int = 0) -> tuple[float | None, float | None]:
     """Mean and std of the finite values of a 1-D numeric array: the shifted sums of
-    ``_first_pass`` alone (a fingerprint needs no extremes, zeros or histogram)."""
-    floating = np.issubdtype(flat.dtype, np.floating)
-    count, shift, s1, s2 = 0, 0.0, 0.0, 0.0
-    wide = np.empty(min(BLOCK, flat.size), dtype=np.float64)
-    with np.errstate(over="ignore", invalid="ignore"):
-        for block in blocks(flat):
-            if floating:
-                block = _finite(block)[0]
-            if not block.size:
-                continue
-            w = wide[: block.size]
-            np.copyto(w, block, casting="unsafe")
-            if not count:
-                shift = float(w.mean())
-            b1, b2 = _shifted_sums(w, shift)
+    ``_first_pass`` alone (a fingerprint needs no extremes, zeros or histogram); ``most`` caps
+    the threads (see ``in_parallel``)."""
+    floating = bool(np.issubdtype(flat.dtype, np.floating))
+    shift = _first_mean(flat, floating)
+    count, s1, s2 = 0, 0.0, 0.0
+    for sums in in_parallel(lambda part: _sums(part, floating, shift), flat, most):
+        for m, b1, b2 in sums:
+            count += m
             s1 += b1
             s2 += b2
-            count += block.size
     if not count:
         return None, None
     return _mean_and_std(count, shift, s1, s2)
+
+
+def _sums(part: np.ndarray, floating: bool, shift: float) -> list[tuple[int, float, float]]:
+    """Per block: the finite count and the shifted sums (``mean_std``'s pass over a run)."""
+    wide = np.empty(min(BLOCK, part.size), dtype=np.float64)
+    out = []
+    with np.errstate(over="ignore", invalid="ignore"):
+        for block in blocks(part):
+            if floating:
+                block = _finite(block)[0]
+            if block.size:
+                w = wide[: block.size]
+                np.copyto(w, block, casting="unsafe")
+                out.append((block.size, *_shifted_sums(w, shift)))
+    return out
 
 
 def _mean_and_std(
@@ -318,16 +413,23 @@ def fingerprint(array: np.ndarray) -> dict[str, Any]:
     """A digest of the exact bytes (explains a failure) plus mean and std (sizes the change).
 
     The digest is a CRC-32 of dtype, shape and bytes: it only has to tell "same bytes" from
-    "changed", and it costs a quarter of a cryptographic hash (~9 ms per 40 MB input).
+    "changed", and it costs a quarter of a cryptographic hash (~9 ms per 40 MB input). On a
+    large array it runs on a second thread while this one takes the mean and std.
     """
     x = np.ascontiguousarray(array)
-    crc = zlib.crc32(f"{x.dtype.str}{x.shape}".encode())
-    if x.size:
-        crc = zlib.crc32(x.data, crc)
-    out: dict[str, Any] = {"digest": f"{DIGEST_PREFIX}{crc:08x}"}
-    if x.size and (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
-        # streamed (no float64 copy of a large input or weight); NaN and Inf left out
-        mean, std = mean_std(x.reshape(-1))
-        if mean is not None:
-            out["mean"], out["std"] = mean, std
+    numeric = np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)
+    header = zlib.crc32(f"{x.dtype.str}{x.shape}".encode())
+    mean = std = None
+    if numeric and x.size >= MIN_BLOCKS_PER_THREAD * BLOCK and threads() > 1:
+        with ThreadPoolExecutor(1, thread_name_prefix="weightshape") as pool:
+            crc = pool.submit(zlib.crc32, x.data, header)
+            mean, std = mean_std(x.reshape(-1), most=threads() - 1)
+            digest = crc.result()
+    else:
+        digest = zlib.crc32(x.data, header) if x.size else header
+        if numeric and x.size:  # streamed (no float64 copy of a large input or weight)
+            mean, std = mean_std(x.reshape(-1))
+    out: dict[str, Any] = {"digest": f"{DIGEST_PREFIX}{digest:08x}"}
+    if mean is not None:  # None when no value is finite: NaN and Inf are left out
+        out["mean"], out["std"] = mean, std
     return out

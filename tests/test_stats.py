@@ -186,3 +186,51 @@ def test_torch_native_statistics_read_only_the_needed_bins_on_the_host(monkeypat
     x = torch.randn(2_000_000, generator=torch.Generator().manual_seed(0))
     torch_stats.summarize(x)
     assert copied and max(copied) < x.numel() // 20  # a few bins' values, not the output
+
+
+# -- the passes over large arrays run on several threads ----------------------------------
+
+
+def _large_cases():
+    from pytest_weightshape.stats import BLOCK
+
+    rng = np.random.default_rng(11)
+    normal = rng.standard_normal(9 * BLOCK + 1234).astype(np.float32)
+    leading_nan = normal.copy()
+    leading_nan[: 2 * BLOCK] = np.nan  # the shift comes from the third block
+    leading_nan[5::1009] = np.inf
+    return {
+        "relu": np.maximum(normal, 0),
+        "leading non-finite blocks": leading_nan,
+        "float64 near the top of the range": rng.standard_normal(5 * BLOCK) * 1e300,
+        "int64": rng.integers(-5, 5, 5 * BLOCK),
+    }
+
+
+@pytest.mark.parametrize("threads", [2, 3, 4])
+def test_large_array_statistics_are_the_same_bit_for_bit_on_any_number_of_threads(
+    monkeypatch, threads
+):
+    from pytest_weightshape import stats
+
+    cases = _large_cases()
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert stats.threads() == 1
+    serial = {name: (summarize(x), fingerprint(x)) for name, x in cases.items()}
+    monkeypatch.setattr(stats, "threads", lambda: threads)  # also where fewer cores exist
+    # under the suite's filterwarnings = error: overflow in a worker thread would raise here
+    parallel = {name: (summarize(x), fingerprint(x)) for name, x in cases.items()}
+    assert repr(parallel) == repr(serial)
+    leading = cases["leading non-finite blocks"]
+    assert parallel["leading non-finite blocks"][0]["nan_count"] == np.isnan(leading).sum()
+
+
+def test_threads_follow_the_cores_and_omp_num_threads(monkeypatch):
+    from pytest_weightshape import stats
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    default = stats.threads()
+    assert 1 <= default <= stats.MAX_THREADS
+    for value, expected in [("1", 1), ("2", min(default, 2)), ("0", default), ("x", default)]:
+        monkeypatch.setenv("OMP_NUM_THREADS", value)
+        assert stats.threads() == expected
