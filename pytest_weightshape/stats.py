@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -104,7 +105,7 @@ def _finite(block: np.ndarray) -> tuple[np.ndarray, int, int]:
 
 
 #: Float widths whose bit patterns give a 16-bit histogram key (sign, exponent, top mantissa).
-_KEY_TYPES = {2: np.uint16, 4: np.uint32, 8: np.uint64}
+_KEY_WIDTHS = (2, 4, 8)
 #: Histogram bins in ascending value order: negative keys (sign bit set) descend in value.
 _KEY_ORDER = np.concatenate([np.arange(0xFFFF, 0x7FFF, -1), np.arange(0, 0x8000)])
 #: The keys of +0.0 and -0.0 (their bins also hold the tiniest subnormals of either sign).
@@ -119,12 +120,19 @@ def key_shift(itemsize: int) -> int:
     return 8 * itemsize - 16
 
 
+#: Where a float's top 16 bits lie: its last 16-bit word on little-endian machines.
+_TOP_WORD_LAST = sys.byteorder == "little"
+
+
 def _keys(block: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """The top 16 bits of each float's bit pattern (a monotone per-sign 65536-bin key), written
-    into the integer scratch ``out`` (``bincount`` and ``take`` then need no conversion)."""
-    bits = block.view(_KEY_TYPES[block.dtype.itemsize])
-    shift = key_shift(block.dtype.itemsize)
-    keys: np.ndarray = np.right_shift(bits, shift, out=out[: block.size], casting="unsafe")
+    """The top 16 bits of each float's bit pattern (a monotone per-sign 65536-bin key), copied
+    from each float's top 16-bit word into the integer scratch ``out`` (``bincount`` and
+    ``take`` then need no conversion). ``block`` is contiguous, in native byte order."""
+    words = block.dtype.itemsize // 2
+    halves = block.view(np.uint16)
+    top = halves[words - 1 :: words] if _TOP_WORD_LAST else halves[::words]
+    keys = out[: block.size]
+    np.copyto(keys, top, casting="unsafe")
     return keys
 
 
@@ -224,9 +232,10 @@ def summarize(array: np.ndarray) -> Stats:
     x = np.asarray(array)
     if x.dtype == np.bool_:
         x = x.view(np.uint8)
-    flat = x.reshape(-1)
+    # one contiguous run of native byte order: the histogram reads the floats' bits
+    flat = np.ascontiguousarray(x.reshape(-1), dtype=x.dtype.newbyteorder("="))
     count = int(flat.size)
-    floating = np.issubdtype(flat.dtype, np.floating) and flat.dtype.itemsize in _KEY_TYPES
+    floating = np.issubdtype(flat.dtype, np.floating) and flat.dtype.itemsize in _KEY_WIDTHS
     histogram = floating and count >= HISTOGRAM_MIN
     counts = np.zeros(65536, dtype=np.int64) if histogram else None
     moments = _first_pass(flat, floating, counts)
@@ -353,7 +362,12 @@ def _scan(
             m = block.size
             w = wide[:m]
             np.copyto(w, block, casting="unsafe")
-            total_abs = float(np.abs(w, out=spare[:m]).sum())
+            if low >= 0:  # |x| = x (a ReLU's output): the same sum, one pass fewer
+                total_abs = float(w.sum())
+            elif high <= 0:
+                total_abs = -float(w.sum())
+            else:
+                total_abs = float(np.abs(w, out=spare[:m]).sum())
             b1, b2 = _shifted_sums(w, shift)
             partials.append((zeros, nans, infs, m, float(low), float(high), total_abs, b1, b2))
             if counts is not None:

@@ -115,6 +115,15 @@ def test_quantiles_of_signed_zeros_duplicates_and_one_crowded_bin():
     )
 
 
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
+def test_swapped_byte_order_and_strided_arrays_give_the_native_statistics(dtype):
+    # the exact quantiles bin the floats' bit patterns: those must be read in native order
+    x = np.random.default_rng(5).standard_normal(200_001).astype(dtype)
+    native = summarize(x)
+    assert summarize(x.astype(x.dtype.newbyteorder("S"))) == native
+    assert summarize(np.repeat(x, 2)[::2]) == native
+
+
 # -- the torch-native path (used for CUDA outputs; exercised here on CPU tensors) -------------
 
 TORCH_CASES = [
