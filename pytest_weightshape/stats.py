@@ -204,6 +204,8 @@ def _histogram_quantiles(
     """Exact quantiles from a key histogram: only the values of the <= 14 bins that hold the
     needed order statistics are gathered (one more pass) and sorted."""
     plan = plan_quantiles(counts, n, zeros)
+    if not plan.gather.size:  # every needed order statistic is a zero (a ReLU's quantiles)
+        return pick_quantiles(plan, np.empty(0, dtype=flat.dtype))
     table = gather_table(plan)
 
     def gather(part: np.ndarray) -> list[np.ndarray]:

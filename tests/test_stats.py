@@ -124,6 +124,21 @@ def test_swapped_byte_order_and_strided_arrays_give_the_native_statistics(dtype)
     assert summarize(np.repeat(x, 2)[::2]) == native
 
 
+def test_a_mostly_zero_output_is_read_once(monkeypatch):
+    # every needed order statistic lies among the zeros: no second pass gathers values
+    from pytest_weightshape import stats
+
+    x = np.maximum(np.random.default_rng(6).standard_normal(300_000) - 3, 0).astype(np.float32)
+
+    def second_pass(plan):
+        raise AssertionError("the values were read a second time")
+
+    monkeypatch.setattr(stats, "gather_table", second_pass)
+    s = summarize(x)
+    assert [s[k] for k in QUANTILE_KEYS] == list(np.quantile(x.astype(np.float64), QUANTILES))
+    assert s["zero_fraction"] == (x == 0).mean() > 0.99
+
+
 # -- the torch-native path (used for CUDA outputs; exercised here on CPU tensors) -------------
 
 TORCH_CASES = [
