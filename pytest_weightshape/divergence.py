@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .stats import BLOCK, blocks
+from .stats import BLOCK, blocks, in_parallel
 
 #: Below this many samples CKA is not recorded: it is undefined for n < 2 and identically 1
 #: for n = 2 (two centred samples span one direction), so it would pin nothing.
@@ -126,24 +126,40 @@ def linear_cka(x: np.ndarray, y: np.ndarray) -> float | None:
 
 
 def _similarity(a: np.ndarray, b: np.ndarray) -> tuple[float | None, float]:
-    """Cosine similarity and max |a - b| of two same-shape arrays, streamed in float64."""
+    """Cosine similarity and max |a - b| of two same-shape arrays, streamed in float64 (blocks
+    reduced side by side, combined in block order: the same on any number of threads)."""
+    fa, fb = a.reshape(-1), b.reshape(-1)
     dot = na = nb = 0.0
     worst = 0.0
-    size = min(BLOCK, a.size)
-    # reused scratch: fresh multi-MB temporaries per block cost page faults on every block
-    wa, wb, tmp = (np.empty(size, dtype=np.float64) for _ in range(3))
-    for ba, bb in zip(blocks(a.reshape(-1)), blocks(b.reshape(-1)), strict=True):
-        m = ba.size
-        np.copyto(wa[:m], ba, casting="unsafe")
-        np.copyto(wb[:m], bb, casting="unsafe")
-        # elementwise products, not np.dot: BLAS threads can stall on busy machines
-        dot += float(np.multiply(wa[:m], wb[:m], out=tmp[:m]).sum())
-        na += float(np.square(wa[:m], out=tmp[:m]).sum())
-        nb += float(np.square(wb[:m], out=tmp[:m]).sum())
-        worst = max(worst, float(np.abs(np.subtract(wa[:m], wb[:m], out=tmp[:m])).max()))
+    for partials in in_parallel(lambda span: _similar_blocks(fa[span], fb[span]), fa.size):
+        for block_dot, block_na, block_nb, block_worst in partials:
+            dot += block_dot
+            na += block_na
+            nb += block_nb
+            worst = max(worst, block_worst)
     norm = math.sqrt(na) * math.sqrt(nb)
     cosine = dot / norm if norm and math.isfinite(norm) and math.isfinite(dot) else None
     return cosine, worst
+
+
+def _similar_blocks(a: np.ndarray, b: np.ndarray) -> list[tuple[float, float, float, float]]:
+    """Per block: a.b, a.a, b.b and max |a - b|."""
+    size = min(BLOCK, a.size)
+    # reused scratch: fresh multi-MB temporaries per block cost page faults on every block
+    wa, wb, tmp = (np.empty(size, dtype=np.float64) for _ in range(3))
+    out = []
+    with np.errstate(all="ignore"):  # per thread: errstate is not inherited
+        for ba, bb in zip(blocks(a), blocks(b), strict=True):
+            m = ba.size
+            np.copyto(wa[:m], ba, casting="unsafe")
+            np.copyto(wb[:m], bb, casting="unsafe")
+            # elementwise products, not np.dot: BLAS threads can stall on busy machines
+            dot = float(np.multiply(wa[:m], wb[:m], out=tmp[:m]).sum())
+            na = float(np.square(wa[:m], out=tmp[:m]).sum())
+            nb = float(np.square(wb[:m], out=tmp[:m]).sum())
+            worst = float(np.abs(np.subtract(wa[:m], wb[:m], out=tmp[:m]), out=tmp[:m]).max())
+            out.append((dot, na, nb, worst))
+    return out
 
 
 def output_divergence(

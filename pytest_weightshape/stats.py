@@ -74,24 +74,24 @@ def threads() -> int:
     return max(1, min(cores, MAX_THREADS))
 
 
-def in_parallel(run: Callable[[np.ndarray], T], flat: np.ndarray, most: int = 0) -> list[T]:
-    """``run`` on consecutive runs of whole blocks of ``flat``, one run per thread (the first on
-    the calling thread); the results in block order.
+def in_parallel(run: Callable[[slice], T], size: int, most: int = 0) -> list[T]:
+    """``run`` on consecutive spans of whole blocks of ``size`` elements, one span per thread
+    (the first on the calling thread); the results in block order.
 
     Callers reduce each block on its own and combine the blocks' results in that order, so the
     result is the same, bit for bit, whatever the number of threads. NumPy releases the GIL in
-    its loops over large arrays, so the runs proceed side by side. ``most`` caps the threads
+    its loops over large arrays, so the spans proceed side by side. ``most`` caps the threads
     (default ``threads()``).
     """
-    count = -(-flat.size // BLOCK)
+    count = -(-size // BLOCK)
     parts = max(1, min(most or threads(), count // MIN_BLOCKS_PER_THREAD))
     if parts == 1:
-        return [run(flat)]
+        return [run(slice(0, size))]
     step = -(-count // parts) * BLOCK
-    runs = [flat[start : start + step] for start in range(0, flat.size, step)]
-    with ThreadPoolExecutor(len(runs) - 1, thread_name_prefix="weightshape") as pool:
-        later = [pool.submit(run, part) for part in runs[1:]]
-        first = run(runs[0])
+    spans = [slice(start, min(start + step, size)) for start in range(0, size, step)]
+    with ThreadPoolExecutor(len(spans) - 1, thread_name_prefix="weightshape") as pool:
+        later = [pool.submit(run, span) for span in spans[1:]]
+        first = run(spans[0])
         return [first, *(future.result() for future in later)]
 
 
@@ -217,7 +217,9 @@ def _histogram_quantiles(
             out.append(block[table.take(_keys(block, keys))])
         return out
 
-    gathered = [values for run in in_parallel(gather, flat) for values in run]
+    gathered = [
+        values for run in in_parallel(lambda span: gather(flat[span]), flat.size) for values in run
+    ]
     return pick_quantiles(plan, np.sort(np.concatenate(gathered)))
 
 
@@ -311,7 +313,7 @@ def _first_pass(flat: np.ndarray, floating: bool, counts: np.ndarray | None) -> 
     low, high = math.inf, -math.inf
     histogram = counts is not None
     for partials, run_counts in in_parallel(
-        lambda part: _scan(part, floating, shift, histogram), flat
+        lambda span: _scan(flat[span], floating, shift, histogram), flat.size
     ):
         for z, nans, infs, m, lo, hi, a, b1, b2 in partials:
             zeros += z
@@ -391,7 +393,7 @@ def mean_std(flat: np.ndarray, most: int = 0) -> tuple[float | None, float | Non
     floating = bool(np.issubdtype(flat.dtype, np.floating))
     shift = _first_mean(flat, floating)
     count, s1, s2 = 0, 0.0, 0.0
-    for sums in in_parallel(lambda part: _sums(part, floating, shift), flat, most):
+    for sums in in_parallel(lambda span: _sums(flat[span], floating, shift), flat.size, most):
         for m, b1, b2 in sums:
             count += m
             s1 += b1

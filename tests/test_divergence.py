@@ -109,3 +109,22 @@ def test_cka_of_large_outputs_uses_an_even_deterministic_subsample():
     assert d["cka_n"] == 2048  # bounded cost: at most 2048 samples x 1024 features per side
     assert d == div(a, b)  # deterministic
     assert 0 < d["cka"] <= 1
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+def test_divergence_of_large_outputs_is_the_same_bit_for_bit_on_any_number_of_threads(
+    monkeypatch, threads
+):
+    from pytest_weightshape import stats
+
+    rng = np.random.default_rng(12)
+    a = rng.standard_normal((1100, 2000)).astype(np.float32)  # 8.4 blocks
+    b = a + np.float32(0.1) * rng.standard_normal(a.shape).astype(np.float32)
+    monkeypatch.setattr(stats, "threads", lambda: 1)
+    serial = div(a, b)
+    monkeypatch.setattr(stats, "threads", lambda: threads)
+    assert repr(div(a, b)) == repr(serial)
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    reference = np.vdot(a64, b64) / np.linalg.norm(a64) / np.linalg.norm(b64)
+    assert serial["cosine"] == pytest.approx(reference, rel=1e-6)
+    assert serial["max_abs_difference"] == np.abs(a - b).max()

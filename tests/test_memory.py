@@ -9,7 +9,7 @@ import tracemalloc
 import numpy as np
 
 from pytest_weightshape.divergence import output_divergence
-from pytest_weightshape.stats import BLOCK, summarize
+from pytest_weightshape.stats import BLOCK, summarize, threads
 
 
 def peak_of(fn, *args):
@@ -36,5 +36,6 @@ def test_statistics_and_divergence_of_a_large_output_need_about_one_copy():
         output_divergence, a.reshape(-1, 100), b.reshape(-1, 100), stats, b_stats
     )
     assert divergence["cosine"] > 0.999 and divergence["cka"] > 0.999
-    # streamed: a fixed number of float64 blocks, whatever the size, no copy of the outputs
-    assert peak <= 6 * BLOCK * 8 < a.nbytes
+    # streamed: a fixed number of float64 blocks per thread (three), whatever the size, and
+    # CKA's sampled rows; no copy of the outputs
+    assert peak <= (3 * threads() + 3) * BLOCK * 8 < a.nbytes
