@@ -427,6 +427,15 @@ def _mean_and_std(
     return _float(unit * (shift + centred)), _float(unit * math.sqrt(variance))
 
 
+def digest(array: np.ndarray) -> str:
+    """``crc32:`` and the CRC-32 of the array's dtype, shape and bytes (in C order)."""
+    x = np.ascontiguousarray(array)
+    crc = zlib.crc32(f"{x.dtype.str}{x.shape}".encode())
+    if x.size:
+        crc = zlib.crc32(x.data, crc)
+    return f"{DIGEST_PREFIX}{crc:08x}"
+
+
 def fingerprint(array: np.ndarray) -> dict[str, Any]:
     """A digest of the exact bytes (explains a failure) plus mean and std (sizes the change).
 
@@ -436,18 +445,16 @@ def fingerprint(array: np.ndarray) -> dict[str, Any]:
     """
     x = np.ascontiguousarray(array)
     numeric = np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)
-    header = zlib.crc32(f"{x.dtype.str}{x.shape}".encode())
     mean = std = None
     if numeric and x.size >= MIN_BLOCKS_PER_THREAD * BLOCK and threads() > 1:
         with ThreadPoolExecutor(1, thread_name_prefix="weightshape") as pool:
-            crc = pool.submit(zlib.crc32, x.data, header)
+            crc = pool.submit(digest, x)
             mean, std = mean_std(x.reshape(-1), most=threads() - 1)
-            digest = crc.result()
+            out: dict[str, Any] = {"digest": crc.result()}
     else:
-        digest = zlib.crc32(x.data, header) if x.size else header
+        out = {"digest": digest(x)}
         if numeric and x.size:  # streamed (no float64 copy of a large input or weight)
             mean, std = mean_std(x.reshape(-1))
-    out: dict[str, Any] = {"digest": f"{DIGEST_PREFIX}{digest:08x}"}
     if mean is not None:  # None when no value is finite: NaN and Inf are left out
         out["mean"], out["std"] = mean, std
     return out

@@ -338,6 +338,39 @@ def test_a_model_that_changes_its_input_in_place_does_not_change_the_next_varian
     assert means == [1.0, 1.0, 1.0] and not user_input.any()  # a dtype change copies too
 
 
+def test_drawn_inputs_are_shared_by_the_forwards_unless_one_changes_them():
+    """No copy of a drawn input per forward; a change behind autograd's back is caught too."""
+    torch = pytest.importorskip("torch")
+    seen, built = [], []
+
+    class Probe(torch.nn.Module):
+        def __init__(self, width, in_place=False):
+            super().__init__()
+            built.append(width)
+            self.linear = torch.nn.Linear(8, width)
+            self.in_place = in_place
+
+        def forward(self, x):
+            seen.append(x.data_ptr())
+            if self.in_place:
+                x.data.mul_(0.5)  # .data: torch's version counter does not see this
+            return self.linear(x)
+
+    spec = parse_marker((), {"width": [4, 2, 3]})
+    observer = Observer(spec, Probe, (16, 8))
+    pure = observer.observe()
+    assert built == [4, 2, 3]
+    assert set(seen) == {observer.inputs[0].ctypes.data}  # the drawn array, never copied
+    built.clear()
+    changed = Observer(spec, lambda width: Probe(width, in_place=width == 2), (16, 8)).observe()
+    assert built == [4, 2, 3, 4, 2, 3]  # run again, each forward on its own copy
+    base, halved, after = changed["variants"].values()
+    pure_base, _, pure_after = pure["variants"].values()
+    assert base["outputs"] == pure_base["outputs"]
+    assert after["outputs"] == pure_after["outputs"]  # not computed on the halved input
+    assert halved["inputs"] == base["inputs"]  # the recorded input is the drawn one
+
+
 def test_a_numpy_callable_that_changes_its_input_in_place_changes_nothing_else():
     """The same for plain NumPy callables, whose inputs are the arrays themselves."""
 

@@ -69,13 +69,15 @@ class Adapter(Protocol):
     def prepare(self, model: Any, device: str | None) -> Any:
         """Put the model in inference mode (and on ``device``); return the model to run."""
 
-    def convert_input(self, value: Any, model: Any) -> Any:
+    def convert_input(self, value: Any, model: Any, shared: bool = False) -> Any:
         """A numpy array or a native tensor -> what the model takes, on the model's device.
 
         The result is the forward pass's own: a model may change it in place (``x.add_(1)``,
         ``ReLU(inplace=True)``, ``x *= 2``) without changing ``value``, which the next variant
         and the caller still need. Adapters copy only where the conversion does not already
-        (a device or dtype change copies; immutable tensors need no copy)."""
+        (a device or dtype change copies; immutable tensors need no copy), and not at all when
+        ``shared``: ``value`` is then the harness's own array, which it checks after the
+        forwards (``Observer.observe``)."""
 
     def forward(self, model: Any, inputs: tuple[Any, ...]) -> Any:
         """Run the model without gradients."""

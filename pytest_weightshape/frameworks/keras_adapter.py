@@ -135,10 +135,10 @@ class KerasAdapter:
     def prepare(self, model: Any, device: str | None) -> Any:
         return model
 
-    def convert_input(self, value: Any, model: Any) -> Any:
+    def convert_input(self, value: Any, model: Any, shared: bool = False) -> Any:
         if isinstance(value, np.ndarray):
             value = keras.ops.convert_to_tensor(value)
-        if backend() == "torch":  # mutable tensors, possibly sharing the caller's memory
+        if backend() == "torch" and not shared:  # mutable, may share the caller's memory
             clone = getattr(value, "clone", None)
             return clone() if callable(clone) else value
         return value  # tensorflow and jax tensors are immutable: nothing to protect

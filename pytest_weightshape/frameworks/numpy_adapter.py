@@ -26,13 +26,15 @@ class NumpyAdapter:
     def prepare(self, model: Any, device: str | None) -> Any:
         return model
 
-    def convert_input(self, value: Any, model: Any) -> Any:
+    def convert_input(self, value: Any, model: Any, shared: bool = False) -> Any:
         converted = to_numpy(value)
         if converted is None:
             return value
         dtypes = {a.value.dtype for a in self.parameters(model)}
         if converted[0].dtype == np.float32 and np.dtype(np.float64) in dtypes:
             return converted[0].astype(np.float64)  # a float64 model gets float64 inputs
+        if shared:
+            return converted[0]
         return converted[0].copy()  # the forward's own: the callable may work in place
 
     def forward(self, model: Any, inputs: tuple[Any, ...]) -> Any:

@@ -115,7 +115,7 @@ class TorchAdapter:
             model = model.to(device)
         return model.eval()
 
-    def convert_input(self, value: Any, model: Any) -> Any:
+    def convert_input(self, value: Any, model: Any, shared: bool = False) -> Any:
         caller = torch.from_numpy(value) if isinstance(value, np.ndarray) else value
         if not isinstance(caller, torch.Tensor):
             return value
@@ -126,7 +126,7 @@ class TorchAdapter:
         # the forward's own copy: .to() returns the same tensor unless it changes dtype or
         # device (then it copies); the caller's memory is copied, a NumPy array by NumPy (its
         # allocator asks for huge pages: a 40 MB copy takes ~5 ms, clone() ~12 ms in page faults)
-        if tensor is not caller:
+        if tensor is not caller or shared:
             return tensor
         if caller is not value:
             return torch.from_numpy(value.copy(order="K"))
