@@ -20,7 +20,8 @@ import tempfile
 import textwrap
 import time
 import tracemalloc
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -235,12 +236,16 @@ def alternatives(n: int, repeats: int) -> list[list[str]]:
 
 
 def statistics_cost(n: int, repeats: int) -> tuple[list[list[str]], dict[str, float]]:
-    from pytest_weightshape.stats import summarize
+    """Our statistics (default threads and one) against one pass and ``np.quantile``; the
+    target is judged on one thread, like for like with NumPy's single-threaded quantile."""
+    from pytest_weightshape.stats import summarize, threads
 
     x = np.random.default_rng(0).standard_normal(n, dtype=np.float32)
     floor = median_time(lambda: x.sum(), repeats)
     quantile = median_time(lambda: np.quantile(x, QUANTILES), repeats)
     ours = median_time(lambda: summarize(x), repeats)
+    with _environ(OMP_NUM_THREADS="1"):  # the statistics' own threads follow it
+        one = median_time(lambda: summarize(x), repeats)
     import torch
 
     from pytest_weightshape.frameworks import torch_stats
@@ -250,7 +255,12 @@ def statistics_cost(n: int, repeats: int) -> tuple[list[list[str]], dict[str, fl
     rows = [
         ["x.sum() (one pass, the memory-bandwidth floor)", ms(floor), f"{floor / quantile:.0%}"],
         ["np.quantile, 7 quantiles", ms(quantile), "100%"],
-        ["pytest-weightshape: all statistics, exact quantiles", ms(ours), f"{ours / quantile:.0%}"],
+        [
+            f"pytest-weightshape: all statistics, exact quantiles ({threads()} threads)",
+            ms(ours),
+            f"{ours / quantile:.0%}",
+        ],
+        ["the same on one thread (`OMP_NUM_THREADS=1`)", ms(one), f"{one / quantile:.0%}"],
         [
             "the same with torch reductions (used for CUDA outputs; timed here on the CPU, "
             "where the NumPy path is used instead)",
@@ -258,7 +268,21 @@ def statistics_cost(n: int, repeats: int) -> tuple[list[list[str]], dict[str, fl
             f"{native / quantile:.0%}",
         ],
     ]
-    return rows, {"ours": ours, "quantile": quantile}
+    return rows, {"ours": one, "quantile": quantile}
+
+
+@contextmanager
+def _environ(**values: str) -> Iterator[None]:
+    before = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def large_memory(n: int) -> list[str]:
@@ -502,15 +526,16 @@ def cka_cost(repeats: int) -> tuple[list[list[str]], float]:
 NOTES = """## Reading the rows that are not met
 
 - **(a) at 1e7.** A check measures every output exactly (one streaming pass, then the few
-  histogram bins holding the quantiles: ~40 ms per 1e7 float32 values, for the base's and
-  each variant's output), fingerprints the input (a CRC-32 and its mean and std: ~20 ms per
-  1e7 values), gives each forward its own copy of the input (~4 ms per 40 MB) and computes
-  linear CKA on at most 2048 sampled rows and 1024 features per side (float64 products:
-  ~60 ms for 1000 vs 500 features, ~1 ms for 64 vs 32). None of that shrinks with the
-  forward, so its ratio to the forward depends on the model: `Linear(64, w)` does 128 flops
-  per output element, hardly more than writing the output; one convolution does 1152, about
-  as much as the exact statistics cost; a block of two convolutions with batch norm, still
-  a small model, does twice that, and there the check is well under the target.
+  histogram bins holding the quantiles: ~45 ms per 1e7 float32 values on one thread, ~33 ms
+  on this machine's two, for the base's and each variant's output), fingerprints the input
+  (a CRC-32 on one thread while the other takes its mean and std: ~10-15 ms per 1e7 values),
+  checks with one more CRC after the forwards that none changed the shared input (~9 ms per
+  40 MB), and computes linear CKA on at most 2048 sampled rows and 1024 features per side
+  (float64 products: ~60 ms for 1000 vs 500 features, ~1 ms for 64 vs 32). None of that
+  shrinks with the forward, so its ratio to the forward depends on the model:
+  `Linear(64, w)` does 128 flops per output element, hardly more than writing the output,
+  and its CKA on 1000 vs 500 features alone costs more than its forward; a convolution does
+  1152, and from there on the check is well under the target.
 - **(e) `-n 2`.** The checks themselves split across the workers (the CPU seconds of the
   checks stay the same), but each xdist worker pays its own interpreter, pytest, plugin and
   framework imports and collection: the start-up rows show what `-n 2` costs before any check
@@ -541,11 +566,13 @@ def machine() -> str:
     import torch
 
     from pytest_weightshape.environment import cpu_name
+    from pytest_weightshape.stats import threads
 
     load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
     return (
         f"Machine: {cpu_name()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-        f"numpy {np.__version__}, torch {torch.__version__} ({torch.get_num_threads()} threads). "
+        f"numpy {np.__version__}, torch {torch.__version__} ({torch.get_num_threads()} threads; "
+        f"the statistics' passes over large outputs use {threads()}). "
         f"Load average at the start (1, 5, 15 min): {load}; the machine was shared with other "
         "work, so timings are noisy: medians of repeated runs (each section gives the count), "
         "compared runs alternate."
@@ -572,7 +599,8 @@ def main() -> None:
     sections.append(
         "## (a) `.check` beyond the forward passes\n\nForward = drawing the input, building "
         "and running base and variant (what a test pays anyway); check = `Observer.observe()`, "
-        "everything a `.check` does but the golden comparison. `Linear(64, w)` is the worst "
+        "everything a `.check` does but the golden comparison (its statistics use the "
+        "machine's cores, see the machine line). `Linear(64, w)` is the worst "
         "case (a forward of 128 flops per output element); the convolution is a ResNet stage-1 "
         "layer, a realistic forward, and the block two such layers with batch norm, a typical "
         f"model's smallest unit. Medians of {small_pairs} alternating pairs at 1e3, "
@@ -660,7 +688,7 @@ def main() -> None:
     )
     summary.append(
         [
-            "(c) all statistics of 1e7 vs np.quantile",
+            "(c) all statistics of 1e7 vs np.quantile (one thread)",
             f"{ratios['ours'] / ratios['quantile']:.0%}",
             "<= 25%",
             verdict(ratios["ours"] <= 0.25 * ratios["quantile"]),
