@@ -354,9 +354,10 @@ def _scan(
     partials: list[_Partial] = []
     with np.errstate(over="ignore", invalid="ignore"):  # per thread: errstate is not inherited
         for block in blocks(part):
-            zeros = int(np.count_nonzero(block == 0))
             nans = infs = 0
             low, high = block.min(), block.max()  # NaN propagates: finite ends, finite block
+            # no zero can lie outside [low, high] (with NaN both are NaN: count then)
+            zeros = int(np.count_nonzero(block == 0)) if not (low > 0 or high < 0) else 0
             if floating and not (np.isfinite(low) and np.isfinite(high)):
                 block, nans, infs = _finite(block)
                 if not block.size:
