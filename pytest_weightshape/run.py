@@ -32,7 +32,7 @@ from .frameworks import (
 from .golden import SCHEMA_VERSION
 from .portable import redraw
 from .spec import Variant, VariantSpec, check_weights, format_value
-from .stats import digest, fingerprint
+from .stats import block_digests, fingerprint
 
 
 def _is_shape(value: Any) -> bool:
@@ -57,9 +57,13 @@ def make_inputs(inputs: Any, seed: int) -> tuple[Any, ...]:
     return tuple(value for value, _ in resolve_inputs(inputs, seed))
 
 
-def resolve_inputs(inputs: Any, seed: int) -> tuple[tuple[Any, bool], ...]:
-    """``make_inputs``, each value paired with whether it was drawn here (no one else holds a
-    drawn array, so the harness may hand it to the forwards as it is)."""
+Redraw = Callable[[], np.ndarray]
+
+
+def resolve_inputs(inputs: Any, seed: int) -> tuple[tuple[Any, Redraw | None], ...]:
+    """``make_inputs``, each value paired with how to draw it again (``None`` for a value the
+    caller gave): no one else holds a drawn array, so the harness may hand it to the forwards
+    as it is, and draw it afresh, bit for bit, if a forward changes it."""
     rng = input_stream(seed)
     if callable(inputs) and not _is_shape(inputs):
         try:
@@ -73,16 +77,29 @@ def resolve_inputs(inputs: Any, seed: int) -> tuple[tuple[Any, bool], ...]:
         if _is_shape(inputs):
             raise SpecError("the inputs= callable returned a shape; return the array itself")
     if _is_shape(inputs):
-        return ((_draw(rng, inputs), True),)
+        return (_drawn(rng, inputs),)
     if isinstance(inputs, list) and inputs and all(isinstance(d, int) for d in inputs):
         raise SpecError(f"inputs={inputs!r}: a shape is a tuple, e.g. inputs={tuple(inputs)!r}")
     if isinstance(inputs, (tuple, list)):
         if not inputs:
             raise SpecError("inputs= is empty: give a shape such as (1, 784), an array, or a tuple")
         return tuple(
-            (_draw(rng, item), True) if _is_shape(item) else (_one(item), False) for item in inputs
+            _drawn(rng, item) if _is_shape(item) else (_one(item), None) for item in inputs
         )
-    return ((_one(inputs), False),)
+    return ((_one(inputs), None),)
+
+
+def _drawn(rng: np.random.Generator, shape: tuple[int, ...]) -> tuple[np.ndarray, Redraw]:
+    """A drawn array, and how to draw the same one again (from the stream's state before it;
+    nothing else, such as an ``inputs=`` callable, runs again)."""
+    state = rng.bit_generator.state
+
+    def again() -> np.ndarray:
+        replay = np.random.Generator(np.random.PCG64())
+        replay.bit_generator.state = state
+        return _draw(replay, shape)
+
+    return _draw(rng, shape), again
 
 
 def _draw(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
@@ -126,6 +143,12 @@ def _json_kwargs(kwargs: Mapping[str, Any]) -> dict[str, Any]:
     return {k: value(v) for k, v in kwargs.items()}
 
 
+def _holds(output: Array, value: np.ndarray) -> bool:
+    """Whether a host output may share memory with ``value``."""
+    held = output.measured()
+    return isinstance(held, np.ndarray) and np.may_share_memory(held, value)
+
+
 def _tensor_info(arrays: list[Array]) -> dict[str, dict[str, Any]]:
     return {
         a.name: {
@@ -162,11 +185,15 @@ class Observer:
         self.deterministic = deterministic
         self.calibrate = calibrate
         self.weights = check_weights(weights if weights is not None else spec.weights, "check()")
-        self.given = inputs
         resolved = resolve_inputs(inputs, spec.seed)
-        self.inputs = tuple(value for value, _ in resolved)
-        #: Drawn inputs are the harness's own: every forward gets them as they are, no copy.
-        self.shared = tuple(drawn for _, drawn in resolved)
+        self.inputs = [value for value, _ in resolved]
+        self.redraw = [again for _, again in resolved]
+        #: Drawn inputs are the harness's own: forwards get them as they are, with no copy,
+        #: and each forward is checked not to have changed them (``_keep_inputs``).
+        self.shared = [again is not None for again in self.redraw]
+        self.signatures = {
+            i: block_digests(value) for i, value in enumerate(self.inputs) if self.shared[i]
+        }
         host_inputs = []
         for i, value in enumerate(self.inputs):
             converted = to_numpy(value)
@@ -199,10 +226,14 @@ class Observer:
                 f"failed: {_exception_line(exc)}"
             ) from None
 
-    def _forward(self, variant: Variant, adapter: Adapter, model: Any) -> list[Array]:
+    def _forward(
+        self, variant: Variant, adapter: Adapter, model: Any, last: bool = False
+    ) -> list[Array]:
+        """Run one forward; unless it is the ``last`` to read the inputs, keep them as drawn
+        for the next."""
         # each forward gets its own inputs (see Adapter.convert_input), or shares the drawn
-        # ones (checked in ``observe``): a model that works in place on its input must not
-        # change what the next variant sees
+        # ones (kept as drawn by ``_keep_inputs``): a model that works in place on its input
+        # must not change what the next variant sees
         converted = tuple(
             adapter.convert_input(value, model, shared)
             for value, shared in zip(self.inputs, self.shared, strict=True)
@@ -220,9 +251,27 @@ class Observer:
                     f"{_user_traceback(exc)}"
                 ) from None
         try:
-            return adapter.outputs(raw, model)
+            outputs = adapter.outputs(raw, model)
         except ModelError as exc:
             raise ModelError(f"variant {variant.name}: {exc}") from None
+        if not last:
+            self._keep_inputs(outputs)
+        return outputs
+
+    def _keep_inputs(self, outputs: list[Array]) -> None:
+        """After a forward on shared inputs: an input it changed in place (CRCs per block,
+        which also see changes behind torch's version counter, such as through ``.data``) is
+        drawn again, bit for bit, and an input an output holds (a model returning its input)
+        is left to that output; the next forwards then get their own copies of it, as they
+        do of the inputs a caller gives. Every forward thus sees the drawn values."""
+        for i, value in enumerate(self.inputs):
+            if not self.shared[i]:
+                continue
+            if block_digests(value) != self.signatures[i]:
+                self.inputs[i] = self.redraw[i]()  # type: ignore[misc]
+                self.shared[i] = False
+            elif any(_holds(o, value) for o in outputs):
+                self.shared[i] = False
 
     def _calibrate(
         self, variant: Variant, adapter: Adapter, model: Any, outputs: list[Array], doc: Any
@@ -240,27 +289,9 @@ class Observer:
                     doc["outputs"][o.name]["noise"] = noise
 
     def observe(self) -> dict[str, Any]:
-        """Build, run and measure every variant; the base's outputs are kept for divergence.
-
-        The forwards share the drawn inputs (a 40 MB input copied per forward cost more than
-        the CRC that checks them afterwards). If a forward changed them in place, the variants
-        after it saw changed inputs: every variant runs again, each forward on its own copy of
-        inputs drawn afresh.
-        """
+        """Build, run and measure every variant; the base's outputs are kept for divergence."""
         with numerics(self.deterministic), placed(self.device):
-            doc = self._observe()
-            if self._shared_inputs_changed():
-                self.inputs = make_inputs(self.given, self.spec.seed)
-                self.shared = (False,) * len(self.inputs)
-                doc = self._observe()
-            return doc
-
-    def _shared_inputs_changed(self) -> bool:
-        recorded = [info["fingerprint"]["digest"] for info in self.input_info.values()]
-        return any(
-            shared and digest(value) != before
-            for value, shared, before in zip(self.inputs, self.shared, recorded, strict=True)
-        )
+            return self._observe()
 
     def _observe(self) -> dict[str, Any]:
         variants: dict[str, Any] = {}
@@ -276,7 +307,8 @@ class Observer:
                 adapter.set_parameters(model, values)
             device = adapter.device(model)
             feature_axis = adapter.feature_axis
-            outputs = self._forward(variant, adapter, model)
+            last = variant is self.spec.variants[-1] and not self.calibrate
+            outputs = self._forward(variant, adapter, model, last)
             params = adapter.parameters(model)  # after the forward: lazy models build there
             doc: dict[str, Any] = {
                 "base": variant.is_base,

@@ -259,7 +259,7 @@ Moments = tuple[int, int, int, int, float, float, float, float, float, float]
 
 def _rescaled(flat: np.ndarray, floating: bool, moments: Moments) -> tuple[float, ...]:
     unit = max(abs(moments[4]), abs(moments[5]))
-    with np.errstate(over="ignore", invalid="ignore"):
+    with np.errstate(all="ignore"):
         scaled = _first_pass(flat / unit, floating, None)
     return (unit, *scaled[6:])
 
@@ -337,7 +337,7 @@ def _first_mean(flat: np.ndarray, floating: bool) -> float:
         if floating:
             block = _finite(block)[0]
         if block.size:
-            with np.errstate(over="ignore", invalid="ignore"):
+            with np.errstate(all="ignore"):
                 return float(block.astype(np.float64).mean())
     return 0.0
 
@@ -352,7 +352,9 @@ def _scan(
     keys = np.empty(size if histogram else 0, dtype=np.intp)
     counts = np.zeros(65536, dtype=np.int64) if histogram else None
     partials: list[_Partial] = []
-    with np.errstate(over="ignore", invalid="ignore"):  # per thread: errstate is not inherited
+    # per thread (threads do not inherit it): squares overflow or underflow near the ends of
+    # the range (``finish`` rescales), and a caller's np.seterr must not make that an error
+    with np.errstate(all="ignore"):
         for block in blocks(part):
             nans = infs = 0
             low, high = block.min(), block.max()  # NaN propagates: finite ends, finite block
@@ -408,7 +410,7 @@ def _sums(part: np.ndarray, floating: bool, shift: float) -> list[tuple[int, flo
     """Per block: the finite count and the shifted sums (``mean_std``'s pass over a run)."""
     wide = np.empty(min(BLOCK, part.size), dtype=np.float64)
     out = []
-    with np.errstate(over="ignore", invalid="ignore"):
+    with np.errstate(all="ignore"):
         for block in blocks(part):
             if floating:
                 block = _finite(block)[0]
@@ -435,6 +437,17 @@ def digest(array: np.ndarray) -> str:
     if x.size:
         crc = zlib.crc32(x.data, crc)
     return f"{DIGEST_PREFIX}{crc:08x}"
+
+
+def block_digests(array: np.ndarray) -> list[int]:
+    """The CRC-32 of each block of the array's bytes: equal lists, equal bytes (the blocks
+    are hashed side by side, see ``in_parallel``; a whole-array CRC cannot be split)."""
+    flat = np.ascontiguousarray(array).reshape(-1)
+
+    def crcs(span: slice) -> list[int]:
+        return [zlib.crc32(block.data) for block in blocks(flat[span])]
+
+    return [crc for run in in_parallel(crcs, flat.size) for crc in run]
 
 
 def fingerprint(array: np.ndarray) -> dict[str, Any]:

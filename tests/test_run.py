@@ -338,6 +338,13 @@ def test_a_model_that_changes_its_input_in_place_does_not_change_the_next_varian
     assert means == [1.0, 1.0, 1.0] and not user_input.any()  # a dtype change copies too
 
 
+def _with_copies(spec, build, inputs, **options):
+    """The document when every forward gets its own copy of the inputs (nothing shared)."""
+    observer = Observer(spec, build, inputs, **options)
+    observer.shared = [False] * len(observer.inputs)
+    return observer.observe()
+
+
 def test_drawn_inputs_are_shared_by_the_forwards_unless_one_changes_them():
     """No copy of a drawn input per forward; a change behind autograd's back is caught too."""
     torch = pytest.importorskip("torch")
@@ -362,13 +369,97 @@ def test_drawn_inputs_are_shared_by_the_forwards_unless_one_changes_them():
     assert built == [4, 2, 3]
     assert set(seen) == {observer.inputs[0].ctypes.data}  # the drawn array, never copied
     built.clear()
-    changed = Observer(spec, lambda width: Probe(width, in_place=width == 2), (16, 8)).observe()
-    assert built == [4, 2, 3, 4, 2, 3]  # run again, each forward on its own copy
-    base, halved, after = changed["variants"].values()
-    pure_base, _, pure_after = pure["variants"].values()
-    assert base["outputs"] == pure_base["outputs"]
-    assert after["outputs"] == pure_after["outputs"]  # not computed on the halved input
-    assert halved["inputs"] == base["inputs"]  # the recorded input is the drawn one
+    changing = lambda width: Probe(width, in_place=width == 2)  # noqa: E731
+    changed = Observer(spec, changing, (16, 8)).observe()
+    assert built == [4, 2, 3]  # nothing runs twice
+    assert changed == _with_copies(spec, changing, (16, 8))
+    _, pure_halved, pure_after = pure["variants"].values()
+    _, halved, after = changed["variants"].values()
+    assert after["outputs"] == pure_after["outputs"]  # width 3 saw the drawn input
+    assert halved["outputs"] != pure_halved["outputs"]  # width 2 saw what it did to it
+
+
+def test_changes_that_undo_each_other_across_forwards_are_caught():
+    """A forward that swaps channels in place, run twice, leaves the input as drawn: the
+    second forward must still have seen the drawn input, not the swapped one."""
+
+    class SwapThenSum:
+        def __init__(self, units):
+            self.kernel = np.arange(3 * units, dtype=np.float32).reshape(3, units)
+
+        def __call__(self, x):
+            x[:, [0, 2]] = x[:, [2, 0]]  # an in-place BGR <-> RGB swap
+            return x @ self.kernel
+
+    spec = parse_marker((), {"units": [4, 5]})
+    assert Observer(spec, SwapThenSum, (64, 3)).observe() == _with_copies(
+        spec, SwapThenSum, (64, 3)
+    )
+    portable = {"weights": "portable"}  # one more forward per variant (lazy weights)
+    assert Observer(spec, SwapThenSum, (64, 3), **portable).observe() == _with_copies(
+        spec, SwapThenSum, (64, 3), **portable
+    )
+
+
+def test_a_forward_after_one_that_changed_the_input_sees_the_drawn_input():
+    """A variant that checks its input is not blamed for what the one before it did."""
+    drawn = make_inputs((16, 8), 0)[0].copy()
+
+    class Strict:
+        def __init__(self, units):
+            self.units = units
+
+        def __call__(self, x):
+            assert np.array_equal(x, drawn), "got a changed input"
+            x += 1.0
+            return x[:, : self.units]
+
+    spec = parse_marker((), {"units": [4, 5, 6]})
+    document = Observer(spec, Strict, (16, 8)).observe()
+    assert document == _with_copies(spec, Strict, (16, 8))
+
+
+def test_an_output_that_is_the_shared_input_is_not_changed_by_later_forwards():
+    torch = pytest.importorskip("torch")
+
+    class Identity(torch.nn.Module):
+        def __init__(self, scale):
+            super().__init__()
+            self.scale = scale
+
+        def forward(self, x):
+            if self.scale != 1.0:
+                x.mul_(self.scale)  # in place, on the array the base returned
+            return x
+
+    spec = parse_marker((), {"scale": [1.0, 2.0]})
+    document = Observer(spec, Identity, (32, 8)).observe()
+    assert document == _with_copies(spec, Identity, (32, 8))
+    divergence = document["variants"]["scale=2.0"]["divergence"]["outputs"]["output"]
+    assert divergence["std_ratio"] == pytest.approx(2.0) and divergence["max_abs_difference"] > 0
+
+
+def test_drawing_again_runs_no_inputs_callable_twice():
+    calls = []
+    user = np.zeros(3, dtype=np.float32)
+
+    def inputs(rng):
+        calls.append(1)
+        return ((16, 8), user)
+
+    class Changing:
+        def __init__(self, units):
+            self.units = units
+
+        def __call__(self, x, y):
+            x -= 1.0
+            return x[:, : self.units] + y.sum()
+
+    spec = parse_marker((), {"units": [4, 5]})
+    document = Observer(spec, Changing, inputs).observe()
+    assert len(calls) == 1 and not user.any()
+    calls.clear()
+    assert document == _with_copies(spec, Changing, inputs)
 
 
 def test_a_numpy_callable_that_changes_its_input_in_place_changes_nothing_else():

@@ -258,3 +258,16 @@ def test_threads_follow_the_cores_and_omp_num_threads(monkeypatch):
     for value, expected in [("1", 1), ("2", min(default, 2)), ("0", default), ("x", default)]:
         monkeypatch.setenv("OMP_NUM_THREADS", value)
         assert stats.threads() == expected
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_a_callers_numpy_error_settings_do_not_reach_the_statistics(monkeypatch, threads):
+    # squares of tiny values underflow (the sums are then rescaled): expected, never an error
+    from pytest_weightshape import stats
+
+    monkeypatch.setattr(stats, "threads", lambda: threads)
+    x = np.random.default_rng(13).standard_normal(5 * stats.BLOCK) * 1e-200
+    x[0] = 1e308
+    expected = summarize(x), fingerprint(x)
+    with np.errstate(all="raise"):
+        assert (summarize(x), fingerprint(x)) == expected
