@@ -529,9 +529,10 @@ NOTES = """## Reading the rows that are not met
   histogram bins holding the quantiles: ~45 ms per 1e7 float32 values on one thread, ~33 ms
   on this machine's two, for the base's and each variant's output), fingerprints the input
   (a CRC-32 on one thread while the other takes its mean and std: ~10-15 ms per 1e7 values),
-  checks with one more CRC after the forwards that none changed the shared input (~9 ms per
-  40 MB), and computes linear CKA on at most 2048 sampled rows and 1024 features per side
-  (float64 products: ~60 ms for 1000 vs 500 features, ~1 ms for 64 vs 32). None of that
+  checks after each forward but the last that it left the shared input as drawn (block
+  CRCs: ~5 ms per 40 MB), and computes linear CKA on at most 2048 sampled rows and 1024
+  features per side (float64 products: ~60 ms for 1000 vs 500 features, ~1 ms for 64 vs
+  32). None of that
   shrinks with the forward, so its ratio to the forward depends on the model:
   `Linear(64, w)` does 128 flops per output element, hardly more than writing the output,
   and its CKA on 1000 vs 500 features alone costs more than its forward; a convolution does
