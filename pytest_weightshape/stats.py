@@ -7,12 +7,14 @@ deterministic for the same values. NaN and Inf are counted, never folded into th
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import sys
 import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
@@ -61,17 +63,45 @@ def blocks(flat: np.ndarray) -> Iterator[np.ndarray]:
 
 
 def threads() -> int:
-    """Threads for the passes over one large array: the cores this process may use, at most
-    ``MAX_THREADS``, and no more than ``OMP_NUM_THREADS`` when set (the setting that NumPy's
-    BLAS and torch honour, and that the README advises for ``pytest -n``)."""
+    """Threads for the passes over one large array: the cores this process may use (its CPU
+    affinity, and a container's CPU quota), at most ``MAX_THREADS``, and no more than
+    ``OMP_NUM_THREADS`` when set (the setting that NumPy's BLAS and torch honour, and that
+    the README advises for ``pytest -n``)."""
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         cores = os.cpu_count() or 1
+    quota = cgroup_cpus()
+    if quota is not None:
+        cores = min(cores, quota)
     limit = os.environ.get("OMP_NUM_THREADS", "").strip()
     if limit.isdigit() and int(limit) > 0:
         cores = min(cores, int(limit))
     return max(1, min(cores, MAX_THREADS))
+
+
+@functools.lru_cache(maxsize=1)
+def cgroup_cpus(root: str = "/sys/fs/cgroup") -> int | None:
+    """The CPUs a cgroup quota grants this process (cgroup v2 ``cpu.max``, or v1
+    ``cpu.cfs_quota_us`` over ``cpu.cfs_period_us``), rounded up; ``None`` without a quota."""
+    base = Path(root)
+    try:
+        entries = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        entries = []
+    own = next((line[3:] for line in entries if line.startswith("0::")), "/")
+    for where in dict.fromkeys([base / own.lstrip("/"), base]):  # v2: own group, or the root
+        try:
+            quota, period = (where / "cpu.max").read_text().split()[:2]
+        except (OSError, ValueError):
+            continue
+        return None if quota == "max" else max(1, math.ceil(int(quota) / int(period)))
+    try:
+        quota_us = int((base / "cpu" / "cpu.cfs_quota_us").read_text())
+        period_us = int((base / "cpu" / "cpu.cfs_period_us").read_text())
+    except (OSError, ValueError):
+        return None
+    return max(1, math.ceil(quota_us / period_us)) if quota_us > 0 and period_us > 0 else None
 
 
 def in_parallel(run: Callable[[slice], T], size: int, most: int = 0) -> list[T]:
@@ -239,8 +269,9 @@ def summarize(array: np.ndarray) -> Stats:
     # one contiguous run of native byte order: the histogram reads the floats' bits
     flat = np.ascontiguousarray(x.reshape(-1), dtype=x.dtype.newbyteorder("="))
     count = int(flat.size)
-    floating = np.issubdtype(flat.dtype, np.floating) and flat.dtype.itemsize in _KEY_WIDTHS
-    histogram = floating and count >= HISTOGRAM_MIN
+    floating = bool(np.issubdtype(flat.dtype, np.floating))
+    # long double has no 16-bit key: it takes the partition path, NaN and Inf left out as well
+    histogram = floating and flat.dtype.itemsize in _KEY_WIDTHS and count >= HISTOGRAM_MIN
     counts = np.zeros(65536, dtype=np.int64) if histogram else None
     moments = _first_pass(flat, floating, counts)
     nan_count, inf_count, zeros, finite_count = moments[:4]

@@ -124,6 +124,18 @@ def test_swapped_byte_order_and_strided_arrays_give_the_native_statistics(dtype)
     assert summarize(np.repeat(x, 2)[::2]) == native
 
 
+@pytest.mark.parametrize("n", [10, 100_000])
+def test_long_double_outputs_leave_nan_and_inf_out_of_the_statistics(n):
+    x = np.random.default_rng(8).standard_normal(n).astype(np.longdouble)
+    x[::7] = np.nan
+    x[3::11] = np.inf
+    s = summarize(x)
+    finite = x[np.isfinite(x)].astype(np.float64)
+    assert s["nan_count"] == np.isnan(x).sum() and s["inf_count"] == np.isinf(x).sum()
+    assert s["mean"] == pytest.approx(finite.mean(), rel=1e-12)
+    assert [s[k] for k in QUANTILE_KEYS] == pytest.approx(np.quantile(finite, QUANTILES))
+
+
 def test_a_mostly_zero_output_is_read_once(monkeypatch):
     # every needed order statistic lies among the zeros: no second pass gathers values
     from pytest_weightshape import stats
@@ -247,6 +259,27 @@ def test_large_array_statistics_are_the_same_bit_for_bit_on_any_number_of_thread
     assert repr(parallel) == repr(serial)
     leading = cases["leading non-finite blocks"]
     assert parallel["leading non-finite blocks"][0]["nan_count"] == np.isnan(leading).sum()
+
+
+def test_threads_follow_a_containers_cpu_quota(tmp_path, monkeypatch):
+    from pytest_weightshape import stats
+
+    def quota(files):
+        root = tmp_path / str(len(list(tmp_path.iterdir())))
+        for name, text in files.items():
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            (root / name).write_text(text)
+        return stats.cgroup_cpus(str(root))
+
+    assert quota({"cpu.max": "150000 100000\n"}) == 2  # cgroup v2: 1.5 CPUs
+    assert quota({"cpu.max": "max 100000\n"}) is None
+    v1 = {"cpu/cpu.cfs_quota_us": "300000\n", "cpu/cpu.cfs_period_us": "100000\n"}
+    assert quota(v1) == 3
+    assert quota({**v1, "cpu/cpu.cfs_quota_us": "-1\n"}) is None
+    assert quota({}) is None
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(stats, "cgroup_cpus", lambda: 1)
+    assert stats.threads() == 1
 
 
 def test_threads_follow_the_cores_and_omp_num_threads(monkeypatch):
