@@ -13,7 +13,7 @@ import os
 import sys
 import zlib
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
@@ -53,6 +53,7 @@ MAX_THREADS = 4
 MIN_BLOCKS_PER_THREAD = 2
 
 T = TypeVar("T")
+U = TypeVar("U")
 
 
 def blocks(flat: np.ndarray) -> Iterator[np.ndarray]:
@@ -120,9 +121,32 @@ def in_parallel(run: Callable[[slice], T], size: int, most: int = 0) -> list[T]:
     step = -(-count // parts) * BLOCK
     spans = [slice(start, min(start + step, size)) for start in range(0, size, step)]
     with ThreadPoolExecutor(len(spans) - 1, thread_name_prefix="weightshape") as pool:
-        later = [pool.submit(run, span) for span in spans[1:]]
+        later: list[Future[T] | None] = []
+        for span in spans[1:]:
+            try:
+                later.append(pool.submit(run, span))
+            except RuntimeError:  # no thread could start (a process limit): run it here
+                later.append(None)
         first = run(spans[0])
-        return [first, *(future.result() for future in later)]
+        return [
+            first,
+            *(
+                run(span) if f is None else f.result()
+                for f, span in zip(later, spans[1:], strict=True)
+            ),
+        ]
+
+
+def _beside(task: Callable[[], T], here: Callable[[], U]) -> tuple[T, U]:
+    """``task`` on a second thread (or after ``here``, if no thread can start) while ``here``
+    runs on this one."""
+    with ThreadPoolExecutor(1, thread_name_prefix="weightshape") as pool:
+        try:
+            future: Future[T] | None = pool.submit(task)
+        except RuntimeError:  # no thread could start (a process limit)
+            future = None
+        mine = here()
+        return (task() if future is None else future.result()), mine
 
 
 def _finite(block: np.ndarray) -> tuple[np.ndarray, int, int]:
@@ -490,12 +514,14 @@ def fingerprint(array: np.ndarray) -> dict[str, Any]:
     """
     x = np.ascontiguousarray(array)
     numeric = np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)
-    mean = std = None
+    mean: float | None = None
+    std: float | None = None
     if numeric and x.size >= MIN_BLOCKS_PER_THREAD * BLOCK and threads() > 1:
-        with ThreadPoolExecutor(1, thread_name_prefix="weightshape") as pool:
-            crc = pool.submit(digest, x)
-            mean, std = mean_std(x.reshape(-1), most=threads() - 1)
-            out: dict[str, Any] = {"digest": crc.result()}
+        crc, moments = _beside(
+            lambda: digest(x), lambda: mean_std(x.reshape(-1), most=threads() - 1)
+        )
+        mean, std = moments
+        out: dict[str, Any] = {"digest": crc}
     else:
         out = {"digest": digest(x)}
         if numeric and x.size:  # streamed (no float64 copy of a large input or weight)

@@ -261,6 +261,22 @@ def test_large_array_statistics_are_the_same_bit_for_bit_on_any_number_of_thread
     assert parallel["leading non-finite blocks"][0]["nan_count"] == np.isnan(leading).sum()
 
 
+def test_statistics_are_measured_when_no_thread_can_start(monkeypatch):
+    import concurrent.futures
+
+    from pytest_weightshape import stats
+
+    x = _large_cases()["leading non-finite blocks"]
+    expected = summarize(x), fingerprint(x)
+
+    def refuse(self, fn, *args):
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(concurrent.futures.ThreadPoolExecutor, "submit", refuse)
+    monkeypatch.setattr(stats, "threads", lambda: 4)
+    assert (summarize(x), fingerprint(x)) == expected
+
+
 def test_threads_follow_a_containers_cpu_quota(tmp_path, monkeypatch):
     from pytest_weightshape import stats
 
