@@ -10,6 +10,7 @@ session end), so it runs no model and imports no framework.
 from __future__ import annotations
 
 import argparse
+import configparser
 import json
 import os
 import sys
@@ -32,16 +33,79 @@ def _fmt(value: Any) -> str:
 
 
 def find_last_run(cache_dir: Path | None) -> Path:
-    """The cached last run: in ``cache_dir``, or the nearest ``.pytest_cache`` upwards."""
+    """The cached last run: in ``cache_dir``; else in the ``cache_dir`` that the pytest
+    configuration file pytest would pick from here sets; else in the nearest
+    ``.pytest_cache`` upwards."""
     key = Path("v", *CACHE_KEY.split("/"))
     if cache_dir is not None:
         return cache_dir / key
     here = Path.cwd().resolve()
+    configured = configured_cache_dir(here)
+    if configured is not None:
+        return configured / key
     for folder in (here, *here.parents):
         candidate = folder / ".pytest_cache" / key
         if candidate.is_file():
             return candidate
     return here / ".pytest_cache" / key
+
+
+#: pytest's configuration files, in the order it looks for them in each folder, and where
+#: each keeps its options (``None``: the file counts even without that section).
+_CONFIG_FILES: tuple[tuple[str, tuple[str, ...] | None], ...] = (
+    ("pytest.toml", None),
+    (".pytest.toml", None),
+    ("pytest.ini", None),
+    (".pytest.ini", None),
+    ("pyproject.toml", ("tool", "pytest")),
+    ("tox.ini", ("pytest",)),
+    ("setup.cfg", ("tool:pytest",)),
+)
+
+
+def configured_cache_dir(start: Path) -> Path | None:
+    """The ``cache_dir`` set in the first pytest configuration file found from ``start``
+    upwards (pytest's rules: ``pytest.toml``, ``pytest.ini``, ``pyproject.toml`` with a
+    ``[tool.pytest]`` table, ``tox.ini`` with ``[pytest]``, ``setup.cfg`` with
+    ``[tool:pytest]``), resolved as pytest does: environment variables and ``~`` expanded,
+    relative to the file's folder. ``None`` when that file does not set it."""
+    for folder in (start, *start.parents):
+        for name, section in _CONFIG_FILES:
+            path = folder / name
+            if not path.is_file():
+                continue
+            options = _pytest_options(path, section)
+            if options is None:
+                continue
+            value = options.get("cache_dir")
+            if not isinstance(value, str) or not value.strip():
+                return None
+            return folder / os.path.expanduser(os.path.expandvars(value.strip()))
+    return None
+
+
+def _pytest_options(path: Path, section: tuple[str, ...] | None) -> dict[str, Any] | None:
+    """A configuration file's pytest options, or ``None`` if pytest would pass it by."""
+    try:
+        if path.suffix == ".toml":
+            if sys.version_info >= (3, 11):
+                import tomllib
+            else:  # pragma: no cover - pytest depends on tomli there
+                import tomli as tomllib
+            table: Any = tomllib.loads(path.read_text(encoding="utf-8"))
+            for part in section or ("pytest",):
+                table = table.get(part) if isinstance(table, dict) else None
+            if isinstance(table, dict) and isinstance(table.get("ini_options"), dict):
+                table = table["ini_options"]
+            return table if isinstance(table, dict) else ({} if section is None else None)
+        parser = configparser.ConfigParser(interpolation=None)
+        parser.read(path, encoding="utf-8")
+        name = (section or ("pytest",))[0]
+        if parser.has_section(name):
+            return dict(parser.items(name))
+        return {} if section is None else None
+    except (OSError, ValueError, configparser.Error):
+        return None
 
 
 # -- show -----------------------------------------------------------------------------------
@@ -218,8 +282,8 @@ def cmd_diff(cache_dir: Path | None, show_all: bool, exit_code: bool, verbose: b
     except FileNotFoundError:
         print(
             f"error: no last run found ({source}); run pytest first (with the cache "
-            "provider enabled), then this command; if pytest's cache_dir is set, pass it "
-            "with --cache-dir",
+            "provider enabled), then this command; if pytest's cache_dir is set on the "
+            "command line, pass it with --cache-dir",
             file=sys.stderr,
         )
         return 2

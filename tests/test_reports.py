@@ -314,6 +314,52 @@ def test_diff_without_a_last_run_says_what_to_do(tmp_path):
     assert "no last run found" in result.stderr and "run pytest first" in result.stderr
 
 
+def test_diff_finds_the_cache_dir_an_ini_file_sets(pytester):
+    pytester.makeini("[pytest]\naddopts = --snapshot-no-colors\ncache_dir = build/cache\n")
+    drifted_suite(pytester)
+    run(pytester).assert_outcomes(passed=1, failed=2)
+    assert not (pytester.path / ".pytest_cache").exists()
+    (pytester.path / "sub").mkdir()
+    diff = _module("diff", cwd=pytester.path / "sub")  # found from below the ini's folder
+    assert diff.returncode == 0, diff.stderr
+    assert "2 goldens would change with --snapshot-update" in diff.stdout
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("pytest.toml", '[pytest]\ncache_dir = "$CACHE_ROOT/c"\n'),
+        ("pytest.ini", "[pytest]\ncache_dir = $CACHE_ROOT/c\n"),
+        ("pyproject.toml", '[tool.pytest.ini_options]\ncache_dir = "$CACHE_ROOT/c"\n'),
+        ("pyproject.toml", '[tool.pytest]\ncache_dir = "$CACHE_ROOT/c"\n'),
+        ("tox.ini", "[pytest]\ncache_dir = $CACHE_ROOT/c\n"),
+        ("setup.cfg", "[tool:pytest]\ncache_dir = $CACHE_ROOT/c\n"),
+    ],
+)
+def test_diff_reads_cache_dir_from_every_pytest_configuration_file(
+    tmp_path, monkeypatch, name, text
+):
+    from pytest_weightshape.cli import configured_cache_dir
+
+    monkeypatch.setenv("CACHE_ROOT", "out")
+    (tmp_path / name).write_text(text)
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    assert configured_cache_dir(tmp_path / "a" / "b") == tmp_path / "out" / "c"
+
+
+def test_diff_takes_the_configuration_file_pytest_would_take(tmp_path):
+    from pytest_weightshape.cli import configured_cache_dir
+
+    (tmp_path / "tox.ini").write_text("[pytest]\ncache_dir = outer\n")
+    inner = tmp_path / "inner"
+    inner.mkdir()
+    (inner / "pyproject.toml").write_text("[project]\nname = 'x'\n")  # no pytest table
+    (inner / "setup.cfg").write_text("[metadata]\nname = x\n")  # no [tool:pytest]
+    assert configured_cache_dir(inner) == tmp_path / "outer"
+    (inner / "pytest.ini").write_text("[pytest]\naddopts = -q\n")  # counts, sets nothing
+    assert configured_cache_dir(inner) is None
+
+
 def _chromium():
     for name in ("chromium", "chromium-browser", "google-chrome", "chrome"):
         found = shutil.which(name)
