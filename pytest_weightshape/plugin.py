@@ -124,6 +124,9 @@ class _Outcomes:
         #: The record of every check (see :mod:`.records`), from test reports: on an xdist
         #: controller, the workers' too.
         self.records: list[dict[str, Any]] = []
+        #: (nodeid, check) -> "recorded"/"updated": goldens that an attempt which
+        #: pytest-rerunfailures ran again wrote (the next attempt then compares equal to them).
+        self.rerun_writes: dict[tuple[str, str], str] = {}
         #: Goldens of test files that no longer exist, found at session end.
         self.orphans: list[Path] = []
         self.orphans_removed = False
@@ -165,8 +168,21 @@ class _Outcomes:
 
     @pytest.hookimpl(trylast=True)  # after syrupy recorded the outcome
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        outcome: str = report.outcome  # pytest types it without "rerun"
+        if outcome == "rerun":  # pytest-rerunfailures runs the test again: the next
+            # attempt's checks replace this one's (counted once, written once)
+            mine = [r for r in self.records if r["nodeid"] == report.nodeid]
+            for record in (*mine, *(getattr(report, "weightshape", None) or ())):
+                if record["status"] in _WRITTEN:
+                    self.rerun_writes[(report.nodeid, record["check"])] = record["status"]
+            self.records = [r for r in self.records if r["nodeid"] != report.nodeid]
+            return
         if report.when == "call":
-            self.records.extend(getattr(report, "weightshape", None) or ())
+            for record in getattr(report, "weightshape", None) or ():
+                earlier = self.rerun_writes.pop((record["nodeid"], record["check"]), None)
+                if earlier is not None and record["status"] == "passed":
+                    record["status"] = earlier  # matched what the superseded attempt wrote
+                self.records.append(record)
         if report.failed and report.nodeid in self.users:
             for record in self.records:  # the test failed after its check (call or teardown)
                 if record["nodeid"] == report.nodeid and record["status"] in _WRITTEN:

@@ -710,3 +710,33 @@ def test_a_golden_from_a_newer_version_is_never_overwritten(pytester):
         result.assert_outcomes(failed=1)
         assert "written by a newer pytest-weightshape" in result.stdout.str()
         assert path.read_bytes() == newer
+
+
+def test_a_rerun_test_counts_reports_and_records_its_checks_once(pytester):
+    """pytest-rerunfailures: the attempt that is run again is superseded, not added up."""
+    pytest.importorskip("pytest_rerunfailures")
+    pytester.makepyfile(
+        test_dense=DENSE
+        + textwrap.dedent(
+            """
+            @pytest.mark.shape_variant(units=[10, 5])
+            def test_dense(shape_variant, request):
+                shape_variant.check(Dense, inputs=(8, 16))
+                flag = request.config.rootpath / "ran-once"
+                if not flag.exists():
+                    flag.write_text("")
+                    raise RuntimeError("flaky, after its check")
+            """
+        )
+    )
+    first = run(pytester, "--snapshot-update", "--reruns=1", "--weightshape-report=r.json")
+    assert first.parseoutcomes() == {"passed": 1, "rerun": 1}
+    first.stdout.fnmatch_lines(["1 check: 1 recorded"])
+    report = json.loads((pytester.path / "r.json").read_text())
+    assert [c["status"] for c in report["checks"]] == ["recorded"]
+    assert golden_of(pytester).is_file()
+    (pytester.path / "ran-once").unlink()
+    again = run(pytester, "--reruns=1", "--weightshape-report=r.json")
+    assert again.parseoutcomes() == {"passed": 1, "rerun": 1}
+    again.stdout.fnmatch_lines(["1 check: 1 passed"])
+    assert len(json.loads((pytester.path / "r.json").read_text())["checks"]) == 1
