@@ -5,6 +5,7 @@ import json
 import subprocess
 import sys
 import textwrap
+from xml.etree import ElementTree
 
 # numpy is loaded before pytester's sys.modules snapshots: the check of an in-process session
 # uses it, and it cannot be loaded twice in one process
@@ -736,7 +737,10 @@ def test_a_rerun_test_counts_reports_and_records_its_checks_once(pytester):
     assert [c["status"] for c in report["checks"]] == ["recorded"]
     assert golden_of(pytester).is_file()
     (pytester.path / "ran-once").unlink()
-    again = run(pytester, "--reruns=1", "--weightshape-report=r.json")
+    again = run(pytester, "--reruns=1", "--weightshape-report=r.json", "--junitxml=j.xml")
     assert again.parseoutcomes() == {"passed": 1, "rerun": 1}
     again.stdout.fnmatch_lines(["1 check: 1 passed"])
     assert len(json.loads((pytester.path / "r.json").read_text())["checks"]) == 1
+    junit = ElementTree.parse(pytester.path / "j.xml")
+    for case in junit.iter("testcase"):  # each attempt's case holds its own check, once
+        assert len(case.findall("properties/property[@name='weightshape[default]']")) == 1
