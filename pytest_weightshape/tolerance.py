@@ -220,4 +220,4 @@ def rms(stats: Mapping[str, Any]) -> float:
     mean, std = stats.get("mean"), stats.get("std")
     if not isinstance(mean, (int, float)) or not isinstance(std, (int, float)):
         return 0.0
-    return math.sqrt(float(mean) ** 2 + float(std) ** 2)
+    return math.hypot(float(mean), float(std))  # no overflow where mean**2 would

@@ -1,6 +1,6 @@
 import pytest
 
-from pytest_weightshape.tolerance import Override, Policy, dtype_rtol, resolve
+from pytest_weightshape.tolerance import Override, Policy, dtype_rtol, resolve, rms
 
 
 def test_value_stats_scale_atol_with_the_output():
@@ -41,3 +41,11 @@ def test_precedence_stat_over_check_over_marker_over_cli_over_ini():
     )
     assert resolve(marker, cli).default.rtol == 1e-3
     assert resolve(cli, ini).default.rtol == 1e-2
+
+
+def test_rms_of_statistics_near_the_top_of_the_float_range_does_not_overflow():
+    # a hand-edited golden can hold any float: squaring 1.3e154 overflowed before
+    assert rms({"mean": 1.3407807929942597e154, "std": 0.62}) == pytest.approx(
+        1.3407807929942597e154
+    )
+    assert rms({"mean": 1e308, "std": 1e308}) == pytest.approx(2**0.5 * 1e308)
