@@ -264,11 +264,11 @@ class Observer:
         drawn again, bit for bit, and an input an output holds (a model returning its input)
         is left to that output; the next forwards then get their own copies of it, as they
         do of the inputs a caller gives. Every forward thus sees the drawn values."""
-        for i, value in enumerate(self.inputs):
-            if not self.shared[i]:
+        for i, (value, again) in enumerate(zip(self.inputs, self.redraw, strict=True)):
+            if not self.shared[i] or again is None:
                 continue
             if block_digests(value) != self.signatures[i]:
-                self.inputs[i] = self.redraw[i]()  # type: ignore[misc]
+                self.inputs[i] = again()
                 self.shared[i] = False
             elif any(_holds(o, value) for o in outputs):
                 self.shared[i] = False
