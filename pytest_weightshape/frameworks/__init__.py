@@ -76,8 +76,8 @@ class Adapter(Protocol):
         ``ReLU(inplace=True)``, ``x *= 2``) without changing ``value``, which the next variant
         and the caller still need. Adapters copy only where the conversion does not already
         (a device or dtype change copies; immutable tensors need no copy), and not at all when
-        ``shared``: ``value`` is then the harness's own array, which it checks after the
-        forwards (``Observer.observe``)."""
+        ``shared``: ``value`` is then the harness's own drawn array, which it checks after
+        each forward (``Observer._keep_inputs``)."""
 
     def forward(self, model: Any, inputs: tuple[Any, ...]) -> Any:
         """Run the model without gradients."""

@@ -124,8 +124,9 @@ class TorchAdapter:
             tensor = tensor.to(dtype)  # a .double() or .half() model gets inputs it accepts
         tensor = tensor.to(self.device(model))
         # the forward's own copy: .to() returns the same tensor unless it changes dtype or
-        # device (then it copies); the caller's memory is copied, a NumPy array by NumPy (its
-        # allocator asks for huge pages: a 40 MB copy takes ~5 ms, clone() ~12 ms in page faults)
+        # device (then it copies); a shared (drawn) input is checked after the forward instead;
+        # the caller's memory is copied, a NumPy array by NumPy (its allocator asks for huge
+        # pages: a 40 MB copy takes ~5 ms, clone() ~12 ms in page faults)
         if tensor is not caller or shared:
             return tensor
         if caller is not value:
