@@ -105,7 +105,8 @@ def check_overhead(model: Callable[[int], Any], n: int, pairs: int) -> dict[str,
     import torch
 
     from pytest_weightshape.frameworks import seeded
-    from pytest_weightshape.run import Observer, make_inputs
+    from pytest_weightshape.inputs import make_inputs
+    from pytest_weightshape.run import Observer
     from pytest_weightshape.spec import parse_marker
 
     build, shape, axes, text = model(n)
@@ -238,7 +239,8 @@ def alternatives(n: int, repeats: int) -> list[list[str]]:
 def statistics_cost(n: int, repeats: int) -> tuple[list[list[str]], dict[str, float]]:
     """Our statistics (default threads and one) against one pass and ``np.quantile``; the
     target is judged on one thread, like for like with NumPy's single-threaded quantile."""
-    from pytest_weightshape.stats import summarize, threads
+    from pytest_weightshape.blocks import threads
+    from pytest_weightshape.stats import summarize
 
     x = np.random.default_rng(0).standard_normal(n, dtype=np.float32)
     floor = median_time(lambda: x.sum(), repeats)
@@ -566,8 +568,8 @@ def verdict(ok: bool) -> str:
 def machine() -> str:
     import torch
 
+    from pytest_weightshape.blocks import threads
     from pytest_weightshape.environment import cpu_name
-    from pytest_weightshape.stats import threads
 
     load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
     return (

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from . import moved
 from .errors import GoldenError, ModelError, SpecError, WeightShapeError
 
 if TYPE_CHECKING:
     from .result import CheckResult
+
+moved.install()  # old module paths (``pytest_weightshape.snapshot`` ...) keep working
 
 __version__ = "0.1.0"
 __all__ = ["CheckResult", "GoldenError", "ModelError", "SpecError", "WeightShapeError"]

@@ -1,8 +1,8 @@
-"""``python -m pytest_weightshape diff|show``: see :mod:`pytest_weightshape.cli`."""
+"""``python -m pytest_weightshape diff|show``: see :mod:`pytest_weightshape.report.cli`."""
 
 import sys
 
-from pytest_weightshape.cli import main
+from pytest_weightshape.report.cli import main
 
 try:
     code = main()

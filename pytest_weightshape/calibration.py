@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from .stats import blocks
-from .tolerance import QUANTILE_KEYS
+from .blocks import blocks
+from .document import QUANTILE_KEYS
 
 
 def output_noise(y32: np.ndarray, y64: np.ndarray) -> dict[str, float]:

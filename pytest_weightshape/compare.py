@@ -12,8 +12,8 @@ from typing import Any
 
 from . import environment
 from .devices import kind
-from .golden import same_digest
-from .tolerance import FLOAT_STATS, Policy, rms
+from .document import FLOAT_STATS, same_digest
+from .tolerance import Policy, rms
 
 #: With a calibrated golden, a statistic may move by this many times its own float32 rounding
 #: noise (measured against float64 at record time) when that exceeds the policy's tolerance.
@@ -292,7 +292,20 @@ def likely_causes(
     golden: Mapping[str, Any], current: Mapping[str, Any], verdict: Verdict
 ) -> list[str]:
     """Explain a failing verdict: shape change, inputs, initial weights, or forward numerics."""
-    causes: list[str] = []
+    causes = _setting_causes(golden, current) + _structure_causes(verdict)
+    inputs_changed, weights, unknown = _fingerprint_changes(golden, current)
+    if inputs_changed:
+        causes.append("inputs changed (the input fingerprint differs from the golden's)")
+    if weights:
+        causes.append(_weights_cause(golden, current, weights))
+    if not causes:
+        causes.append(_numerics_cause(golden, current, unknown))
+    return causes
+
+
+def _setting_causes(golden: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+    """The marker's seed or ``weights=`` changed: everything is drawn anew."""
+    causes = []
     if golden["seed"] != current["seed"]:
         causes.append(
             f"the marker's seed changed ({golden['seed']} -> {current['seed']}): inputs and "
@@ -303,6 +316,16 @@ def likely_causes(
             f"weights= changed ({golden['weights']} -> {current['weights']}): the initial "
             "weights come from another source"
         )
+    return causes
+
+
+def _listed(differences: list[Difference]) -> str:
+    what = list(dict.fromkeys(f"{d.variant}: {d.where} {d.stat}" for d in differences))
+    return "; ".join(what[:4]) + (f"; +{len(what) - 4} more" if len(what) > 4 else "")
+
+
+def _structure_causes(verdict: Verdict) -> list[str]:
+    """Exact differences: measures that became (un)defined, and shape or structure changes."""
     exact = [
         d for d in verdict.differences if d.allowed is None and d.stat not in ("seed", "weights")
     ]
@@ -311,17 +334,22 @@ def likely_causes(
         d for d in exact if d.stat in FLOAT_STATS and (d.golden is None) != (d.current is None)
     ]
     structural = [d for d in exact if d not in undefined]
+    causes = []
     if undefined:
-        what = list(dict.fromkeys(f"{d.variant}: {d.where} {d.stat}" for d in undefined))
-        shown = "; ".join(what[:4]) + (f"; +{len(what) - 4} more" if len(what) > 4 else "")
         causes.append(
-            f"statistics became defined or undefined ({shown}): ratios and similarities are "
-            "undefined where an output is all zeros or constant"
+            f"statistics became defined or undefined ({_listed(undefined)}): ratios and "
+            "similarities are undefined where an output is all zeros or constant"
         )
     if structural:
-        what = list(dict.fromkeys(f"{d.variant}: {d.where} {d.stat}" for d in structural))
-        shown = "; ".join(what[:4]) + (f"; +{len(what) - 4} more" if len(what) > 4 else "")
-        causes.append(f"shape or structure changed ({shown})")
+        causes.append(f"shape or structure changed ({_listed(structural)})")
+    return causes
+
+
+def _fingerprint_changes(
+    golden: Mapping[str, Any], current: Mapping[str, Any]
+) -> tuple[bool, list[str], bool]:
+    """From the fingerprints: whether inputs changed, which initial weights changed (per
+    variant, with their std), and whether some digests could not tell."""
     gvars, cvars = golden["variants"], current["variants"]
     inputs_changed = unknown = False
     weights: list[str] = []
@@ -347,37 +375,42 @@ def likely_causes(
                     detail.append(p)
             more = f", +{len(changed) - 3} more" if len(changed) > 3 else ""
             weights.append(f"{name}: {', '.join(detail)}{more}")
-    if inputs_changed:
-        causes.append("inputs changed (the input fingerprint differs from the golden's)")
-    if weights:
-        why = "RNG, initializer or framework default init"
-        old_backend = golden.get("environment", {}).get("keras_backend")
-        new_backend = current.get("environment", {}).get("keras_backend")
-        if old_backend != new_backend and old_backend and new_backend:
-            why = (
-                f"the Keras backend changed ({old_backend} -> {new_backend}) and the same seed "
-                "gives different initial weights on each backend; weights='portable' makes them "
-                "identical so that only numerics are compared"
-            )
-        causes.append(f"initial weights changed ({why}): " + "; ".join(weights))
-    if not causes and unknown:
-        causes.append(
+    return inputs_changed, weights, unknown
+
+
+def _weights_cause(
+    golden: Mapping[str, Any], current: Mapping[str, Any], weights: list[str]
+) -> str:
+    why = "RNG, initializer or framework default init"
+    old_backend = golden.get("environment", {}).get("keras_backend")
+    new_backend = current.get("environment", {}).get("keras_backend")
+    if old_backend != new_backend and old_backend and new_backend:
+        why = (
+            f"the Keras backend changed ({old_backend} -> {new_backend}) and the same seed "
+            "gives different initial weights on each backend; weights='portable' makes them "
+            "identical so that only numerics are compared"
+        )
+    return f"initial weights changed ({why}): " + "; ".join(weights)
+
+
+def _numerics_cause(golden: Mapping[str, Any], current: Mapping[str, Any], unknown: bool) -> str:
+    """Nothing else explains the change: the outputs moved on the same inputs and weights."""
+    if unknown:
+        return (
             "outputs changed; the golden's fingerprints were made by an older "
             "pytest-weightshape, so new inputs or initial weights cannot be told from new "
             "forward numerics (record it again with `pytest --snapshot-update` once the "
             "change is understood)"
         )
-    if not causes:
-        opaque = [n for n, v in cvars.items() if n in gvars and v["parameter_count"] == 0]
-        if opaque:
-            causes.append(
-                f"outputs changed while the inputs did not; variants {', '.join(opaque)} have no "
-                "visible parameters, so changed weights cannot be told from changed forward "
-                "numerics"
-            )
-        else:
-            causes.append(
-                "forward numerics changed: same inputs and initial weights, different outputs "
-                "(kernels, math library, device or framework version)"
-            )
-    return causes
+    gvars, cvars = golden["variants"], current["variants"]
+    opaque = [n for n, v in cvars.items() if n in gvars and v["parameter_count"] == 0]
+    if opaque:
+        return (
+            f"outputs changed while the inputs did not; variants {', '.join(opaque)} have no "
+            "visible parameters, so changed weights cannot be told from changed forward "
+            "numerics"
+        )
+    return (
+        "forward numerics changed: same inputs and initial weights, different outputs "
+        "(kernels, math library, device or framework version)"
+    )

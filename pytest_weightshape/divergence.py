@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .stats import BLOCK, blocks, in_parallel
+from .blocks import BLOCK, blocks, in_parallel
 
 #: Below this many samples CKA is not recorded: it is undefined for n < 2 and identically 1
 #: for n = 2 (two centred samples span one direction), so it would pin nothing.

@@ -25,3 +25,8 @@ class GoldenError(WeightShapeError):
 
 class NewerGoldenError(GoldenError):
     """A golden written by a newer pytest-weightshape: never overwritten by an older one."""
+
+
+def exception_line(exc: BaseException) -> str:
+    """``TypeError: message``: an exception in one line, for messages that quote a user's."""
+    return f"{type(exc).__name__}: {exc}"

@@ -1,4 +1,5 @@
-"""The golden document: JSON format, schema validation, file paths and safe writes.
+"""Golden files: their JSON format, paths and safe writes (the check documents they hold are
+validated by :mod:`.document`).
 
 One file per test (and parameter set) under the top-level ``golden/`` folder, mirroring the test's
 path: ``tests/models/test_lstm.py::test_hidden[cpu]`` -> ``golden/tests/models/test_lstm/
@@ -20,14 +21,9 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from .document import SCHEMA_VERSION, check_problem
 from .errors import GoldenError, NewerGoldenError
 
-SCHEMA_VERSION = 1
-#: How fingerprint digests (of inputs and initial weights) are made: the prefix names the
-#: method, so a digest is only compared with one made the same way (goldens recorded by earlier
-#: versions hold unprefixed blake2b digests).
-DIGEST_PREFIX = "crc32:"
-DEFAULT_CHECK = "default"
 FILE_EXTENSION = "json"
 #: Longest file stem we write; longer test ids are cut and made unique with a digest.
 MAX_STEM = 120
@@ -106,125 +102,6 @@ def parse_file(text: str, path: str) -> tuple[str, dict[str, dict[str, Any]]]:
         if problem:
             raise GoldenError(f"golden {path}, check {name!r}: {problem}. {fix}")
     return test, checks
-
-
-# -- schema ---------------------------------------------------------------------------------
-
-_NUM = (int, float)
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _shape_problem(v: Any) -> bool:
-    return not isinstance(v, list) or not all(_is_int(d) and d >= 0 for d in v)
-
-
-def _tensors_problem(where: str, tensors: Any, value_key: str) -> str | None:
-    if not isinstance(tensors, dict):
-        return f"{where} must be an object"
-    for name, info in tensors.items():
-        if not isinstance(info, dict):
-            return f"{where}.{name} must be an object"
-        if _shape_problem(info.get("shape")):
-            return f"{where}.{name}.shape must be a list of non-negative integers"
-        if not isinstance(info.get("dtype"), str):
-            return f"{where}.{name}.dtype must be a string"
-        if not isinstance(info.get(value_key), dict):
-            return f"{where}.{name}.{value_key} must be an object"
-        for key, val in info[value_key].items():
-            if key in ("count", "nan_count", "inf_count"):
-                if not _is_int(val) or val < 0:
-                    return f"{where}.{name}.{value_key}.{key} must be a non-negative integer"
-            elif key == "digest":
-                if not isinstance(val, str):
-                    return f"{where}.{name}.{value_key}.digest must be a string"
-            elif isinstance(val, bool) or not (val is None or isinstance(val, _NUM)):
-                return f"{where}.{name}.{value_key}.{key} must be a number or null"
-    return None
-
-
-def _divergence_problem(where: str, div: Any) -> str | None:
-    if not isinstance(div, dict):
-        return f"{where} must be an object"
-    par = div.get("parameters")
-    if not isinstance(par, dict):
-        return f"{where}.parameters must be an object"
-    for key in ("changed_shapes", "added", "removed"):
-        if not isinstance(par.get(key), list):
-            return f"{where}.parameters.{key} must be a list"
-    ratio = par.get("parameter_count_ratio", "missing")
-    if ratio is not None and (not isinstance(ratio, _NUM) or isinstance(ratio, bool)):
-        return f"{where}.parameters.parameter_count_ratio must be a number or null"
-    for key in ("outputs_added", "outputs_removed"):
-        if not isinstance(div.get(key), list):
-            return f"{where}.{key} must be a list"
-    outs = div.get("outputs")
-    if not isinstance(outs, dict) or not all(isinstance(o, dict) for o in outs.values()):
-        return f"{where}.outputs must be an object of objects"
-    noise = div.get("noise", {})
-    if not isinstance(noise, dict) or not all(
-        isinstance(n, dict)
-        and all(isinstance(v, _NUM) and not isinstance(v, bool) for v in n.values())
-        for n in noise.values()
-    ):
-        return f"{where}.noise must be an object of objects of numbers"
-    for oname, measures in outs.items():
-        for key, val in measures.items():
-            text = key == "shape_change"  # the only text measure
-            wanted: tuple[type, ...] = (str,) if text else _NUM
-            if isinstance(val, bool) or not (val is None or isinstance(val, wanted)):
-                kind = "a string or null" if text else "a number or null"
-                return f"{where}.outputs.{oname}.{key} must be {kind}"
-    return None
-
-
-def check_problem(check: Any) -> str | None:
-    """What is wrong with a check document's structure, or ``None`` if it is well-formed."""
-    if not isinstance(check, dict):
-        return "the check must be an object"
-    if check.get("schema_version") != SCHEMA_VERSION:
-        return f"schema_version must be {SCHEMA_VERSION}"
-    if not _is_int(check.get("seed")):
-        return "seed must be an integer"
-    if check.get("weights") not in ("framework", "portable"):
-        return "weights must be 'framework' or 'portable'"
-    if not isinstance(check.get("environment"), dict):
-        return "environment must be an object"
-    variants = check.get("variants")
-    if not isinstance(variants, dict) or not variants:
-        return "variants must be a non-empty object"
-    for name, var in variants.items():
-        where = f"variants[{name!r}]"
-        if not isinstance(var, dict):
-            return f"{where} must be an object"
-        if not isinstance(var.get("base"), bool):
-            return f"{where}.base must be true or false"
-        if not isinstance(var.get("kwargs"), dict):
-            return f"{where}.kwargs must be an object"
-        if not _is_int(var.get("parameter_count")):
-            return f"{where}.parameter_count must be an integer"
-        for key, value_key in (("parameters", "fingerprint"), ("inputs", "fingerprint")):
-            problem = _tensors_problem(f"{where}.{key}", var.get(key), value_key)
-            if problem:
-                return problem
-        problem = _tensors_problem(f"{where}.outputs", var.get("outputs"), "stats")
-        if problem:
-            return problem
-        for oname, out in var["outputs"].items():
-            noise = out.get("noise", {})
-            if not isinstance(noise, dict) or not all(
-                isinstance(v, _NUM) and not isinstance(v, bool) for v in noise.values()
-            ):
-                return f"{where}.outputs.{oname}.noise must be an object of numbers"
-        if "divergence" in var:
-            problem = _divergence_problem(f"{where}.divergence", var["divergence"])
-            if problem:
-                return problem
-    if sum(1 for v in variants.values() if v["base"]) != 1:
-        return "exactly one variant must have base: true"
-    return None
 
 
 # -- paths ----------------------------------------------------------------------------------
@@ -410,13 +287,3 @@ def remove_files(paths: list[Path], golden_root: Path) -> None:
             except OSError:
                 break
             folder = folder.parent
-
-
-def same_digest(a: Any, b: Any) -> bool | None:
-    """Whether two fingerprint digests show the same bytes; ``None`` when they cannot tell
-    (one is missing, or they were made by different methods, e.g. by an older version)."""
-    if not isinstance(a, str) or not isinstance(b, str):
-        return None
-    if a.startswith(DIGEST_PREFIX) != b.startswith(DIGEST_PREFIX):
-        return None
-    return a == b

@@ -26,33 +26,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from .document import DIVERGENCE_RATIO, DIVERGENCE_VALUE, FLOAT_STATS, FRACTION_STATS, VALUE_STATS
 from .errors import SpecError
-
-QUANTILES: tuple[float, ...] = (0.01, 0.05, 0.25, 0.50, 0.75, 0.95, 0.99)
-QUANTILE_KEYS: tuple[str, ...] = tuple(f"q{round(q * 100):02d}" for q in QUANTILES)
-
-#: Output statistics measured in the output's own units.
-VALUE_STATS: tuple[str, ...] = ("mean", "std", "min", "max", "mean_abs", *QUANTILE_KEYS)
-#: Output statistics that are fractions of the element count.
-FRACTION_STATS: tuple[str, ...] = ("zero_fraction",)
-#: Integer statistics: compared exactly.
-COUNT_STATS: tuple[str, ...] = ("count", "nan_count", "inf_count")
-#: Divergence measures in the output's units.
-DIVERGENCE_VALUE: tuple[str, ...] = ("mean_difference", "max_abs_difference")
-#: Divergence ratios of two statistics (each carries its own rounding, hence 2x rtol).
-DIVERGENCE_RATIO: tuple[str, ...] = (
-    "std_ratio",
-    "mean_abs_ratio",
-    "max_ratio",
-    "parameter_count_ratio",
-)
-#: Bounded dimensionless similarity measures.
-DIVERGENCE_UNIT: tuple[str, ...] = ("cosine", "cka")
-
-FLOAT_STATS: frozenset[str] = frozenset(
-    VALUE_STATS + FRACTION_STATS + DIVERGENCE_VALUE + DIVERGENCE_RATIO + DIVERGENCE_UNIT
-)
-ALL_STATS: frozenset[str] = FLOAT_STATS | frozenset(COUNT_STATS)
 
 #: Relative tolerance per output dtype.
 DTYPE_RTOL: Mapping[str, float] = {

@@ -77,7 +77,7 @@ class Adapter(Protocol):
         and the caller still need. Adapters copy only where the conversion does not already
         (a device or dtype change copies; immutable tensors need no copy), and not at all when
         ``shared``: ``value`` is then the harness's own drawn array, which it checks after
-        each forward (``Observer._keep_inputs``)."""
+        each forward (``inputs.Input.keep``)."""
 
     def forward(self, model: Any, inputs: tuple[Any, ...]) -> Any:
         """Run the model without gradients."""

@@ -22,10 +22,10 @@ from ..stats import (
     HISTOGRAM_MIN,
     Moments,
     Stats,
-    finish,
     key_shift,
     pick_quantiles,
     plan_quantiles,
+    statistics_from,
 )
 from ..stats import summarize as summarize_host
 
@@ -89,7 +89,7 @@ def summarize(tensor: torch.Tensor) -> Stats:
                 block = block[torch.isfinite(block)]
             gathered.append(block[table[_keys(block)]])
         quantiles = pick_quantiles(plan, np.sort(host(torch.cat(gathered))))
-    return finish(moments, quantiles, count, lambda: _rescaled(flat, moments))
+    return statistics_from(moments, quantiles, count, lambda: _rescaled(flat, moments))
 
 
 def _rescaled(flat: torch.Tensor, moments: Moments) -> tuple[float, ...]:

@@ -4,12 +4,13 @@ import numpy as np
 import pytest
 
 from pytest_weightshape.compare import compare
-from pytest_weightshape.errors import ModelError, SpecError
-from pytest_weightshape.run import Observer, make_inputs
+from pytest_weightshape.errors import ModelError
+from pytest_weightshape.inputs import make_inputs
+from pytest_weightshape.run import Observer
 from pytest_weightshape.spec import parse_marker
 from pytest_weightshape.tolerance import Policy
 
-from .models import Dense
+from ..models import Dense
 
 torch = pytest.importorskip("torch")
 nn = torch.nn
@@ -18,41 +19,6 @@ nn = torch.nn
 def observe(build, inputs, **marker):
     marker = marker or {"units": [10, 5]}
     return Observer(parse_marker((), marker), build, inputs).observe()
-
-
-def test_shape_inputs_are_float32_normal_from_a_fixed_stream():
-    (x,) = make_inputs((2, 3), seed=0)
-    assert x.dtype == np.float32 and x.shape == (2, 3)
-    expected = np.random.Generator(np.random.PCG64(0)).standard_normal((2, 3), dtype=np.float32)
-    assert np.array_equal(x, expected)
-    np.random.seed(123)  # the global RNG does not influence inputs
-    assert np.array_equal(make_inputs((2, 3), seed=0)[0], x)
-
-
-def test_multi_and_callable_inputs():
-    a, b = make_inputs(((2, 3), (4,)), seed=0)
-    assert a.shape == (2, 3) and b.shape == (4,)
-    arr = np.arange(6, dtype=np.float32)
-    assert make_inputs(arr, seed=0)[0] is arr
-    (drawn,) = make_inputs(lambda rng: rng.integers(0, 10, (3,)), seed=5)
-    assert np.array_equal(drawn, np.random.Generator(np.random.PCG64(5)).integers(0, 10, (3,)))
-    t = torch.ones(2)
-    x, y = make_inputs((t, (1, 2)), seed=0)
-    assert x is t and y.shape == (1, 2)
-
-
-@pytest.mark.parametrize(
-    ("inputs", "message"),
-    [
-        ("abc", "inputs= got str"),
-        ((), "inputs= is empty"),
-        (lambda: 1 / 0, "callable raised"),
-        ((2, -1), "negative dimension"),
-    ],
-)
-def test_bad_inputs_explain(inputs, message):
-    with pytest.raises(SpecError, match=message):
-        make_inputs(inputs, seed=0)
 
 
 def test_every_variant_is_built_from_the_same_seed_and_rng_state_is_restored():
@@ -341,7 +307,8 @@ def test_a_model_that_changes_its_input_in_place_does_not_change_the_next_varian
 def _with_copies(spec, build, inputs, **options):
     """The document when every forward gets its own copy of the inputs (nothing shared)."""
     observer = Observer(spec, build, inputs, **options)
-    observer.shared = [False] * len(observer.inputs)
+    for each in observer.inputs:
+        each.shared = False
     return observer.observe()
 
 
@@ -367,7 +334,7 @@ def test_drawn_inputs_are_shared_by_the_forwards_unless_one_changes_them():
     observer = Observer(spec, Probe, (16, 8))
     pure = observer.observe()
     assert built == [4, 2, 3]
-    assert set(seen) == {observer.inputs[0].ctypes.data}  # the drawn array, never copied
+    assert set(seen) == {observer.inputs[0].value.ctypes.data}  # the drawn array, never copied
     built.clear()
     changing = lambda width: Probe(width, in_place=width == 2)  # noqa: E731
     changed = Observer(spec, changing, (16, 8)).observe()

@@ -3,12 +3,12 @@ import copy
 import pytest
 
 from pytest_weightshape.compare import compare
-from pytest_weightshape.report import failure
+from pytest_weightshape.report.messages import failure
 from pytest_weightshape.run import Observer
 from pytest_weightshape.spec import parse_marker
 from pytest_weightshape.tolerance import Override, Policy
 
-from .models import Dense
+from ..models import Dense
 
 
 def observe(build=Dense, inputs=(8, 16), **marker):

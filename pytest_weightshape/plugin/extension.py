@@ -10,15 +10,16 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 from syrupy.data import Snapshot, SnapshotCollection, SnapshotCollections
 from syrupy.extensions.base import AbstractSyrupyExtension
 
-from . import golden
-from .compare import Verdict, compare
-from .errors import GoldenError
-from .tolerance import Policy
+from .. import golden
+from ..compare import Verdict, compare
+from ..document import DEFAULT_CHECK
+from ..errors import GoldenError
+from ..tolerance import Policy
 
 if TYPE_CHECKING:
     from syrupy.location import PyTestLocation
@@ -55,19 +56,19 @@ class Rendered(str):
 
 
 def check_name(index: SnapshotIndex) -> str:
-    return index if isinstance(index, str) else golden.DEFAULT_CHECK
+    return index if isinstance(index, str) else DEFAULT_CHECK
 
 
 def snapshot_name_for(test: str, check: str) -> str:
     """syrupy's name for a check: the test's name, plus ``[check]`` for a named check."""
-    return test if check == golden.DEFAULT_CHECK else f"{test}[{check}]"
+    return test if check == DEFAULT_CHECK else f"{test}[{check}]"
 
 
 class WeightShapeExtension(AbstractSyrupyExtension):
     file_extension = golden.FILE_EXTENSION
     #: Writes wait for session end, when the outcome of every test is known.
     write_immediately = False
-    #: Set by the plugin at configure time (pytest's rootdir and the golden folder).
+    #: Set through :func:`configure` (pytest's rootdir and the golden folder).
     rootdir: ClassVar[Path] = Path.cwd()
     golden_root: ClassVar[Path] = Path.cwd() / "golden"
     #: With goldens kept per device kind, entries of other kinds (``default@cuda`` on a CPU
@@ -125,7 +126,7 @@ class WeightShapeExtension(AbstractSyrupyExtension):
     def matches_test_location(
         cls, *, test_location: PyTestLocation, snapshot_location: str
     ) -> bool:
-        expected = cls.get_location(test_location=test_location, index=golden.DEFAULT_CHECK)
+        expected = cls.get_location(test_location=test_location, index=DEFAULT_CHECK)
         return Path(snapshot_location) == Path(expected)
 
     def discover_snapshots(
@@ -202,3 +203,28 @@ class WeightShapeExtension(AbstractSyrupyExtension):
             return  # never delete what we cannot read
         doomed = {c for c in checks if snapshot_name_for(test or "", c) in snapshot_names}
         golden.delete_checks(path, doomed)
+
+
+class Location(NamedTuple):
+    """Where the extension looks for goldens: pytest's rootdir, the golden folder, and, with
+    goldens kept per device kind, the kind whose entries it shows to syrupy (None: all)."""
+
+    rootdir: Path
+    golden_root: Path
+    only_device: str | None
+
+
+def configure(location: Location) -> Location:
+    """Point the extension at ``location``; returns the one it had. The only writer of the
+    extension's class attributes (syrupy instantiates the class itself, so they are its
+    configuration)."""
+    previous = configured()
+    ext = WeightShapeExtension
+    ext.rootdir, ext.golden_root, ext.only_device = location
+    return previous
+
+
+def configured() -> Location:
+    """Where the extension looks for goldens now."""
+    ext = WeightShapeExtension
+    return Location(ext.rootdir, ext.golden_root, ext.only_device)

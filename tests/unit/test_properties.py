@@ -10,12 +10,12 @@ from hypothesis import strategies as st
 from pytest_weightshape import golden
 from pytest_weightshape.compare import compare
 from pytest_weightshape.errors import GoldenError, SpecError
-from pytest_weightshape.report import failure
+from pytest_weightshape.report.messages import failure
 from pytest_weightshape.run import Observer
 from pytest_weightshape.spec import MARKER_SETTINGS, parse_marker
 from pytest_weightshape.tolerance import Policy
 
-from .models import Dense
+from ..models import Dense
 
 json_scalars = (
     st.none()

@@ -1,5 +1,7 @@
+import numpy as np
 import pytest
 
+from pytest_weightshape.stats import summarize
 from pytest_weightshape.tolerance import Override, Policy, dtype_rtol, resolve, rms
 
 
@@ -49,3 +51,9 @@ def test_rms_of_statistics_near_the_top_of_the_float_range_does_not_overflow():
         1.3407807929942597e154
     )
     assert rms({"mean": 1e308, "std": 1e308}) == pytest.approx(2**0.5 * 1e308)
+
+
+def test_rms_is_the_scale_of_an_output():
+    s = summarize(np.array([3.0, -3.0, 3.0, -3.0]))
+    assert rms(s) == pytest.approx(3.0)
+    assert rms({"mean": None, "std": None}) == 0.0

@@ -9,64 +9,63 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 
-from .plugin import _may_have_orphans
-
-if TYPE_CHECKING:
-    from .plugin import Settings, _Outcomes
+from . import syrupy_bridge
+from .session import Session, settings_of
 
 
-def publish(session: pytest.Session, settings: Settings, outcomes: _Outcomes) -> None:
+def publish(session: pytest.Session, state: Session) -> None:
     """The plugin's ``pytest_sessionfinish`` on the controller (or a plain run)."""
     config = session.config
-    _orphans(session, settings, outcomes)
+    settings = settings_of(config)
+    _orphans(session, state)
     step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
-    if not (outcomes.records or outcomes.orphans or settings.report):
+    if not (state.records or state.orphans or settings.report):
         return
-    from . import reports
+    from ..report import formats, last_run
 
-    orphans = [str(p.relative_to(config.rootpath)) for p in outcomes.orphans]
-    outcomes.problems = reports.publish(
-        outcomes.records,
+    orphans = [str(p.relative_to(config.rootpath)) for p in state.orphans]
+    state.problems = formats.publish(
+        state.records,
         orphans=orphans,
         report=settings.report,
         step_summary=Path(step_summary) if step_summary else None,
     )
-    if settings.report is not None and not outcomes.problems:
-        outcomes.report_written = settings.report
+    if settings.report is not None and not state.problems:
+        state.report_written = settings.report
     cache = getattr(config, "cache", None)
-    if cache is not None and (outcomes.records or orphans):
-        previous = cache.get(reports.CACHE_KEY, None)
+    if cache is not None and (state.records or orphans):
+        previous = cache.get(last_run.CACHE_KEY, None)
         cache.set(
-            reports.CACHE_KEY,
-            reports.last_run(previous, outcomes.records, str(config.rootpath), orphans),
+            last_run.CACHE_KEY,
+            last_run.last_run(previous, state.records, str(config.rootpath), orphans),
         )
 
 
-def _orphans(session: pytest.Session, settings: Settings, outcomes: _Outcomes) -> None:
+def _orphans(session: pytest.Session, state: Session) -> None:
     """Find, and under ``--snapshot-update`` remove, goldens of deleted test files; a plain
     run fails for them, like syrupy's unused snapshots (unless it only warns)."""
     config = session.config
-    option = config.option
-    if not _may_have_orphans(config, settings):
+    settings = settings_of(config)
+    if not state.may_have_orphans():
         return
     if not settings.golden_root.resolve().is_relative_to(config.rootpath.resolve()):
         return  # a folder outside rootdir may hold other projects' goldens: never ours to judge
     scopes = _orphan_scopes(config)
     if not scopes:
         return
-    from . import golden
+    from .. import golden
 
-    outcomes.orphans = golden.orphans(config.rootpath, settings.golden_root, scopes)
-    if outcomes.orphans and option.update_snapshots:
-        golden.remove_files(outcomes.orphans, settings.golden_root)
-        outcomes.orphans_removed = True
+    state.orphans = golden.orphans(config.rootpath, settings.golden_root, scopes)
+    if state.orphans and syrupy_bridge.updating(config):
+        golden.remove_files(state.orphans, settings.golden_root)
+        state.orphans_removed = True
     elif (
-        outcomes.orphans
-        and not option.warn_unused_snapshots
+        state.orphans
+        and not syrupy_bridge.warn_unused(config)
         and session.exitstatus == pytest.ExitCode.OK
     ):
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
@@ -81,35 +80,36 @@ def _orphan_scopes(config: pytest.Config) -> list[Path]:
     return [folder.resolve() for folder in folders if folder.is_dir()]
 
 
-def summary(terminalreporter: Any, config: pytest.Config, outcomes: _Outcomes) -> None:
+def summary(terminalreporter: Any, config: pytest.Config, state: Session) -> None:
     """The plugin's ``pytest_terminal_summary``."""
-    if not (outcomes.records or outcomes.orphans or outcomes.problems):
-        if outcomes.report_written is not None:
-            shown = os.path.relpath(outcomes.report_written, config.invocation_params.dir)
+    here = config.invocation_params.dir
+    if not (state.records or state.orphans or state.problems):
+        if state.report_written is not None:
+            shown = os.path.relpath(state.report_written, here)
             terminalreporter.write_line(f"weightshape: no checks ran; report: {shown}")
         return
-    from .reports import summary_lines
+    from ..report.formats import summary_lines
 
     terminalreporter.section("weightshape")
-    for line in summary_lines(outcomes.records):
+    for line in summary_lines(state.records):
         terminalreporter.write_line(line)
-    if outcomes.orphans:
-        what = "removed" if outcomes.orphans_removed else "unused"
+    if state.orphans:
+        what = "removed" if state.orphans_removed else "unused"
         terminalreporter.write_line(
-            f"{len(outcomes.orphans)} golden file{'s' if len(outcomes.orphans) != 1 else ''} "
+            f"{len(state.orphans)} golden file{'s' if len(state.orphans) != 1 else ''} "
             f"of deleted test files {what}"
-            + ("" if outcomes.orphans_removed else " (--snapshot-update removes them)")
+            + ("" if state.orphans_removed else " (--snapshot-update removes them)")
             + ":"
         )
-        for path in outcomes.orphans:
-            terminalreporter.write_line(f"  {os.path.relpath(path, config.invocation_params.dir)}")
-        if not outcomes.orphans_removed and not config.option.warn_unused_snapshots:
+        for path in state.orphans:
+            terminalreporter.write_line(f"  {os.path.relpath(path, here)}")
+        if not state.orphans_removed and not syrupy_bridge.warn_unused(config):
             terminalreporter.write_line(
                 "they fail this run, like unused snapshots (--snapshot-warn-unused only warns)",
                 red=True,
             )
-    for problem in outcomes.problems:
+    for problem in state.problems:
         terminalreporter.write_line(problem, red=True)
-    if outcomes.report_written is not None:
-        shown = os.path.relpath(outcomes.report_written, config.invocation_params.dir)
+    if state.report_written is not None:
+        shown = os.path.relpath(state.report_written, here)
         terminalreporter.write_line(f"report: {shown}")

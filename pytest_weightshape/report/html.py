@@ -13,7 +13,8 @@ from collections.abc import Mapping, Sequence
 from html import escape
 from typing import Any
 
-from .records import QUANTILE_LEVELS, counts, label, number, ordered, text
+from .records import QUANTILE_LEVELS, counts, label, number, ordered
+from .text import value_text
 
 PALETTE = (
     "#1f77b4",
@@ -60,7 +61,7 @@ code{font-size:12.5px}
 """
 
 
-def _num(value: Any) -> float | None:
+def _finite(value: Any) -> float | None:
     """A finite number, or None."""
     found = number(value)
     return found if found is not None and math.isfinite(found) else None
@@ -87,7 +88,7 @@ def quantile_plot(
             pts = [
                 (j, v)
                 for j, (_, level) in enumerate(levels)
-                if (v := _num(points.get(str(level)))) is not None
+                if (v := _finite(points.get(str(level)))) is not None
             ]
             if pts:
                 series.append((name, color, dashed, pts))
@@ -236,9 +237,9 @@ def _table(header: Sequence[str], body: Sequence[tuple[bool, Sequence[Any]]]) ->
     rows = []
     for bad, cells in body:
         tds = "".join(
-            f'<td class="num">{escape(text(c))}</td>'
+            f'<td class="num">{escape(value_text(c))}</td>'
             if isinstance(c, (int, float)) and not isinstance(c, bool)
-            else f"<td>{escape(text(c))}</td>"
+            else f"<td>{escape(value_text(c))}</td>"
             for c in cells
         )
         rows.append(f'<tr class="bad">{tds}</tr>' if bad else f"<tr>{tds}</tr>")

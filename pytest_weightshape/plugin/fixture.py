@@ -1,12 +1,16 @@
 """The ``shape_variant`` fixture's object: runs the checks of a test's marker against its golden.
 
+A check goes plan -> observe -> assert -> conclude: the plan validates the call and finds the
+golden (name, device, tolerance, file), :class:`~..run.Observer` measures the variants, syrupy
+compares the observation with the golden through our extension, and the conclusion records the
+outcome and passes or fails the test with a readable message.
+
 Imported by the plugin on the first use of the fixture, so a session that never uses it does
 not load the measuring code (spec, tolerance, syrupy extension, golden, comparison).
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import shlex
@@ -14,21 +18,23 @@ import traceback
 import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import pytest
 
-from .devices import check_device
-from .errors import GoldenError, NewerGoldenError, SpecError, WeightShapeError
-from .plugin import _OUTCOMES, _RECORDS, _SETTINGS, WeightShapeWarning
-from .spec import VariantSpec, parse_marker
-from .tolerance import Override, check_number, parse_per_stat, resolve
+from ..devices import check_device
+from ..document import DEFAULT_CHECK
+from ..errors import GoldenError, NewerGoldenError, SpecError, WeightShapeError
+from ..spec import VariantSpec, parse_marker
+from ..tolerance import Override, Policy, check_number, parse_per_stat, resolve
+from . import syrupy_bridge
+from .session import RECORDS, WeightShapeWarning, session_of, settings_of
 
 if TYPE_CHECKING:
     from syrupy.assertion import SnapshotAssertion
 
-    from .result import CheckResult
-    from .snapshot import Candidate
+    from ..result import CheckResult
+    from .extension import Candidate
 
 
 def create(request: pytest.FixtureRequest, snapshot: SnapshotAssertion) -> ShapeVariant:
@@ -48,6 +54,17 @@ def create(request: pytest.FixtureRequest, snapshot: SnapshotAssertion) -> Shape
         request.addfinalizer(fixture._finish)
         return fixture
     pytest.fail(message, pytrace=False)  # outside `except`: no chained traceback
+
+
+class _Plan(NamedTuple):
+    """A validated check, before anything runs: its name, device, tolerance and golden."""
+
+    check: str
+    device: str | None
+    policy: Policy
+    assertion: SnapshotAssertion
+    path: str  # the golden file, as syrupy names it
+    test: str  # syrupy's name of the test (the golden's ``test``)
 
 
 class ShapeVariant:
@@ -106,7 +123,8 @@ class ShapeVariant:
 
     def _finish(self) -> None:
         nodeid = self._request.node.nodeid
-        if not self._names and nodeid not in self._request.config.stash[_OUTCOMES].failed:
+        state = session_of(self._request.config)
+        if not self._names and not (state is not None and state.has_failed(nodeid)):
             warnings.warn(
                 WeightShapeWarning(
                     f"{nodeid} uses the shape_variant fixture but ran no check: "
@@ -126,14 +144,35 @@ class ShapeVariant:
         device: str | None,
         weights: str | None,
     ) -> CheckResult:
-        from syrupy.location import PyTestLocation
+        from ..run import Observer
 
-        from . import devices, golden, report
-        from .result import CheckResult
-        from .run import Observer
-        from .snapshot import Candidate, WeightShapeExtension
+        plan = self._plan(name, rtol, atol, tolerance, device)
+        settings = settings_of(self._request.config)
+        document = Observer(
+            self.spec,
+            build,
+            inputs,
+            device=plan.device,
+            weights=weights,
+            deterministic=settings.deterministic,
+            calibrate=settings.calibrate,
+        ).observe()
+        candidate, outcome = self._assert(plan, document)
+        return self._conclude(plan, document, candidate, outcome)
 
-        check = golden.DEFAULT_CHECK if name is None else name
+    def _plan(
+        self,
+        name: str | None,
+        rtol: float | None,
+        atol: float | None,
+        tolerance: Mapping[str, Any] | None,
+        device: str | None,
+    ) -> _Plan:
+        """Validate the call and find the golden; skips the test when its device is absent."""
+        from .. import devices
+        from . import extension
+
+        check = DEFAULT_CHECK if name is None else name
         if not isinstance(check, str) or not check or "@" in check:
             raise SpecError(f"check name= must be a non-empty string without '@', got {name!r}")
         if check in self._names:
@@ -143,7 +182,7 @@ class ShapeVariant:
                 "a distinct name (names key the golden file)"
             )
         self._names.add(check)
-        settings = self._request.config.stash[_SETTINGS]
+        settings = settings_of(self._request.config)
         requested = check_device(device, "check()") or self.spec.device or settings.device
         placement = devices.resolve(requested)
         if placement.unavailable:
@@ -151,8 +190,9 @@ class ShapeVariant:
                 raise SpecError(f"device unavailable: {placement.unavailable}")
             pytest.skip(f"weightshape: {placement.unavailable}")
         if settings.golden_per_device:
-            check = f"{check}@{devices.kind(placement.device)}"
-            WeightShapeExtension.only_device = devices.kind(placement.device)
+            kind = devices.kind(placement.device)
+            check = f"{check}@{kind}"
+            extension.configure(extension.configured()._replace(only_device=kind))
         policy = resolve(
             (
                 Override(
@@ -165,54 +205,63 @@ class ShapeVariant:
             profiles=settings.profiles,
         )
         if self._assertion is None:
-            self._assertion = self._snapshot.use_extension(WeightShapeExtension)
-            if settings.update_failing:  # rewrite drifted goldens; new ones are refused below
-                self._assertion.update_snapshots = True
-        assertion = self._assertion
-        location = PyTestLocation(self._request.node)
-        path = assertion.extension.get_location(test_location=location, index=check)
-        self._current = (check, path)  # an error from here on is recorded with both
-        document = Observer(
-            self.spec,
-            build,
-            inputs,
-            device=placement.device,
-            weights=weights,
-            deterministic=settings.deterministic,
-            calibrate=settings.calibrate,
-        ).observe()
-        config = self._request.config
-        shown = os.path.relpath(path, config.invocation_params.dir)
-        nodeid = _node_argument(self._request.node.nodeid, config)
-        test = location.snapshot_name
+            self._assertion = syrupy_bridge.use_extension(
+                self._snapshot,
+                extension.WeightShapeExtension,
+                update_drifted=settings.update_failing,  # new goldens are refused in _assert
+            )
+        where = syrupy_bridge.location(self._assertion, self._request.node, check)
+        self._current = (check, where.path)  # an error from here on is recorded with both
+        return _Plan(check, placement.device, policy, self._assertion, where.path, where.test)
+
+    def _assert(
+        self, plan: _Plan, document: dict[str, Any]
+    ) -> tuple[Candidate, syrupy_bridge.Outcome]:
+        """Compare the observation with the golden (syrupy, through our extension)."""
+        from .. import golden
+        from .extension import Candidate
+
         known: Mapping[str, Any] = {}
-        if Path(path).exists():
+        if Path(plan.path).exists():
             try:  # a corrupt golden fails here, untouched (an update rewrites it)
-                _, known = golden.read_checks(Path(path))
+                _, known = golden.read_checks(Path(plan.path))
             except NewerGoldenError:
                 raise
             except GoldenError:
-                if not assertion.update_snapshots:
+                if not syrupy_bridge.may_update(plan.assertion):
                     raise
-
-        outcomes = config.stash[_OUTCOMES]
+        config = self._request.config
+        settings = settings_of(config)
+        nodeid = self._request.node.nodeid
+        state = session_of(config)
         candidate = Candidate(
             document,
-            policy,
-            test,
-            check,
-            write=lambda: self._request.node.nodeid not in outcomes.failed,
+            plan.policy,
+            plan.test,
+            plan.check,
+            write=lambda: state is None or not state.has_failed(nodeid),
         )
-        # modes that never record a new golden do not ask syrupy to (so its summary counts
-        # the check as failed, not as generated)
-        saved = (assertion.update_snapshots, assertion.update_new_snapshots_only)
-        if (settings.strict or settings.update_failing) and check not in known:
-            assertion.update_snapshots = assertion.update_new_snapshots_only = False
-        try:
-            assertion(name=check) == candidate  # noqa: B015  (syrupy's assertion protocol)
-        finally:
-            assertion.update_snapshots, assertion.update_new_snapshots_only = saved
-        outcome = assertion.executions[assertion.num_executions - 1]
+        # modes that never record a new golden do not ask syrupy to
+        refuse_new = (settings.strict or settings.update_failing) and plan.check not in known
+        outcome = syrupy_bridge.assert_match(
+            plan.assertion, plan.check, candidate, may_record=not refuse_new
+        )
+        return candidate, outcome
+
+    def _conclude(
+        self,
+        plan: _Plan,
+        document: dict[str, Any],
+        candidate: Candidate,
+        outcome: syrupy_bridge.Outcome,
+    ) -> CheckResult:
+        """Record the outcome; pass with a :class:`CheckResult`, or fail with a message."""
+        from ..report import messages
+        from ..result import CheckResult
+
+        config = self._request.config
+        settings = settings_of(config)
+        shown = os.path.relpath(plan.path, config.invocation_params.dir)
         if outcome.exception is not None:
             if isinstance(outcome.exception, WeightShapeError):
                 raise outcome.exception
@@ -220,29 +269,41 @@ class ShapeVariant:
                 f"reading or writing golden {shown} failed: "
                 f"{type(outcome.exception).__name__}: {outcome.exception}"
             )
-        verdict = candidate.verdict
-        where = dict(test=test, check=check, path=shown, nodeid=nodeid)
-        record = functools.partial(
-            self._record, check=check, document=document, candidate=candidate, path=path
+        where = dict(
+            test=plan.test,
+            check=plan.check,
+            path=shown,
+            nodeid=_node_argument(self._request.node.nodeid, config),
         )
-        absent = not outcome.success and outcome.recalled_data is None
+
+        def record(status: str, message: str | None = None) -> None:
+            self._record(
+                check=plan.check,
+                status=status,
+                document=document,
+                candidate=candidate,
+                path=plan.path,
+                message=message,
+            )
+
         refused = None  # an update flag would record it, but this mode does not
-        if (absent or outcome.created) and settings.strict:
+        if (outcome.absent or outcome.created) and settings.strict:
             refused = "strict"
-        elif (absent or outcome.created) and settings.update_failing:
+        elif (outcome.absent or outcome.created) and settings.update_failing:
             refused = "update_failing"
-        if absent or refused is not None:
-            message = report.missing(**where, refused=refused)
-            record(status="missing", message=message)
+        if outcome.absent or refused is not None:
+            message = messages.missing(**where, refused=refused)
+            record("missing", message)
             raise _Failed(message)
         if not outcome.success:
-            assert verdict is not None
-            message = report.failure(verdict, **where, verbose=config.get_verbosity() >= 2)
-            record(status="drifted", message=message)
+            assert candidate.verdict is not None
+            verbose = config.get_verbosity() >= 2
+            message = messages.failure(candidate.verdict, **where, verbose=verbose)
+            record("drifted", message)
             raise _Failed(message)
         status = "recorded" if outcome.created else "updated" if outcome.updated else "passed"
-        record(status=status)
-        result = CheckResult(check, status, shown, document, verdict)
+        record(status)
+        result = CheckResult(plan.check, status, shown, document, candidate.verdict)
         self.results.append(result)
         return result
 
@@ -259,7 +320,7 @@ class ShapeVariant:
         """Attach the check's outcome to the test: a JUnit property (status, largest drift /
         tolerance, environment changes) and the full record for the summary, reports and
         ``diff``, which travels on the test report (so across xdist workers)."""
-        from . import records
+        from ..report import records
 
         verdict = candidate.verdict if candidate is not None else None
         golden_path = ""  # empty: the check failed before its golden was known
@@ -279,7 +340,7 @@ class ShapeVariant:
             verdict=verdict,
             message=message,
         )
-        self._request.node.stash.setdefault(_RECORDS, []).append(record)
+        self._request.node.stash.setdefault(RECORDS, []).append(record)
         worst = record["worst"]
         summary = records.plain(
             {

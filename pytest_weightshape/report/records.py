@@ -11,8 +11,9 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from . import golden
-from .compare import Difference, Verdict
+from .. import golden
+from ..compare import Difference, Verdict
+from ..document import DEFAULT_CHECK
 
 #: Record layout version (the JSON report and the cached last run carry it).
 RECORD_VERSION = 1
@@ -53,20 +54,6 @@ def number(value: Any) -> float | None:
         return float(value)
     except (TypeError, ValueError):
         return None
-
-
-def text(value: Any, none: str = "") -> str:
-    """A record's value as reports print it: 9 significant digits (enough to tell a golden
-    from a current value that differs in the last float32 digit), names' presence in words."""
-    if value is None:
-        return none
-    if isinstance(value, bool):
-        return "present" if value else "absent"
-    if isinstance(value, float):
-        return f"{value:.9g}"
-    if isinstance(value, list):
-        return "[" + ", ".join(text(v, none) for v in value) + "]"
-    return str(value)
 
 
 def row(d: Difference) -> dict[str, Any]:
@@ -197,4 +184,4 @@ def ordered(records: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
 def label(record: Mapping[str, Any]) -> str:
     """``tests/test_x.py::test_y`` or ``tests/test_x.py::test_y [name]`` for a named check."""
     check = record["check"]
-    return record["nodeid"] if check == golden.DEFAULT_CHECK else f"{record['nodeid']} [{check}]"
+    return record["nodeid"] if check == DEFAULT_CHECK else f"{record['nodeid']} [{check}]"

@@ -1,28 +1,16 @@
-"""Verdicts -> text a person reads in a failing test."""
+"""Verdicts -> the text a person reads in a failing test (and a missing golden's)."""
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
-from typing import Any
 
-from .compare import Difference, Verdict
+from ..compare import Difference, Verdict
+from .text import allowed_text, text_table, value_text
 
 #: Rows shown per (variant, output) table before the rest is summarised.
 MAX_ROWS = 12
-
-
-def _num(value: Any) -> str:
-    if isinstance(value, bool):  # only presence differences carry booleans
-        return "present" if value else "absent"
-    if value is None:
-        return "null"
-    if isinstance(value, float):
-        return f"{value:.9g}"
-    if isinstance(value, int):
-        return str(value)
-    text = str(value)
-    return text if len(text) <= 40 else text[:37] + "..."
+#: Characters of a value shown in a failure's table.
+LIMIT = 40
 
 
 def _signed(d: Difference) -> str:
@@ -33,24 +21,15 @@ def _signed(d: Difference) -> str:
     return f"{d.difference:+.3g}"
 
 
-def text_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    """Left-aligned columns, two spaces apart."""
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    return [
-        "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip()
-        for r in [header, *rows]
-    ]
-
-
 def _table(rows: list[Difference]) -> list[str]:
     header = ("statistic", "golden", "current", "difference", "allowed")
     body = [
         (
             d.stat,
-            _num(d.golden),
-            _num(d.current),
+            value_text(d.golden, "null", LIMIT),
+            value_text(d.current, "null", LIMIT),
             _signed(d),
-            f"{d.allowed:.3g}" if d.allowed is not None else "exact",
+            allowed_text(d.allowed),
         )
         for d in rows
     ]

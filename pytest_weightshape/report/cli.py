@@ -10,7 +10,7 @@ session end), so it runs no model and imports no framework.
 from __future__ import annotations
 
 import argparse
-import configparser
+import functools
 import json
 import os
 import sys
@@ -18,94 +18,15 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import golden
-from .errors import GoldenError
-from .records import document_digest, label, number, ordered, text
-from .report import text_table
-from .reports import CACHE_KEY
+from .. import golden
+from ..errors import GoldenError
+from .last_run import find_last_run
+from .records import document_digest, label, number, ordered
+from .text import allowed_text, text_table, value_text
 
+_null_text = functools.partial(value_text, none="null")
 #: Moved values listed per golden by ``diff`` (``--verbose``: all), largest drifts first.
 DIFF_ROWS = 12
-
-
-def _fmt(value: Any) -> str:
-    return text(value, none="null")
-
-
-def find_last_run(cache_dir: Path | None) -> Path:
-    """The cached last run: in ``cache_dir``; else in the ``cache_dir`` that the pytest
-    configuration file pytest would pick from here sets; else in the nearest
-    ``.pytest_cache`` upwards."""
-    key = Path("v", *CACHE_KEY.split("/"))
-    if cache_dir is not None:
-        return cache_dir / key
-    here = Path.cwd().resolve()
-    configured = configured_cache_dir(here)
-    if configured is not None:
-        return configured / key
-    for folder in (here, *here.parents):
-        candidate = folder / ".pytest_cache" / key
-        if candidate.is_file():
-            return candidate
-    return here / ".pytest_cache" / key
-
-
-#: pytest's configuration files, in the order it looks for them in each folder, and where
-#: each keeps its options (``None``: the file counts even without that section).
-_CONFIG_FILES: tuple[tuple[str, tuple[str, ...] | None], ...] = (
-    ("pytest.toml", None),
-    (".pytest.toml", None),
-    ("pytest.ini", None),
-    (".pytest.ini", None),
-    ("pyproject.toml", ("tool", "pytest")),
-    ("tox.ini", ("pytest",)),
-    ("setup.cfg", ("tool:pytest",)),
-)
-
-
-def configured_cache_dir(start: Path) -> Path | None:
-    """The ``cache_dir`` set in the first pytest configuration file found from ``start``
-    upwards (pytest's rules: ``pytest.toml``, ``pytest.ini``, ``pyproject.toml`` with a
-    ``[tool.pytest]`` table, ``tox.ini`` with ``[pytest]``, ``setup.cfg`` with
-    ``[tool:pytest]``), resolved as pytest does: environment variables and ``~`` expanded,
-    relative to the file's folder. ``None`` when that file does not set it."""
-    for folder in (start, *start.parents):
-        for name, section in _CONFIG_FILES:
-            path = folder / name
-            if not path.is_file():
-                continue
-            options = _pytest_options(path, section)
-            if options is None:
-                continue
-            value = options.get("cache_dir")
-            if not isinstance(value, str) or not value.strip():
-                return None
-            return folder / os.path.expanduser(os.path.expandvars(value.strip()))
-    return None
-
-
-def _pytest_options(path: Path, section: tuple[str, ...] | None) -> dict[str, Any] | None:
-    """A configuration file's pytest options, or ``None`` if pytest would pass it by."""
-    try:
-        if path.suffix == ".toml":
-            if sys.version_info >= (3, 11):
-                import tomllib
-            else:  # pragma: no cover - pytest depends on tomli there
-                import tomli as tomllib
-            table: Any = tomllib.loads(path.read_text(encoding="utf-8"))
-            for part in section or ("pytest",):
-                table = table.get(part) if isinstance(table, dict) else None
-            if isinstance(table, dict) and isinstance(table.get("ini_options"), dict):
-                table = table["ini_options"]
-            return table if isinstance(table, dict) else ({} if section is None else None)
-        parser = configparser.ConfigParser(interpolation=None)
-        parser.read(path, encoding="utf-8")
-        name = (section or ("pytest",))[0]
-        if parser.has_section(name):
-            return dict(parser.items(name))
-        return {} if section is None else None
-    except (OSError, ValueError, configparser.Error):
-        return None
 
 
 # -- show -----------------------------------------------------------------------------------
@@ -126,7 +47,7 @@ def show_check(name: str, check: Mapping[str, Any]) -> list[str]:
     lines.append("")
     lines.append("parameters")
     rows = [
-        (variant, param, _fmt(info["shape"]), str(info["dtype"]))
+        (variant, param, _null_text(info["shape"]), str(info["dtype"]))
         for variant, data in variants.items()
         for param, info in data.get("parameters", {}).items()
     ]
@@ -139,14 +60,14 @@ def show_check(name: str, check: Mapping[str, Any]) -> list[str]:
     for output in outputs:
         lines.append("")
         shapes = ", ".join(
-            f"{v}: {_fmt(variants[v]['outputs'][output]['shape'])}"
+            f"{v}: {_null_text(variants[v]['outputs'][output]['shape'])}"
             for v in names
             if output in variants[v].get("outputs", {})
         )
         lines.append(f"output {output} ({shapes})")
         stats = [variants[v].get("outputs", {}).get(output, {}).get("stats", {}) for v in names]
         keys = list(dict.fromkeys(k for s in stats for k in s))
-        table = [(k, *(_fmt(s.get(k)) if k in s else "" for s in stats)) for k in keys]
+        table = [(k, *(_null_text(s.get(k)) if k in s else "" for s in stats)) for k in keys]
         lines += ["  " + line for line in text_table(("statistic", *names), table)]
     others = [v for v in names if variants[v].get("divergence")]
     for output in outputs:
@@ -157,7 +78,7 @@ def show_check(name: str, check: Mapping[str, Any]) -> list[str]:
         base = next((v for v in names if variants[v].get("base")), "base")
         lines.append(f"divergence of {output} from the base ({base})")
         keys = list(dict.fromkeys(k for d in divs if d for k in d))
-        table = [(k, *(_fmt((d or {}).get(k)) for d in divs)) for k in keys]
+        table = [(k, *(_null_text((d or {}).get(k)) for d in divs)) for k in keys]
         lines += ["  " + line for line in text_table(("measure", *others), table)]
     return lines
 
@@ -218,10 +139,10 @@ def _moved_table(record: Mapping[str, Any], verbose: bool) -> list[str]:
             s["variant"],
             s["where"],
             s["stat"],
-            _fmt(s["golden"]),
-            _fmt(s["current"]),
-            _fmt(s["difference"]) if s["difference"] is not None else "",
-            "exact" if number(s["allowed"]) is None else f"{number(s['allowed']):.3g}",
+            _null_text(s["golden"]),
+            _null_text(s["current"]),
+            _null_text(s["difference"]) if s["difference"] is not None else "",
+            allowed_text(number(s["allowed"])),
         )
         for s in moved
     ]
@@ -242,11 +163,11 @@ def _new_table(record: Mapping[str, Any]) -> list[str]:
                 (
                     variant,
                     output,
-                    _fmt(info.get("shape")),
-                    _fmt(stats.get("mean")),
-                    _fmt(stats.get("std")),
-                    _fmt(stats.get("min")),
-                    _fmt(stats.get("max")),
+                    _null_text(info.get("shape")),
+                    _null_text(stats.get("mean")),
+                    _null_text(stats.get("std")),
+                    _null_text(stats.get("min")),
+                    _null_text(stats.get("max")),
                 )
             )
     header = ("variant", "output", "shape", "mean", "std", "min", "max")

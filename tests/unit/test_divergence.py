@@ -1,3 +1,5 @@
+import tracemalloc
+
 import numpy as np
 import pytest
 
@@ -65,6 +67,7 @@ def test_undefined_measures_are_null():
 
 
 def test_streaming_blocks_give_the_same_answer(monkeypatch):
+    import pytest_weightshape.blocks as blocks
     import pytest_weightshape.divergence as divergence
     import pytest_weightshape.stats as stats
 
@@ -72,6 +75,7 @@ def test_streaming_blocks_give_the_same_answer(monkeypatch):
     a = rng.standard_normal((600, 12)).astype(np.float32)
     b = np.tanh(a @ rng.standard_normal((12, 7))).astype(np.float32)
     whole = div(a, a * 1.5 + 0.1), div(a, b), stats.summarize(a)
+    monkeypatch.setattr(blocks, "BLOCK", 64)
     monkeypatch.setattr(stats, "BLOCK", 64)
     monkeypatch.setattr(divergence, "BLOCK", 64)
     chunked = div(a, a * 1.5 + 0.1), div(a, b), stats.summarize(a)
@@ -115,16 +119,52 @@ def test_cka_of_large_outputs_uses_an_even_deterministic_subsample():
 def test_divergence_of_large_outputs_is_the_same_bit_for_bit_on_any_number_of_threads(
     monkeypatch, threads
 ):
-    from pytest_weightshape import stats
+    from pytest_weightshape import blocks
 
     rng = np.random.default_rng(12)
     a = rng.standard_normal((1100, 2000)).astype(np.float32)  # 8.4 blocks
     b = a + np.float32(0.1) * rng.standard_normal(a.shape).astype(np.float32)
-    monkeypatch.setattr(stats, "threads", lambda: 1)
+    monkeypatch.setattr(blocks, "threads", lambda: 1)
     serial = div(a, b)
-    monkeypatch.setattr(stats, "threads", lambda: threads)
+    monkeypatch.setattr(blocks, "threads", lambda: threads)
     assert repr(div(a, b)) == repr(serial)
     a64, b64 = a.astype(np.float64), b.astype(np.float64)
     reference = np.vdot(a64, b64) / np.linalg.norm(a64) / np.linalg.norm(b64)
     assert serial["cosine"] == pytest.approx(reference, rel=1e-6)
     assert serial["max_abs_difference"] == np.abs(a - b).max()
+
+
+# -- large outputs are measured without holding more than a small multiple of them in memory --
+# Peak memory is counted by tracemalloc (NumPy reports its buffers to it): deterministic, unlike
+# timings, which belong in benchmarks/.
+
+
+def peak_of(fn, *args):
+    tracemalloc.start()
+    try:
+        result = fn(*args)
+        return result, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_statistics_and_divergence_of_a_large_output_need_about_one_copy():
+    from pytest_weightshape.blocks import BLOCK, threads
+
+    n = 20_000_000  # 80 MB of float32
+    a = np.random.default_rng(0).standard_normal(n, dtype=np.float32)
+    a[::1000] = np.nan  # the non-finite path filters too
+    stats, peak = peak_of(summarize, a)
+    assert stats["nan_count"] == n // 1000
+    assert peak <= 1.25 * a.nbytes  # one copy of the finite values, for exact quantiles
+    b = a * np.float32(1.5)
+    a[::1000] = 0.0
+    b[::1000] = 0.0
+    stats, b_stats = summarize(a), summarize(b)
+    divergence, peak = peak_of(
+        output_divergence, a.reshape(-1, 100), b.reshape(-1, 100), stats, b_stats
+    )
+    assert divergence["cosine"] > 0.999 and divergence["cka"] > 0.999
+    # streamed: a fixed number of float64 blocks per thread (three), whatever the size, and
+    # CKA's sampled rows; no copy of the outputs
+    assert peak <= (3 * threads() + 3) * BLOCK * 8 < a.nbytes

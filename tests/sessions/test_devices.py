@@ -5,9 +5,7 @@ import textwrap
 
 import pytest
 
-from pytest_weightshape.devices import Placement, kind, resolve
-
-from .test_lifecycle import DENSE, TEST, golden_of, run
+from .helpers import DENSE, TEST, golden_of, run
 
 # imported at collection, before pytester's sys.modules snapshots (torch cannot be re-imported)
 torch = pytest.importorskip("torch")
@@ -24,12 +22,6 @@ TORCH_TEST = textwrap.dedent(
         assert not torch.are_deterministic_algorithms_enabled()  # restored after the check
     """
 )
-
-
-def test_resolution_without_gpus():
-    assert resolve(None) == Placement("cpu") == resolve("cpu")
-    assert resolve("auto").device in {"cpu", "cuda:0", "mps"}
-    assert kind("cuda:3") == "cuda" and kind("gpu:0") == "cuda" and kind("cpu") == "cpu"
 
 
 def test_absent_device_skips_or_fails_when_strict(pytester):

@@ -6,8 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from pytest_weightshape.document import QUANTILE_KEYS, QUANTILES
 from pytest_weightshape.stats import exact_quantiles, fingerprint, summarize
-from pytest_weightshape.tolerance import QUANTILE_KEYS, QUANTILES, rms
 
 
 @pytest.mark.parametrize("n", [1, 2, 7, 1000, 100_001])
@@ -55,12 +55,6 @@ def test_integer_bool_and_empty_arrays():
     assert summarize(np.arange(5))["q50"] == 2.0
     empty = summarize(np.zeros((0, 3), np.float32))
     assert empty["count"] == 0 and empty["mean"] is None
-
-
-def test_rms_is_the_scale_of_an_output():
-    s = summarize(np.array([3.0, -3.0, 3.0, -3.0]))
-    assert rms(s) == pytest.approx(3.0)
-    assert rms({"mean": None, "std": None}) == 0.0
 
 
 def test_fingerprint_sees_one_ulp_and_reports_size():
@@ -228,7 +222,7 @@ def test_torch_native_statistics_read_only_the_needed_bins_on_the_host(monkeypat
 
 
 def _large_cases():
-    from pytest_weightshape.stats import BLOCK
+    from pytest_weightshape.blocks import BLOCK
 
     rng = np.random.default_rng(11)
     normal = rng.standard_normal(9 * BLOCK + 1234).astype(np.float32)
@@ -247,13 +241,13 @@ def _large_cases():
 def test_large_array_statistics_are_the_same_bit_for_bit_on_any_number_of_threads(
     monkeypatch, threads
 ):
-    from pytest_weightshape import stats
+    from pytest_weightshape import blocks
 
     cases = _large_cases()
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    assert stats.threads() == 1
+    assert blocks.threads() == 1
     serial = {name: (summarize(x), fingerprint(x)) for name, x in cases.items()}
-    monkeypatch.setattr(stats, "threads", lambda: threads)  # also where fewer cores exist
+    monkeypatch.setattr(blocks, "threads", lambda: threads)  # also where fewer cores exist
     # under the suite's filterwarnings = error: overflow in a worker thread would raise here
     parallel = {name: (summarize(x), fingerprint(x)) for name, x in cases.items()}
     assert repr(parallel) == repr(serial)
@@ -264,7 +258,7 @@ def test_large_array_statistics_are_the_same_bit_for_bit_on_any_number_of_thread
 def test_statistics_are_measured_when_no_thread_can_start(monkeypatch):
     import concurrent.futures
 
-    from pytest_weightshape import stats
+    from pytest_weightshape import blocks
 
     x = _large_cases()["leading non-finite blocks"]
     expected = summarize(x), fingerprint(x)
@@ -273,49 +267,17 @@ def test_statistics_are_measured_when_no_thread_can_start(monkeypatch):
         raise RuntimeError("can't start new thread")
 
     monkeypatch.setattr(concurrent.futures.ThreadPoolExecutor, "submit", refuse)
-    monkeypatch.setattr(stats, "threads", lambda: 4)
+    monkeypatch.setattr(blocks, "threads", lambda: 4)
     assert (summarize(x), fingerprint(x)) == expected
-
-
-def test_threads_follow_a_containers_cpu_quota(tmp_path, monkeypatch):
-    from pytest_weightshape import stats
-
-    def quota(files):
-        root = tmp_path / str(len(list(tmp_path.iterdir())))
-        for name, text in files.items():
-            (root / name).parent.mkdir(parents=True, exist_ok=True)
-            (root / name).write_text(text)
-        return stats.cgroup_cpus(str(root))
-
-    assert quota({"cpu.max": "150000 100000\n"}) == 2  # cgroup v2: 1.5 CPUs
-    assert quota({"cpu.max": "max 100000\n"}) is None
-    v1 = {"cpu/cpu.cfs_quota_us": "300000\n", "cpu/cpu.cfs_period_us": "100000\n"}
-    assert quota(v1) == 3
-    assert quota({**v1, "cpu/cpu.cfs_quota_us": "-1\n"}) is None
-    assert quota({}) is None
-    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    monkeypatch.setattr(stats, "cgroup_cpus", lambda: 1)
-    assert stats.threads() == 1
-
-
-def test_threads_follow_the_cores_and_omp_num_threads(monkeypatch):
-    from pytest_weightshape import stats
-
-    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    default = stats.threads()
-    assert 1 <= default <= stats.MAX_THREADS
-    for value, expected in [("1", 1), ("2", min(default, 2)), ("0", default), ("x", default)]:
-        monkeypatch.setenv("OMP_NUM_THREADS", value)
-        assert stats.threads() == expected
 
 
 @pytest.mark.parametrize("threads", [1, 3])
 def test_a_callers_numpy_error_settings_do_not_reach_the_statistics(monkeypatch, threads):
     # squares of tiny values underflow (the sums are then rescaled): expected, never an error
-    from pytest_weightshape import stats
+    from pytest_weightshape import blocks
 
-    monkeypatch.setattr(stats, "threads", lambda: threads)
-    x = np.random.default_rng(13).standard_normal(5 * stats.BLOCK) * 1e-200
+    monkeypatch.setattr(blocks, "threads", lambda: threads)
+    x = np.random.default_rng(13).standard_normal(5 * blocks.BLOCK) * 1e-200
     x[0] = 1e308
     expected = summarize(x), fingerprint(x)
     with np.errstate(all="raise"):

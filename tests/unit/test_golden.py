@@ -11,7 +11,7 @@ from pytest_weightshape.errors import GoldenError
 from pytest_weightshape.run import Observer
 from pytest_weightshape.spec import parse_marker
 
-from .models import Dense
+from ..models import Dense
 
 
 @pytest.fixture(scope="module")

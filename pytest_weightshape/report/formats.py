@@ -1,23 +1,21 @@
-"""Check records -> the terminal summary, JSON, Markdown and the GitHub step summary.
+"""Check records -> the terminal summary, JSON, Markdown, the GitHub step summary, and the
+report file (the HTML page is drawn by :mod:`.html`).
 
-The HTML page is in :mod:`.html`. Every function takes the records of
-:mod:`.records` (plain data), so reports can be rebuilt from a saved JSON report or the
-cached last run without running anything.
+Every function takes the records of :mod:`.records` (plain data), so reports can be rebuilt
+from a saved JSON report or the cached last run without running anything.
 """
 
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import golden
-from .records import RECORD_VERSION, counts, label, number, ordered, plain, text
+from .. import golden
+from .records import RECORD_VERSION, counts, label, number, ordered, plain
+from .text import allowed_text, value_text
 
-#: Where the last run's records live in pytest's cache (read by ``python -m pytest_weightshape``).
-CACHE_KEY = "weightshape/last-run"
 #: Differences listed per failing check in the Markdown report.
 MD_ROWS = 10
 #: Passing checks listed one by one in the GitHub step summary (GitHub caps it at 1 MiB).
@@ -82,7 +80,7 @@ _ICONS = {
 
 
 def _cell(value: Any) -> str:
-    return text(value).replace("|", "\\|").replace("\n", " ")
+    return value_text(value).replace("|", "\\|").replace("\n", " ")
 
 
 def _short(text: str, limit: int = CAUSE_CHARS) -> str:
@@ -148,7 +146,7 @@ def to_markdown(
             "|---|---|---|---|---|---|---|",
         ]
         for s in moved[:MD_ROWS]:
-            allowed = "exact" if s["allowed"] is None else f"{number(s['allowed']):.3g}"
+            allowed = allowed_text(number(s["allowed"]))
             lines.append(
                 f"| {_cell(s['variant'])} | {_cell(s['where'])} | {_cell(s['stat'])} "
                 f"| {_cell(s['golden'])} | {_cell(s['current'])} | {_cell(s['difference'])} "
@@ -168,7 +166,7 @@ def append_step_summary(path: Path, records: Sequence[Mapping[str, Any]]) -> Non
         handle.write(to_markdown(records, passing_rows=STEP_SUMMARY_PASSING) + "\n")
 
 
-# -- files and the cached last run ----------------------------------------------------------
+# -- files ----------------------------------------------------------------------
 
 
 def render(
@@ -214,35 +212,3 @@ def publish(
         except OSError as exc:
             problems.append(f"weightshape: GITHUB_STEP_SUMMARY not written: {exc}")
     return problems
-
-
-def _cached(record: Mapping[str, Any]) -> dict[str, Any]:
-    """What ``diff`` needs of a record: the values that moved, not every value compared."""
-    kept = dict(record)
-    kept["statistics"] = [s for s in record["statistics"] if not s["ok"]]
-    kept.pop("distributions", None)
-    kept.pop("divergence", None)
-    kept["ran_at"] = time.strftime("%Y-%m-%d %H:%M:%S")
-    return kept
-
-
-def last_run(
-    previous: Any,
-    records: Sequence[Mapping[str, Any]],
-    rootdir: str,
-    orphans: Sequence[str] = (),
-) -> dict[str, Any]:
-    """The cached observations for ``python -m pytest_weightshape diff``: this run's checks,
-    plus those of earlier runs (same rootdir) for tests this run did not run, so accepting
-    one golden does not hide the others that still differ."""
-    ran = {r["nodeid"] for r in records}
-    kept: list[Any] = []
-    same = isinstance(previous, dict) and previous.get("version") == RECORD_VERSION
-    if same and previous.get("rootdir") == rootdir:
-        kept = [r for r in previous.get("checks", []) if r.get("nodeid") not in ran]
-    return {
-        "version": RECORD_VERSION,
-        "rootdir": rootdir,
-        "checks": kept + [_cached(r) for r in records],
-        "orphans": list(orphans),
-    }

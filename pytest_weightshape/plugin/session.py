@@ -1,0 +1,182 @@
+"""The session's state: which tests use ``shape_variant``, which of them failed, the record of
+every check (on an xdist controller, the workers' too), and what session end found.
+
+One :class:`Session` per pytest session, registered as a plugin for the hooks that keep it
+current, stashed on the config with its :class:`~.options.Settings`. The fixture and session
+end read it through this module, never through the plugin's hooks module.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from . import syrupy_bridge
+from .options import Settings
+
+SETTINGS = pytest.StashKey[Settings]()
+SESSION = pytest.StashKey["Session"]()
+#: Per test item: the records of its checks, until its report carries them.
+RECORDS = pytest.StashKey[list[dict[str, Any]]]()
+#: Statuses of a check whose golden is written at session end, if its test passes.
+WRITTEN = ("recorded", "updated")
+#: The syrupy extension's module: imported only by a session that checks something.
+EXTENSION_MODULE = "pytest_weightshape.plugin.extension"
+#: The extension class by the name syrupy's xdist workers report it under.
+EXTENSION_CLASS = f"{EXTENSION_MODULE}.WeightShapeExtension"
+_PREVIOUS_LOCATION = pytest.StashKey[Any]()
+
+
+class WeightShapeWarning(pytest.PytestWarning):
+    """A shape_variant test that is set up in a way that checks nothing."""
+
+
+def settings_of(config: pytest.Config) -> Settings:
+    return config.stash[SETTINGS]
+
+
+def session_of(config: pytest.Config) -> Session | None:
+    """The session state, or None when the plugin was not configured (``-p no:...``)."""
+    return config.stash.get(SESSION, None)
+
+
+class Session:
+    """Which tests use ``shape_variant`` and which of them failed, for this process.
+
+    A failing test never loses its golden and never writes one: syrupy is told the test was
+    skipped (so its goldens are neither "unused" nor deleted by ``--snapshot-update``), and the
+    deferred writes of a failed test are dropped at session end.
+    """
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.users: set[str] = set()
+        self.failed: set[str] = set()
+        #: The record of every check (see :mod:`..report.records`), from test reports: on an
+        #: xdist controller, the workers' too.
+        self.records: list[dict[str, Any]] = []
+        #: (nodeid, check) -> "recorded"/"updated": goldens that an attempt which
+        #: pytest-rerunfailures ran again wrote (the next attempt then compares equal to them).
+        self.rerun_writes: dict[tuple[str, str], str] = {}
+        #: Goldens of test files that no longer exist, found at session end.
+        self.orphans: list[Path] = []
+        self.orphans_removed = False
+        self.report_written: Path | None = None
+        #: Reports that could not be written (shown in the summary, never a traceback).
+        self.problems: list[str] = []
+
+    # -- accessors ------------------------------------------------------------------------
+
+    def has_failed(self, nodeid: str) -> bool:
+        """Whether the test failed (a check, or anything else in it): its goldens are kept."""
+        return nodeid in self.failed
+
+    def has_work(self) -> bool:
+        """Whether session end has something to publish, or goldens to judge."""
+        return bool(self.records or settings_of(self.config).report or self.may_have_orphans())
+
+    def may_have_orphans(self) -> bool:
+        """Whether session end could find goldens of deleted test files."""
+        unused_checked = not syrupy_bridge.unused_disabled(self.config)
+        return unused_checked and settings_of(self.config).golden_root.is_dir()
+
+    def has_news(self) -> bool:
+        """Whether session end has anything to show in the terminal summary."""
+        return bool(
+            self.records or self.orphans or self.problems or self.report_written is not None
+        )
+
+    # -- hooks ----------------------------------------------------------------------------
+
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        if EXTENSION_MODULE in sys.modules:  # a test module loaded it: point it here too
+            point_extension(self.config)
+        for item in items:
+            uses = "shape_variant" in getattr(item, "fixturenames", ())
+            if uses:
+                self.users.add(item.nodeid)
+            elif item.get_closest_marker("shape_variant") is not None:
+                item.warn(
+                    WeightShapeWarning(
+                        "marked shape_variant but does not use the shape_variant fixture, so "
+                        "nothing is checked: add `shape_variant` to the test's arguments"
+                    )
+                )
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)  # around syrupy's finish (it deletes)
+    def pytest_sessionfinish(self, session: pytest.Session) -> Any:
+        syrupy_bridge.protect_unrun(self.config)
+        if _extension_used(self.config):
+            point_extension(self.config)
+        return (yield)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+        report = yield
+        if call.when == "call" and item.nodeid in self.users:
+            found = item.stash.get(RECORDS, None)
+            if found:  # an attribute of the report: xdist carries it to the controller
+                report.weightshape = found
+                item.stash[RECORDS] = []  # a rerun (pytest-rerunfailures) starts afresh
+        return report
+
+    @pytest.hookimpl(trylast=True)  # after syrupy recorded the outcome
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        outcome: str = report.outcome  # pytest types it without "rerun"
+        if outcome == "rerun":
+            self._superseded(report)
+            return
+        if report.when == "call":
+            for record in getattr(report, "weightshape", None) or ():
+                earlier = self.rerun_writes.pop((record["nodeid"], record["check"]), None)
+                if earlier is not None and record["status"] == "passed":
+                    record["status"] = earlier  # matched what the superseded attempt wrote
+                self.records.append(record)
+        if report.failed and report.nodeid in self.users:
+            for record in self.records:  # the test failed after its check (call or teardown)
+                if record["nodeid"] == report.nodeid and record["status"] in WRITTEN:
+                    record["status"] = "not written"
+            self.failed.add(report.nodeid)
+            syrupy_bridge.mark_not_run(self.config, report.nodeid)
+
+    def _superseded(self, report: pytest.TestReport) -> None:
+        """pytest-rerunfailures runs the test again: the next attempt's checks replace this
+        one's (counted once, written once)."""
+        mine = [r for r in self.records if r["nodeid"] == report.nodeid]
+        for record in (*mine, *(getattr(report, "weightshape", None) or ())):
+            if record["status"] in WRITTEN:
+                self.rerun_writes[(report.nodeid, record["check"])] = record["status"]
+        self.records = [r for r in self.records if r["nodeid"] != report.nodeid]
+
+
+# -- where the syrupy extension looks for goldens -------------------------------------------
+
+
+def point_extension(config: pytest.Config) -> None:
+    """Point the extension at this session's goldens, once, before its first use: the first
+    ``shape_variant`` fixture, or session end on an xdist controller whose workers used it.
+    The location it had is kept for :func:`restore_extension`."""
+    if _PREVIOUS_LOCATION in config.stash:
+        return
+    from . import extension
+
+    config.stash[_PREVIOUS_LOCATION] = extension.configure(
+        extension.Location(config.rootpath, settings_of(config).golden_root, None)
+    )
+
+
+def restore_extension(config: pytest.Config) -> None:
+    """Put back the location of an enclosing session (in-process pytester runs)."""
+    if _PREVIOUS_LOCATION in config.stash:
+        from . import extension
+
+        extension.configure(config.stash[_PREVIOUS_LOCATION])
+
+
+def _extension_used(config: pytest.Config) -> bool:
+    """Whether syrupy may use the extension in this process: it is loaded, or (on an xdist
+    controller) a worker reports using it, so syrupy loads it to judge unused goldens."""
+    return EXTENSION_MODULE in sys.modules or syrupy_bridge.workers_used(config, EXTENSION_CLASS)

@@ -1,0 +1,161 @@
+"""Every use of syrupy beyond its extension API, as named functions, in this one file.
+
+syrupy is our storage and update engine, and a few of its behaviours we need are reachable only
+through its internals: its session object (``config._syrupy``), the outcome it keeps per selected
+test (``_selected_items``, ``ran_item``), the xdist workers' reports the controller merges
+(``_worker_reports``), an assertion's update flags, its execution results, and the options it
+registers. ``tests/unit/test_syrupy_bridge.py`` names each of them against the installed syrupy,
+so a release that moves one fails there first (``pyproject.toml`` pins syrupy below its next
+major version).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import pytest
+
+if TYPE_CHECKING:
+    from syrupy.assertion import SnapshotAssertion
+    from syrupy.extensions.base import AbstractSyrupyExtension
+
+
+# -- the session ----------------------------------------------------------------------------
+
+
+def _session(config: pytest.Config) -> Any:
+    """syrupy's session object, or None (syrupy disabled, or not configured yet)."""
+    return getattr(config, "_syrupy", None)
+
+
+def mark_not_run(config: pytest.Config, nodeid: str) -> None:
+    """Tell syrupy that a test did not run (it failed, so its goldens are neither "unused" nor
+    deleted by ``--snapshot-update``, and its deferred writes are not trusted)."""
+    session = _session(config)
+    if session is not None:
+        session.ran_item(nodeid, "skipped")
+
+
+def protect_unrun(config: pytest.Config) -> None:
+    """Tests that were selected but never ran (``-x``, ``--maxfail``, Ctrl-C) keep their
+    goldens: syrupy is told they were skipped, so ``--snapshot-update`` does not delete them as
+    unused.
+
+    On an xdist controller the decision waits for every worker's report: a test counts as not
+    run only if no worker ran it. Workers leave it to the controller.
+    """
+    session = _session(config)
+    if session is None or hasattr(config, "workerinput"):
+        return
+    reports = getattr(session, "_worker_reports", None)
+    if reports:
+        ran = {n for r in reports for n, status in r.get("selected", {}).items() if status}
+        first = reports[0].get("selected", {})
+        for r in reports:
+            for nodeid in r.get("selected", {}):
+                if nodeid not in ran:
+                    first[nodeid] = "skipped"
+        return
+    for nodeid, status in list(getattr(session, "_selected_items", {}).items()):
+        if not status.value:
+            session.ran_item(nodeid, "skipped")
+
+
+def workers_used(config: pytest.Config, extension: str) -> bool:
+    """Whether an xdist worker reported using the extension class named ``extension``
+    (``module.Class``): the controller then judges unused goldens with it."""
+    return any(
+        member == extension
+        for report in getattr(_session(config), "_worker_reports", None) or ()
+        for member in report.get("extensions", {}).values()
+    )
+
+
+# -- syrupy's options -----------------------------------------------------------------------
+
+
+def updating(config: pytest.Config) -> bool:
+    """``--snapshot-update`` was given."""
+    return bool(getattr(config.option, "update_snapshots", False))
+
+
+def warn_unused(config: pytest.Config) -> bool:
+    """``--snapshot-warn-unused``: unused goldens only warn."""
+    return bool(getattr(config.option, "warn_unused_snapshots", False))
+
+
+def unused_disabled(config: pytest.Config) -> bool:
+    """``--snapshot-disable-unused``: no search for unused goldens."""
+    return bool(getattr(config.option, "disable_unused_snapshots", False))
+
+
+# -- one assertion --------------------------------------------------------------------------
+
+
+def use_extension(
+    snapshot: SnapshotAssertion,
+    extension: type[AbstractSyrupyExtension],
+    *,
+    update_drifted: bool,
+) -> SnapshotAssertion:
+    """The test's assertion with our extension; ``update_drifted`` rewrites goldens that moved
+    even without ``--snapshot-update`` (``--weightshape-update-failing``; new goldens are
+    refused by the caller)."""
+    assertion = snapshot.use_extension(extension)
+    if update_drifted:
+        assertion.update_snapshots = True
+    return assertion
+
+
+def may_update(assertion: SnapshotAssertion) -> bool:
+    """Whether this assertion may rewrite a golden (so a corrupt one may be replaced)."""
+    return bool(assertion.update_snapshots)
+
+
+class Location(NamedTuple):
+    """Where a check's golden lives: the file, and syrupy's name for the test."""
+
+    path: str
+    test: str
+
+
+def location(assertion: SnapshotAssertion, node: pytest.Item, check: str) -> Location:
+    """The golden file of ``check`` in the test of ``node``."""
+    from syrupy.location import PyTestLocation
+
+    test_location = PyTestLocation(node)
+    path = assertion.extension.get_location(test_location=test_location, index=check)
+    return Location(str(path), test_location.snapshot_name)
+
+
+class Outcome(NamedTuple):
+    """What one assertion did: matched, created or updated a golden, or failed."""
+
+    success: bool
+    absent: bool  # no golden to compare with, and none recorded
+    created: bool
+    updated: bool
+    exception: BaseException | None
+
+
+def assert_match(
+    assertion: SnapshotAssertion, check: str, candidate: Any, *, may_record: bool
+) -> Outcome:
+    """Compare ``candidate`` with the golden of ``check`` (our extension's ``matches``);
+    ``may_record`` False keeps syrupy from recording a missing golden, even under an update
+    flag (so its summary counts the check as failed, not as generated)."""
+    saved = (assertion.update_snapshots, assertion.update_new_snapshots_only)
+    if not may_record:
+        assertion.update_snapshots = assertion.update_new_snapshots_only = False
+    try:
+        assertion(name=check) == candidate  # noqa: B015  (syrupy's assertion protocol)
+    finally:
+        assertion.update_snapshots, assertion.update_new_snapshots_only = saved
+    result = assertion.executions[assertion.num_executions - 1]
+    return Outcome(
+        success=bool(result.success),
+        absent=not result.success and result.recalled_data is None,
+        created=bool(result.created),
+        updated=bool(result.updated),
+        exception=result.exception,
+    )

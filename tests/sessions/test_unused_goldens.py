@@ -1,0 +1,91 @@
+"""Goldens no test uses any more (deleted files, renamed tests): reported, removed by an update,
+and never cleaned from a folder another project shares."""
+
+import sys
+
+import pytest
+
+from .helpers import TEST, golden_of, run
+
+
+def _orphan_setup(pytester):
+    sub = pytester.path / "tests" / "sub"
+    sub.mkdir(parents=True)
+    (sub / "test_gone.py").write_text(TEST)
+    (pytester.path / "tests" / "test_kept.py").write_text(TEST)
+    run(pytester, "--snapshot-update").assert_outcomes(passed=2)
+    orphan = pytester.path / "golden" / "tests" / "sub" / "test_gone" / "test_dense.json"
+    assert orphan.exists()
+    (sub / "test_gone.py").unlink()
+    return orphan
+
+
+def test_goldens_of_deleted_test_files_are_reported_and_removed_by_update(pytester):
+    orphan = _orphan_setup(pytester)
+    kept = pytester.path / "golden" / "tests" / "test_kept" / "test_dense.json"
+    unreadable = orphan.parent.parent / "test_broken" / "test_x.json"
+    unreadable.parent.mkdir()
+    unreadable.write_text("{ not json")
+
+    result = run(pytester)
+    result.assert_outcomes(passed=1)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED  # like syrupy's unused snapshots
+    result.stdout.fnmatch_lines(
+        [
+            "1 golden file of deleted test files unused (--snapshot-update removes them):",
+            "  golden/tests/sub/test_gone/test_dense.json",
+        ]
+    )
+    warned = run(pytester, "--snapshot-warn-unused")
+    assert warned.ret == pytest.ExitCode.OK and "test_gone" in warned.stdout.str()
+    for narrowed in (["tests/test_kept.py"], ["tests/test_kept.py::test_dense"], ["golden"]):
+        quiet = run(pytester, *narrowed)  # files, node ids, other folders: not in scope
+        assert "test_gone" not in quiet.stdout.str()
+        assert quiet.ret == (pytest.ExitCode.NO_TESTS_COLLECTED if narrowed == ["golden"] else 0)
+    for scoped in (["tests/sub"], ["-k", "dense"], ["-m", "shape_variant"]):
+        assert "test_gone" in run(pytester, *scoped).stdout.str()  # the file is gone either way
+
+    updated = run(pytester, "--snapshot-update")
+    assert updated.ret == pytest.ExitCode.OK
+    updated.stdout.fnmatch_lines(["1 golden file of deleted test files removed:"])
+    assert not orphan.exists() and not orphan.parent.exists()  # and its empty folder
+    assert kept.exists() and unreadable.exists()  # never delete what we cannot read
+    assert run(pytester).ret == pytest.ExitCode.OK
+
+
+def test_goldens_of_a_renamed_test_are_unused_and_removed_by_update(pytester):
+    pytester.makepyfile(test_dense=TEST)
+    run(pytester, "--snapshot-update").assert_outcomes(passed=1)
+    old = golden_of(pytester)
+    pytester.makepyfile(test_dense=TEST.replace("def test_dense(", "def test_wide("))
+    plain = run(pytester)
+    plain.assert_outcomes(failed=1)  # the renamed test has no golden yet
+    plain.stdout.fnmatch_lines(["*1 snapshot unused*"])
+    assert old.exists()
+    run(pytester, "--snapshot-update").assert_outcomes(passed=1)
+    assert not old.exists() and golden_of(pytester, test="test_wide").exists()
+    assert run(pytester).ret == pytest.ExitCode.OK
+
+
+def test_a_golden_folder_shared_by_two_projects_is_never_cleaned_from_one(pytester):
+    shared = pytester.path / "shared_golden"
+    for project in ("a", "b"):
+        folder = pytester.path / project
+        (folder / "tests").mkdir(parents=True)
+        (folder / "tests" / f"test_{project}.py").write_text(TEST)
+        (folder / "pytest.ini").write_text(
+            "[pytest]\naddopts = -p no:cacheprovider\nweightshape_golden_dir = ../shared_golden\n"
+        )
+    for project in ("a", "b", "a"):
+        result = pytester.run(
+            sys.executable, "-m", "pytest", "--snapshot-update", str(pytester.path / project)
+        )
+        assert result.ret == 0
+    assert sorted(p.parent.name for p in shared.rglob("*.json")) == ["test_a", "test_b"]
+
+
+def test_disabling_unused_detection_also_skips_deleted_files(pytester):
+    orphan = _orphan_setup(pytester)
+    result = run(pytester, "--snapshot-disable-unused")
+    assert result.ret == pytest.ExitCode.OK and "test_gone" not in result.stdout.str()
+    assert orphan.exists()
