@@ -11,7 +11,7 @@ major version).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -112,11 +112,14 @@ def may_update(assertion: SnapshotAssertion) -> bool:
     return bool(assertion.update_snapshots)
 
 
-class Location(NamedTuple):
+class Location:
     """Where a check's golden lives: the file, and syrupy's name for the test."""
 
-    path: str
-    test: str
+    __slots__ = ("path", "test")
+
+    def __init__(self, path: str, test: str) -> None:
+        self.path = path
+        self.test = test
 
 
 def location(assertion: SnapshotAssertion, node: pytest.Item, check: str) -> Location:
@@ -128,14 +131,28 @@ def location(assertion: SnapshotAssertion, node: pytest.Item, check: str) -> Loc
     return Location(str(path), test_location.snapshot_name)
 
 
-class Outcome(NamedTuple):
-    """What one assertion did: matched, created or updated a golden, or failed."""
+class Outcome:
+    """What one assertion did: matched, created or updated a golden, or failed.
 
-    success: bool
-    absent: bool  # no golden to compare with, and none recorded
-    created: bool
-    updated: bool
-    exception: BaseException | None
+    (Plain classes here, not named tuples: this module loads with the plugin, and a named
+    tuple class costs a few hundred microseconds to create.)"""
+
+    __slots__ = ("absent", "created", "exception", "success", "updated")
+
+    def __init__(
+        self,
+        *,
+        success: bool,
+        absent: bool,  # no golden to compare with, and none recorded
+        created: bool,
+        updated: bool,
+        exception: BaseException | None,
+    ) -> None:
+        self.success = success
+        self.absent = absent
+        self.created = created
+        self.updated = updated
+        self.exception = exception
 
 
 def assert_match(
