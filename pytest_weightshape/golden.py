@@ -21,7 +21,10 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from .document import DEFAULT_CHECK as DEFAULT_CHECK  # re-exported: moved to document
+from .document import DIGEST_PREFIX as DIGEST_PREFIX  # re-exported: moved to document
 from .document import SCHEMA_VERSION, check_problem
+from .document import same_digest as same_digest  # re-exported: moved to document
 from .errors import GoldenError, NewerGoldenError
 
 FILE_EXTENSION = "json"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 import importlib.machinery
 import sys
-from types import ModuleType
+from types import CodeType, ModuleType
 from typing import TYPE_CHECKING, cast
 
 if TYPE_CHECKING:
@@ -42,6 +42,15 @@ class _Alias:
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> None:
         return None  # a placeholder, replaced below
+
+    def is_package(self, fullname: str) -> bool:
+        return False
+
+    def get_code(self, fullname: str) -> CodeType:
+        """``python -m <old path>``: the new module, imported (none of the moved modules does
+        anything when run as a script, and run under its old name its relative imports would
+        not resolve)."""
+        return compile(f"import {MOVED[fullname]}\n", f"<{fullname}: moved>", "exec")
 
     def exec_module(self, module: ModuleType) -> None:
         """Put the module at its new path under the old name too: the import system hands

@@ -20,6 +20,9 @@ from .document import SCHEMA_VERSION
 from .errors import ModelError, SpecError, exception_line
 from .frameworks import Adapter, Array, adapter_for, numerics, placed, seeded, summarize_output
 from .inputs import draw_inputs
+from .inputs import input_stream as input_stream  # re-exported: moved to inputs
+from .inputs import make_inputs as make_inputs  # re-exported: moved to inputs
+from .inputs import resolve_inputs as resolve_inputs  # re-exported: moved to inputs
 from .portable import redraw
 from .spec import Variant, VariantSpec, check_weights, format_value
 from .stats import fingerprint

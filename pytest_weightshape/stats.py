@@ -16,6 +16,8 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .blocks import BLOCK, beside, blocks, in_parallel, spare_threads
+from .blocks import cgroup_cpus as cgroup_cpus  # re-exported: moved to blocks
+from .blocks import threads as threads  # re-exported: moved to blocks
 from .document import DIGEST_PREFIX, QUANTILE_KEYS, QUANTILES
 
 Stats = dict[str, Any]

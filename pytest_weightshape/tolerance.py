@@ -26,7 +26,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from .document import ALL_STATS as ALL_STATS  # re-exported: moved to document
+from .document import COUNT_STATS as COUNT_STATS  # re-exported: moved to document
 from .document import DIVERGENCE_RATIO, DIVERGENCE_VALUE, FLOAT_STATS, FRACTION_STATS, VALUE_STATS
+from .document import DIVERGENCE_UNIT as DIVERGENCE_UNIT  # re-exported: moved to document
+from .document import QUANTILE_KEYS as QUANTILE_KEYS  # re-exported: moved to document
+from .document import QUANTILES as QUANTILES  # re-exported: moved to document
 from .errors import SpecError
 
 #: Relative tolerance per output dtype.

@@ -2,8 +2,9 @@
 
 This package holds every import of pytest and syrupy in pytest-weightshape; the core modules
 beside it import neither. A session that never uses the marker loads only this module,
-:mod:`.options` and :mod:`.session` (the standard library, pytest and the package's errors and
-marker signature; no numpy, torch or tensorflow): the fixture's object and the measuring code
+:mod:`.options`, :mod:`.session` and :mod:`.syrupy_bridge`, with the package's errors, marker
+signature and old-path hook (the standard library and pytest; no numpy, syrupy, torch or
+tensorflow): the fixture's object and the measuring code
 load with the first ``shape_variant`` fixture (:mod:`.fixture`), session end when there is
 something to publish (:mod:`.finish`), and the core modules that validate an option when the
 option is set.

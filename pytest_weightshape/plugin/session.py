@@ -33,6 +33,8 @@ _PREVIOUS_LOCATION = pytest.StashKey[Any]()
 class WeightShapeWarning(pytest.PytestWarning):
     """A shape_variant test that is set up in a way that checks nothing."""
 
+    __module__ = "pytest_weightshape.plugin"  # its public home, where users filter it
+
 
 def settings_of(config: pytest.Config) -> Settings:
     return config.stash[SETTINGS]
@@ -80,6 +82,8 @@ class Session:
 
     def may_have_orphans(self) -> bool:
         """Whether session end could find goldens of deleted test files."""
+        if not syrupy_bridge.active(self.config):  # -p no:syrupy: no golden is managed
+            return False
         unused_checked = not syrupy_bridge.unused_disabled(self.config)
         return unused_checked and settings_of(self.config).golden_root.is_dir()
 

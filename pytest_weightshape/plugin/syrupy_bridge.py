@@ -28,6 +28,11 @@ def _session(config: pytest.Config) -> Any:
     return getattr(config, "_syrupy", None)
 
 
+def active(config: pytest.Config) -> bool:
+    """Whether syrupy runs in this session (not disabled with ``-p no:syrupy``)."""
+    return _session(config) is not None
+
+
 def mark_not_run(config: pytest.Config, nodeid: str) -> None:
     """Tell syrupy that a test did not run (it failed, so its goldens are neither "unused" nor
     deleted by ``--snapshot-update``, and its deferred writes are not trusted)."""

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+__all__ = ["MAX_ROWS", "failure", "missing", "text_table"]
+
 
 def __getattr__(name: str) -> Any:
     """Names of the module this package replaced (``pytest_weightshape.report`` held one

@@ -20,6 +20,8 @@ from typing import Any
 
 from .. import golden
 from ..errors import GoldenError
+from .last_run import CACHE_KEY as CACHE_KEY  # re-exported: moved to last_run
+from .last_run import configured_cache_dir as configured_cache_dir  # re-exported: moved to last_run
 from .last_run import find_last_run
 from .records import document_digest, label, number, ordered
 from .text import allowed_text, text_table, value_text

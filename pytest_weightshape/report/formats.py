@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from .. import golden
+from .last_run import CACHE_KEY as CACHE_KEY  # re-exported: moved to last_run
+from .last_run import last_run as last_run  # re-exported: moved to last_run
 from .records import RECORD_VERSION, counts, label, number, ordered, plain
 from .text import allowed_text, value_text
 

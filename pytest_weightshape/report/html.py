@@ -16,6 +16,9 @@ from typing import Any
 from .records import QUANTILE_LEVELS, counts, label, number, ordered
 from .text import value_text
 
+#: Re-exported: the number format moved to :mod:`.text` (``value_text``).
+text = value_text
+
 PALETTE = (
     "#1f77b4",
     "#ff7f0e",

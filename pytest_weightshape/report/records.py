@@ -14,6 +14,10 @@ from typing import Any
 from .. import golden
 from ..compare import Difference, Verdict
 from ..document import DEFAULT_CHECK
+from .text import value_text
+
+#: Re-exported: the number format moved to :mod:`.text` (``value_text``).
+text = value_text
 
 #: Record layout version (the JSON report and the cached last run carry it).
 RECORD_VERSION = 1

@@ -89,3 +89,15 @@ def test_disabling_unused_detection_also_skips_deleted_files(pytester):
     result = run(pytester, "--snapshot-disable-unused")
     assert result.ret == pytest.ExitCode.OK and "test_gone" not in result.stdout.str()
     assert orphan.exists()
+
+
+def test_with_syrupy_disabled_no_golden_is_called_unused(pytester):
+    """-p no:syrupy: nothing manages goldens in this run, so none is judged (the options the
+    message would suggest do not exist then)."""
+    _orphan_setup(pytester)
+    pytester.makeini("[pytest]\naddopts = -p no:cacheprovider\n")  # no syrupy options
+    pytester.makepyfile(test_plain="def test_plain():\n    assert True\n")
+    result = run(pytester, "-p", "no:syrupy", "test_plain.py", "tests/sub")
+    out = result.stdout.str()
+    assert result.ret == 0, out
+    assert "of deleted test files" not in out and "Traceback" not in out

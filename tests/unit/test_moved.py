@@ -39,3 +39,38 @@ def test_old_names_users_touched_still_import_in_a_fresh_process():
 def test_an_unknown_name_is_still_an_import_error():
     with pytest.raises(ModuleNotFoundError):
         importlib.import_module("pytest_weightshape.no_such_module")
+
+
+def test_names_that_moved_out_of_a_module_still_import_from_it():
+    from pytest_weightshape import golden, run, stats, tolerance
+    from pytest_weightshape.report import cli, formats, records
+
+    assert golden.DEFAULT_CHECK == "default" and golden.same_digest("a", "a")
+    assert run.make_inputs((2, 3), seed=0)[0].shape == (2, 3)
+    assert stats.threads() >= 1 and tolerance.QUANTILES[0] == 0.01
+    assert formats.CACHE_KEY == cli.CACHE_KEY == "weightshape/last-run"
+    assert callable(formats.last_run) and callable(cli.configured_cache_dir)
+    assert records.text(0.5) == "0.5"
+
+
+def test_star_import_of_the_old_report_module_gives_its_names():
+    namespace = {}
+    exec("from pytest_weightshape.report import *", namespace)
+    assert {"failure", "missing", "text_table", "MAX_ROWS"} <= set(namespace)
+
+
+def test_running_an_old_path_as_a_module_works_as_before(tmp_path):
+    """``python -m pytest_weightshape.cli`` imported the module and exited 0."""
+    for old in ("pytest_weightshape.cli", "pytest_weightshape.snapshot"):
+        done = subprocess.run(
+            [sys.executable, "-m", old], cwd=tmp_path, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+
+
+def test_the_warning_keeps_its_public_name():
+    from pytest_weightshape.plugin import WeightShapeWarning
+
+    assert f"{WeightShapeWarning.__module__}.{WeightShapeWarning.__qualname__}" == (
+        "pytest_weightshape.plugin.WeightShapeWarning"
+    )
