@@ -6,6 +6,7 @@ Fingerprints (digests of inputs and initial weights) never decide a verdict: the
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -292,7 +293,8 @@ def likely_causes(
     golden: Mapping[str, Any], current: Mapping[str, Any], verdict: Verdict
 ) -> list[str]:
     """Explain a failing verdict: shape change, inputs, initial weights, or forward numerics."""
-    causes = _setting_causes(golden, current) + _structure_causes(verdict)
+    causes = _setting_causes(golden, current) + _renamed(golden, current)
+    causes += _structure_causes(verdict)
     inputs_changed, weights, unknown = _fingerprint_changes(golden, current)
     if inputs_changed:
         causes.append("inputs changed (the input fingerprint differs from the golden's)")
@@ -317,6 +319,31 @@ def _setting_causes(golden: Mapping[str, Any], current: Mapping[str, Any]) -> li
             "weights come from another source"
         )
     return causes
+
+
+#: How NumPy 2 writes a scalar (``np.int64(8)``), which variant names held before they named
+#: NumPy scalars as the numbers they hold.
+_NUMPY_REPR = re.compile(r"np\.[a-z]+[0-9]*_?\(([^()]*)\)")
+
+
+def _renamed(golden: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+    """Variants a golden names the old way (``units=np.int64(8)``), now ``units=8``."""
+    old, new = golden["variants"], current["variants"]
+    renamed = [
+        (name, _NUMPY_REPR.sub(r"\1", name))
+        for name in old
+        if name not in new and _NUMPY_REPR.search(name)
+    ]
+    renamed = [(before, after) for before, after in renamed if after in new]
+    if not renamed:
+        return []
+    shown = ", ".join(f"{before} -> {after}" for before, after in renamed[:3])
+    more = f", +{len(renamed) - 3} more" if len(renamed) > 3 else ""
+    return [
+        f"variant names changed ({shown}{more}): NumPy scalars in the marker are now named as "
+        "the numbers they hold, the same under NumPy 1 and 2; the golden still has the old "
+        "names: record it again with `pytest --snapshot-update`"
+    ]
 
 
 def _listed(differences: list[Difference]) -> str:

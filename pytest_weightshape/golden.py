@@ -10,9 +10,11 @@ written with ``repr`` so they round-trip. Nothing in a golden is ever executed.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import hashlib
 import json
+import math
 import os
 import re
 import stat
@@ -62,15 +64,27 @@ def render_file(test: str, checks: Mapping[str, Mapping[str, Any]]) -> str:
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    keys = [k for k, _ in pairs]
-    if len(set(keys)) != len(keys):
-        duplicate = next(k for k in keys if keys.count(k) > 1)
-        raise ValueError(f"duplicate key {duplicate!r}")
-    return dict(pairs)
+    found = dict(pairs)
+    if len(found) != len(pairs):  # linear: a set of the keys seen so far
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise ValueError(f"duplicate key {key!r}")
+            seen.add(key)
+    return found
 
 
 def _reject_constant(token: str) -> Any:
     raise ValueError(f"non-standard JSON token {token}")
+
+
+def _finite_float(token: str) -> float:
+    """A JSON number as a float; one out of float range (``1e999``) is refused, as NaN and
+    Infinity are: no statistic is ever recorded so."""
+    value = float(token)
+    if not math.isfinite(value):
+        raise ValueError(f"number {token} is out of the float range")
+    return value
 
 
 def parse_file(text: str, path: str) -> tuple[str, dict[str, dict[str, Any]]]:
@@ -80,9 +94,16 @@ def parse_file(text: str, path: str) -> tuple[str, dict[str, dict[str, Any]]]:
         "`pytest --snapshot-update`."
     )
     try:
-        data = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
+        data = json.loads(
+            text.removeprefix("\ufeff"),  # a byte-order mark, as Windows editors write one
+            parse_constant=_reject_constant,
+            parse_float=_finite_float,
+            object_pairs_hook=_unique_keys,
+        )
     except ValueError as exc:
         raise GoldenError(f"golden {path} is not valid JSON ({exc}). {fix}") from None
+    except RecursionError:
+        raise GoldenError(f"golden {path} is nested too deeply to be a golden. {fix}") from None
     if not isinstance(data, dict):
         raise GoldenError(f"golden {path} is not a JSON object. {fix}")
     version = data.get("schema_version")
@@ -195,13 +216,57 @@ def write_atomic(path: Path, text: str) -> None:
         raise
 
 
+#: Parsed goldens, by resolved path, with the file's stat when read: each golden is parsed
+#: once per session however many times a check, syrupy and session end ask for it.
+_PARSED: collections.OrderedDict[str, tuple[tuple[int, ...], str, dict[str, dict[str, Any]]]] = (
+    collections.OrderedDict()
+)
+#: Goldens kept parsed at once (the least recently read are dropped first).
+PARSED_KEPT = 64
+
+
 def read_checks(path: Path) -> tuple[str | None, dict[str, dict[str, Any]]]:
-    """The checks in an existing, valid golden file; an absent file has none."""
+    """The checks in an existing, valid golden file; an absent file has none.
+
+    A file that cannot be read (no permission, not UTF-8, a folder at its path) is a corrupt
+    golden (:class:`GoldenError`), like one that is not valid JSON.
+    """
+    try:
+        stat_result = path.stat()
+    except FileNotFoundError:
+        return None, {}
+    except OSError as exc:
+        raise _unreadable(path, exc) from None
+    key = str(path.resolve())
+    signature = (stat_result.st_ino, stat_result.st_size, stat_result.st_mtime_ns)
+    cached = _PARSED.get(key)
+    if cached is not None and cached[0] == signature:
+        _PARSED.move_to_end(key)
+        return cached[1], dict(cached[2])
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return None, {}
-    return parse_file(text, str(path))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _unreadable(path, exc) from None
+    test, checks = parse_file(text, str(path))
+    _PARSED[key] = (signature, test, checks)
+    while len(_PARSED) > PARSED_KEPT:
+        _PARSED.popitem(last=False)
+    return test, dict(checks)
+
+
+def _unreadable(path: Path, exc: BaseException) -> GoldenError:
+    if isinstance(exc, IsADirectoryError) or path.is_dir():
+        why = "a folder stands at its path"
+    elif isinstance(exc, UnicodeDecodeError):
+        why = f"it is not UTF-8 text ({exc.reason} at byte {exc.start})"
+    else:
+        why = f"{type(exc).__name__}: {exc.strerror if isinstance(exc, OSError) else exc}"
+    return GoldenError(
+        f"golden {path} cannot be read ({why}). Fix or remove it, or record it again with "
+        "`pytest --snapshot-update`."
+    )
 
 
 def merge_write(path: Path, test: str, updates: Mapping[str, dict[str, Any]]) -> None:

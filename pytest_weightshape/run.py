@@ -18,7 +18,16 @@ from .calibration import divergence_noise, output_noise
 from .divergence import output_divergence, parameter_divergence
 from .document import SCHEMA_VERSION
 from .errors import ModelError, SpecError, exception_line
-from .frameworks import Adapter, Array, adapter_for, numerics, placed, seeded, summarize_output
+from .frameworks import (
+    Adapter,
+    Array,
+    adapter_for,
+    kept_globals,
+    numerics,
+    placed,
+    seeded,
+    summarize_output,
+)
 from .inputs import draw_inputs
 from .inputs import input_stream as input_stream  # re-exported: moved to inputs
 from .inputs import make_inputs as make_inputs  # re-exported: moved to inputs
@@ -88,6 +97,9 @@ class Observer:
         self.weights = check_weights(weights if weights is not None else spec.weights, "check()")
         self.inputs = draw_inputs(inputs, spec.seed)
         self.input_info = _tensor_info([i.host for i in self.inputs])
+        #: Numeric globals a variant's build or forward changed (put back after it, so no
+        #: other variant or check runs under them): one line each, for a warning.
+        self.changed_globals: list[str] = []
 
     def observe(self) -> dict[str, Any]:
         """Build, run and measure every variant; the base's outputs are kept for divergence."""
@@ -99,17 +111,21 @@ class Observer:
         base: _Base | None = None
         device = "cpu"
         for variant in self.spec.variants:
-            adapter, model = self._build(variant)
-            if self.weights == "portable":
-                self._forward(variant, adapter, model)  # lazy models create their weights here
-                values = redraw(adapter.parameters(model), self.spec.seed, adapter.convention)
-                adapter.set_parameters(model, values)
-            device = adapter.device(model)
-            last = variant is self.spec.variants[-1] and not self.calibrate
-            outputs = self._forward(variant, adapter, model, last)
+            changed: list[str] = []
+            with kept_globals(changed):  # each variant starts from the same numeric globals
+                adapter, model = self._build(variant)
+                if self.weights == "portable":
+                    self._forward(variant, adapter, model)  # lazy models create weights here
+                    values = redraw(adapter.parameters(model), self.spec.seed, adapter.convention)
+                    adapter.set_parameters(model, values)
+                device = adapter.device(model)
+                last = variant is self.spec.variants[-1] and not self.calibrate
+                outputs = self._forward(variant, adapter, model, last)
             doc = self._measure(variant, adapter, model, device, outputs)
             if self.calibrate:
-                self._calibrate(variant, adapter, model, outputs, doc)
+                with kept_globals(changed):
+                    self._calibrate(variant, adapter, model, outputs, doc)
+            self.changed_globals += [f"variant {variant.name} set the {c}" for c in changed]
             if variant.is_base:
                 base = _Base(doc, {o.name: o.measured() for o in outputs})
             else:

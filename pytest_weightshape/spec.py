@@ -73,10 +73,16 @@ def check_weights(value: object, where: str) -> str:
 def format_value(value: Any) -> str:
     """A stable, readable text for an axis value, used in variant names.
 
-    Numbers, strings, booleans, ``None``, tuples/lists of those, and named callables
-    (functions, classes, ``functools.partial``) are supported. Anything whose ``repr``
+    Numbers (NumPy scalars too, named as the number), strings, booleans, ``None``, tuples,
+    lists and sets of those (sets sorted), and named callables (functions, classes,
+    ``functools.partial``) are supported. Anything whose ``repr``
     would change between runs (it holds a memory address) is refused.
     """
+    if type(value).__module__ == "numpy" and hasattr(value, "item"):
+        # a NumPy scalar: named as the number it holds (NumPy 2's repr, np.int64(8), would
+        # name it differently from NumPy 1's 8); str() is the shortest text of its own
+        # precision (np.float32(0.1) -> 0.1)
+        return str(value)
     if value is None or isinstance(value, (bool, int, str)):
         return str(value)
     if isinstance(value, float):
@@ -84,6 +90,8 @@ def format_value(value: Any) -> str:
     if isinstance(value, (tuple, list)):
         inner = ",".join(format_value(v) for v in value)
         return f"({inner})" if isinstance(value, tuple) else f"[{inner}]"
+    if isinstance(value, (set, frozenset)):  # sorted: a set's order follows string hashing
+        return "{" + ",".join(sorted(format_value(v) for v in value)) + "}"
     if isinstance(value, functools.partial):
         args = [format_value(a) for a in value.args]
         args += [f"{k}={format_value(v)}" for k, v in value.keywords.items()]

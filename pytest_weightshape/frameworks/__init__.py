@@ -111,6 +111,9 @@ _RNGS: tuple[tuple[str, str], ...] = (
     ("keras", "keras_adapter"),
 )
 #: Modules with ``deterministic() -> restore`` (deterministic algorithms / op determinism).
+#: Modules with ``numeric_globals() -> {description: (value, restore)}``: process-wide settings
+#: that change how a model computes (torch's default dtype, Keras's floatx).
+_GLOBALS: tuple[tuple[str, str], ...] = (("torch", "torch_adapter"), ("keras", "keras_adapter"))
 _DETERMINISM: tuple[tuple[str, str], ...] = (
     ("torch", "torch_adapter"),
     ("tensorflow", "tensorflow_adapter"),
@@ -163,6 +166,33 @@ def seeded(seed: int) -> Iterator[None]:
             restore()
         np.random.set_state(np_state)
         random.setstate(py_state)
+
+
+@contextmanager
+def kept_globals(changed: list[str]) -> Iterator[None]:
+    """Numeric globals a model may set while it is built or run (torch's default dtype and
+    float32 matmul precision, Keras's floatx and dtype policy) are put back after the block,
+    so no variant or later check computes under another's; each one that changed is
+    described in ``changed`` (``torch default dtype: torch.float32 -> torch.float64``)."""
+    saved = {
+        what: state
+        for name, module in _GLOBALS
+        if name in sys.modules
+        for what, state in _load(module).numeric_globals().items()
+    }
+    try:
+        yield
+    finally:
+        now = {
+            what: value
+            for name, module in _GLOBALS
+            if name in sys.modules
+            for what, (value, _) in _load(module).numeric_globals().items()
+        }
+        for what, (before, restore) in saved.items():
+            if what in now and now[what] != before:
+                changed.append(f"{what}: {before} -> {now[what]}")
+                restore()
 
 
 @contextmanager

@@ -45,6 +45,16 @@ def save() -> Callable[[], None]:
     return restore
 
 
+def numeric_globals() -> dict[str, tuple[Any, Callable[[], None]]]:
+    """Keras's process-wide numeric settings: description -> (value, how to put it back)."""
+    floatx = keras.config.floatx()
+    policy = keras.config.dtype_policy()
+    return {
+        "keras floatx": (floatx, lambda: keras.config.set_floatx(floatx)),
+        "keras dtype policy": (policy.name, lambda: keras.config.set_dtype_policy(policy)),
+    }
+
+
 def seed(value: int) -> None:
     """What ``keras.utils.set_random_seed`` does to Keras's own state, without importing
     tensorflow or touching other frameworks (the harness seeds those itself)."""

@@ -41,6 +41,23 @@ def save() -> Callable[[], None]:
     return restore
 
 
+def numeric_globals() -> dict[str, tuple[Any, Callable[[], None]]]:
+    """torch's process-wide numeric settings: description -> (value, how to put it back)."""
+    dtype = torch.get_default_dtype()
+    precision = torch.get_float32_matmul_precision()
+    found: dict[str, tuple[Any, Callable[[], None]]] = {
+        "torch default dtype": (dtype, lambda: torch.set_default_dtype(dtype)),
+        "torch float32 matmul precision": (
+            precision,
+            lambda: torch.set_float32_matmul_precision(precision),
+        ),
+    }
+    if hasattr(torch, "get_default_device"):  # torch 2.3+
+        device = torch.get_default_device()
+        found["torch default device"] = (device, lambda: torch.set_default_device(device))
+    return found
+
+
 def seed(value: int) -> None:
     """Seed the CPU generator, and CUDA's only if initialised (``torch.manual_seed`` would
     queue a lazy CUDA seed that outlives the check)."""

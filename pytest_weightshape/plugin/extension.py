@@ -55,6 +55,13 @@ class Rendered(str):
     candidate: Candidate
 
 
+class Recalled(str):
+    """A golden's check as syrupy hands it to ``matches()``, with the document it was
+    rendered from (so the golden is not parsed again)."""
+
+    document: dict[str, Any]
+
+
 def check_name(index: SnapshotIndex) -> str:
     return index if isinstance(index, str) else DEFAULT_CHECK
 
@@ -97,7 +104,8 @@ class WeightShapeExtension(AbstractSyrupyExtension):
         candidate = getattr(serialized_data, "candidate", None)
         if not isinstance(candidate, Candidate):
             return bool(serialized_data == snapshot_data)
-        candidate.recorded = json.loads(str(snapshot_data))
+        recalled = getattr(snapshot_data, "document", None)
+        candidate.recorded = recalled if recalled is not None else json.loads(str(snapshot_data))
         candidate.verdict = compare(candidate.recorded, candidate.document, candidate.policy)
         return candidate.verdict.ok
 
@@ -174,7 +182,9 @@ class WeightShapeExtension(AbstractSyrupyExtension):
             return None  # the plugin reports corruption before asking; here we may rewrite
         for check, document in checks.items():
             if snapshot_name_for(test or "", check) == snapshot_name:
-                return golden.render(document)
+                recalled = Recalled(golden.render(document))
+                recalled.document = document
+                return recalled
         return None
 
     # -- writing --------------------------------------------------------------------------

@@ -148,7 +148,7 @@ class ShapeVariant:
 
         plan = self._plan(name, rtol, atol, tolerance, device)
         settings = settings_of(self._request.config)
-        document = Observer(
+        observer = Observer(
             self.spec,
             build,
             inputs,
@@ -156,7 +156,18 @@ class ShapeVariant:
             weights=weights,
             deterministic=settings.deterministic,
             calibrate=settings.calibrate,
-        ).observe()
+        )
+        document = observer.observe()
+        for change in observer.changed_globals:
+            warnings.warn(
+                WeightShapeWarning(
+                    f"{self._request.node.nodeid} [{plan.check}]: {change}, a process-wide "
+                    "setting; it was put back after the variant, so other variants and later "
+                    "checks do not run under it (set it back in the model, or set it for the "
+                    "whole session instead)"
+                ),
+                stacklevel=1,
+            )
         candidate, outcome = self._assert(plan, document)
         return self._conclude(plan, document, candidate, outcome)
 

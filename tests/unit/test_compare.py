@@ -186,3 +186,18 @@ def test_digests_made_by_an_older_version_are_not_called_changed(doc):
     assert "cannot be told" in cause and "older pytest-weightshape" in cause
     assert "same inputs and initial weights" not in cause
     assert compare(golden, copy.deepcopy(doc), Policy()).ok  # digests never decide a verdict
+
+
+def test_a_golden_that_names_numpy_scalars_the_old_way_says_how_to_migrate(doc):
+    """Goldens recorded under NumPy 2 before scalars were named as numbers hold
+    ``units=np.int64(10)``: the failure says why the names changed and what to do."""
+    old = copy.deepcopy(doc)
+    old["variants"] = {
+        f"units=np.int64({name.split('=')[1]})": data for name, data in doc["variants"].items()
+    }
+    verdict = compare(old, doc, Policy())
+    assert not verdict.ok
+    assert verdict.causes[0].startswith(
+        "variant names changed (units=np.int64(10) -> units=10, units=np.int64(5) -> units=5)"
+    )
+    assert "--snapshot-update" in verdict.causes[0]

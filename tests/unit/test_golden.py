@@ -149,3 +149,71 @@ def test_merge_write_replaces_a_corrupt_file(tmp_path, check_doc):
     path.write_text("{truncated")
     golden.merge_write(path, "test_x", {"default": check_doc})
     assert golden.read_checks(path)[1] == {"default": check_doc}
+
+
+# -- unreadable goldens and JSON's rules (a corrupt golden, never a crash) -------------------
+
+
+def _valid(tmp_path, check_doc, name="g.json"):
+    path = tmp_path / name
+    path.write_text(golden.render_file("test_x", {"default": check_doc}), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("spoil", "message"),
+    [
+        (lambda p: p.write_bytes(b"\xff\xfe{not utf-8"), "not UTF-8 text"),
+        (lambda p: p.write_text("[" * 100_000 + "]" * 100_000), "nested too deeply"),
+        (lambda p: (p.unlink(), p.mkdir()), "a folder stands at its path"),
+        (
+            lambda p: p.write_text(p.read_text().replace('"mean": ', '"mean": 1e999, "q": ', 1)),
+            "number 1e999 is out of the float range",
+        ),
+    ],
+)
+def test_an_unreadable_golden_is_a_corrupt_golden(tmp_path, check_doc, spoil, message):
+    path = _valid(tmp_path, check_doc)
+    spoil(path)
+    with pytest.raises(GoldenError) as info:
+        golden.read_checks(path)
+    assert message in str(info.value) and str(path) in str(info.value)
+    assert "--snapshot-update" in str(info.value)
+
+
+def test_a_golden_without_read_permission_is_a_corrupt_golden(tmp_path, check_doc, monkeypatch):
+    path = _valid(tmp_path, check_doc)
+
+    def refuse(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "read_text", refuse)
+    with pytest.raises(GoldenError, match="cannot be read \\(PermissionError: Permission denied"):
+        golden.read_checks(path)
+
+
+def test_a_byte_order_mark_and_crlf_line_ends_are_read(tmp_path, check_doc):
+    path = _valid(tmp_path, check_doc)
+    text = path.read_text(encoding="utf-8")
+    path.write_bytes(b"\xef\xbb\xbf" + text.replace("\n", "\r\n").encode())
+    assert golden.read_checks(path) == ("test_x", {"default": check_doc})
+
+
+def test_the_first_duplicate_key_is_named_in_a_large_object():
+    keys = [f'"k{i}": {i}' for i in range(50_000)] + ['"k7": 0']
+    with pytest.raises(GoldenError, match="duplicate key 'k7'"):
+        golden.parse_file("{" + ", ".join(keys) + "}", "big.json")
+
+
+def test_each_golden_is_parsed_once_until_it_changes(tmp_path, check_doc, monkeypatch):
+    path = _valid(tmp_path, check_doc)
+    parsed = []
+    original = golden.parse_file
+    monkeypatch.setattr(golden, "parse_file", lambda *a: parsed.append(a[1]) or original(*a))
+    first = golden.read_checks(path)
+    first[1]["mine"] = {}  # a caller's changes to what it got never reach the next reader
+    assert golden.read_checks(path) == ("test_x", {"default": check_doc})
+    assert parsed == [str(path)]
+    golden.merge_write(path, "test_x", {"other": check_doc})  # a new file: read anew
+    assert set(golden.read_checks(path)[1]) == {"default", "other"}
+    assert len(parsed) == 2  # merge_write read it from memory; the file it wrote is read anew

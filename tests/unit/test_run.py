@@ -449,3 +449,44 @@ def test_a_numpy_callable_that_changes_its_input_in_place_changes_nothing_else()
     user_tensor = torch.ones((16, 8))
     Observer(spec, Doubling, user_tensor).observe()
     assert (user_tensor == 1.0).all()
+
+
+def test_numeric_globals_a_variant_changes_are_put_back_and_named():
+    """torch's default dtype set in a forward is put back after that variant: the next variant
+    is built as before, and nothing leaks into later checks."""
+    torch = pytest.importorskip("torch")
+
+    class Leaky(torch.nn.Module):
+        def __init__(self, width):
+            super().__init__()
+            self.linear = torch.nn.Linear(8, width)
+
+        def forward(self, x):
+            torch.set_default_dtype(torch.float64)
+            return self.linear(x)
+
+    spec = parse_marker((), {"width": [4, 2]})
+    observer = Observer(spec, Leaky, (3, 8))
+    doc = observer.observe()
+    assert torch.get_default_dtype() == torch.float32
+    for variant in doc["variants"].values():
+        assert variant["parameters"]["linear.weight"]["dtype"] == "float32"
+    assert observer.changed_globals == [
+        f"variant width={w} set the torch default dtype: torch.float32 -> torch.float64"
+        for w in (4, 2)
+    ]
+
+
+def test_a_default_the_session_chose_is_kept():
+    torch = pytest.importorskip("torch")
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        observer = Observer(
+            parse_marker((), {"width": [4, 2]}), lambda width: torch.nn.Linear(8, width), (3, 8)
+        )
+        doc = observer.observe()
+        assert torch.get_default_dtype() == torch.float64 and observer.changed_globals == []
+        assert doc["variants"]["width=2"]["parameters"]["weight"]["dtype"] == "float64"
+    finally:
+        torch.set_default_dtype(previous)

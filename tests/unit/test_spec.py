@@ -117,3 +117,34 @@ def test_invalid_markers_explain_the_fix(args, kwargs, message):
     with pytest.raises(SpecError, match=None) as info:
         parse_marker(args, kwargs)
     assert message in str(info.value)
+
+
+def test_numpy_scalars_are_named_as_the_numbers_they_hold():
+    """NumPy 2's repr (np.int64(8)) would give another name than NumPy 1's (8)."""
+    np = pytest.importorskip("numpy")
+    assert format_value(np.int64(8)) == "8"
+    assert format_value(np.float32(0.1)) == "0.1"
+    assert format_value(np.float64(0.5)) == "0.5"
+    assert format_value(np.bool_(True)) == "True"
+    assert variant_name({"units": np.int64(8), "rate": np.float64(0.25)}) == "units=8,rate=0.25"
+
+
+def test_sets_are_named_in_sorted_order_whatever_the_hash_seed():
+    import subprocess
+    import sys
+
+    code = (
+        "from pytest_weightshape.spec import format_value;"
+        "print(format_value({'relu', 'gelu', 'tanh', 'silu'}), format_value(frozenset({3, 1})))"
+    )
+    names = {
+        subprocess.run(
+            [sys.executable, "-c", code],
+            env={**__import__("os").environ, "PYTHONHASHSEED": str(seed)},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        for seed in range(4)
+    }
+    assert names == {"{gelu,relu,silu,tanh} {1,3}"}

@@ -1,0 +1,110 @@
+"""Faults a hostile machine or user brings: unreadable goldens, and models that change
+process-wide numeric settings."""
+
+import json
+import textwrap
+
+import pytest
+
+from .helpers import BODY, TEST, assert_clean_failure, golden_of, run, run_module
+
+OTHER = BODY.replace("def test_dense(", "def test_other(")
+
+
+UNREADABLE = {
+    "not-utf8": (lambda p: p.write_bytes(b"\xff\xfe not utf-8"), "not UTF-8 text"),
+    "deeply-nested": (lambda p: p.write_text("[" * 100_000 + "]" * 100_000), "nested too deeply"),
+    "folder": (lambda p: (p.unlink(), p.mkdir()), "a folder stands at its path"),
+}
+
+
+@pytest.mark.parametrize("case", UNREADABLE)
+def test_an_unreadable_golden_fails_its_test_only_and_is_left_untouched(pytester, case):
+    """The test whose golden cannot be read fails with the corrupt-golden message, the others
+    run, and session end (syrupy reads every golden of the folder) does not crash; ``show``
+    names it too."""
+    spoil, message = UNREADABLE[case]
+    pytester.makepyfile(test_dense=TEST + OTHER)
+    run(pytester, "--snapshot-update").assert_outcomes(passed=2)
+    path = golden_of(pytester)
+    spoil(path)
+    before = path.read_bytes() if path.is_file() else None
+    result = run(pytester)
+    out = assert_clean_failure(result)
+    result.assert_outcomes(passed=1, failed=1)
+    assert message in out and "golden/test_dense/test_dense.json" in out
+    assert "INTERNALERROR" not in out
+    assert (path.read_bytes() if path.is_file() else None) == before
+    shown = run_module("show", "golden", cwd=pytester.path)
+    assert shown.returncode == 2 and "Traceback" not in shown.stderr
+    assert message in shown.stderr
+
+
+@pytest.mark.parametrize("case", ["not-utf8", "deeply-nested"])
+def test_an_update_records_a_golden_it_cannot_read_again(pytester, case):
+    spoil, _ = UNREADABLE[case]
+    pytester.makepyfile(test_dense=TEST + OTHER)
+    run(pytester, "--snapshot-update").assert_outcomes(passed=2)
+    spoil(golden_of(pytester))
+    result = run(pytester, "--snapshot-update")
+    result.assert_outcomes(passed=2)
+    assert "Traceback" not in result.stdout.str()
+    assert json.loads(golden_of(pytester).read_text())["checks"]["default"]
+    run(pytester).assert_outcomes(passed=2)
+
+
+def test_a_golden_with_a_byte_order_mark_is_read(pytester):
+    pytester.makepyfile(test_dense=TEST)
+    run(pytester, "--snapshot-update").assert_outcomes(passed=1)
+    path = golden_of(pytester)
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes().replace(b"\n", b"\r\n"))
+    run(pytester).assert_outcomes(passed=1)
+
+
+LEAKY = textwrap.dedent(
+    """
+    import pytest
+    import torch
+
+    class Leaky(torch.nn.Module):
+        def __init__(self, width):
+            super().__init__()
+            self.linear = torch.nn.Linear(8, width)
+
+        def forward(self, x):
+            torch.set_default_dtype(torch.float64)  # and never set back
+            return self.linear(x)
+
+    @pytest.mark.shape_variant(width=[4, 2])
+    def test_a_leaky(shape_variant):
+        shape_variant.check(Leaky, inputs=(3, 8))
+
+    @pytest.mark.shape_variant(width=[4, 2])
+    def test_b_after(shape_variant):
+        shape_variant.check(lambda width: torch.nn.Linear(8, width), inputs=(3, 8))
+        shape_variant.check(
+            lambda width: torch.nn.Linear(8, width), inputs=lambda: torch.zeros(3, 8), name="t"
+        )
+    """
+)
+
+
+def test_a_model_that_changes_the_default_dtype_changes_no_other_check(pytester):
+    """A forward that sets torch's default dtype and never sets it back: it is put back after
+    each variant (so the next variant and later tests record float32 as before) and the
+    warning names the check that changed it."""
+    pytest.importorskip("torch")
+    pytester.makepyfile(test_leak=LEAKY)
+    result = run(pytester, "--snapshot-update", "-W", "default")
+    result.assert_outcomes(passed=2)
+    out = result.stdout.str()
+    assert "test_leak.py::test_a_leaky [default]: variant width=4 set the torch default " in out
+    assert "torch.float32 -> torch.float64" in out
+    checks = json.loads(golden_of(pytester, "test_leak", "test_b_after").read_text())["checks"]
+    for check in checks.values():
+        for variant in check["variants"].values():
+            assert {p["dtype"] for p in variant["parameters"].values()} == {"float32"}
+    leaky = json.loads(golden_of(pytester, "test_leak", "test_a_leaky").read_text())
+    variants = leaky["checks"]["default"]["variants"]
+    assert variants["width=2"]["parameters"]["linear.weight"]["dtype"] == "float32"
+    run(pytester, "-W", "default").assert_outcomes(passed=2)
