@@ -72,10 +72,13 @@ def shape_variant(request: pytest.FixtureRequest, snapshot: SnapshotAssertion) -
 def pytest_sessionfinish(session: pytest.Session) -> None:
     """On the controller (or a plain run): unused goldens of deleted test files, the report
     file, the GitHub step summary, and the last run kept for ``python -m pytest_weightshape``."""
-    if hasattr(session.config, "workerinput"):  # a worker leaves this to the controller
-        return
     state = session_of(session.config)
-    if state is not None and state.has_work():
+    if state is None:
+        return
+    state.take_not_written()  # syrupy's flush (tryfirst) is done
+    if hasattr(session.config, "workerinput"):  # a worker leaves the rest to the controller
+        return
+    if state.has_work():
         from .finish import publish
 
         publish(session, state)

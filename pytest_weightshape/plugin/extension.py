@@ -23,7 +23,13 @@ from ..tolerance import Policy
 
 if TYPE_CHECKING:
     from syrupy.location import PyTestLocation
-    from syrupy.types import PropertyFilter, PropertyMatcher, SerializableData, SnapshotIndex
+    from syrupy.types import (
+        PropertyFilter,
+        PropertyMatcher,
+        SerializableData,
+        SerializedData,
+        SnapshotIndex,
+    )
 
 
 class Candidate:
@@ -205,6 +211,26 @@ class WeightShapeExtension(AbstractSyrupyExtension):
         if updates:
             golden.merge_write(Path(snapshot_collection.location), test, updates)
 
+    @classmethod
+    def write_snapshot(
+        cls,
+        *,
+        snapshot_location: str,
+        snapshots: list[tuple[SerializedData, PyTestLocation, SnapshotIndex]],
+        name_order: dict[str, int] | None = None,
+    ) -> None:
+        """syrupy's own (it makes the golden's folder, then calls
+        :meth:`write_snapshot_collection`), guarded: a golden that cannot be written (a
+        newer golden, a full disk, a read-only folder, a file where its folder should be) is
+        set aside for the session to name and fail the run, and syrupy's flush goes on with
+        the other goldens instead of stopping at the first with a traceback."""
+        try:
+            super().write_snapshot(
+                snapshot_location=snapshot_location, snapshots=snapshots, name_order=name_order
+            )
+        except (OSError, GoldenError) as exc:
+            NOT_WRITTEN.append((snapshot_location, _reason(exc)))
+
     def delete_snapshots(self, *, snapshot_location: str, snapshot_names: set[str]) -> None:
         path = Path(snapshot_location)
         try:
@@ -212,7 +238,30 @@ class WeightShapeExtension(AbstractSyrupyExtension):
         except GoldenError:
             return  # never delete what we cannot read
         doomed = {c for c in checks if snapshot_name_for(test or "", c) in snapshot_names}
-        golden.delete_checks(path, doomed)
+        try:
+            golden.delete_checks(path, doomed)
+        except OSError as exc:
+            NOT_WRITTEN.append((snapshot_location, f"removing unused checks: {_reason(exc)}"))
+
+
+#: Goldens that syrupy's flush at session end could not write: (path, why), taken by the
+#: session (:func:`take_not_written`) to fail the run and name each one.
+NOT_WRITTEN: list[tuple[str, str]] = []
+
+
+def take_not_written() -> list[tuple[str, str]]:
+    """The goldens not written since the last call (and forget them)."""
+    taken = list(NOT_WRITTEN)
+    NOT_WRITTEN.clear()
+    return taken
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{type(exc).__name__}: {exc.strerror}"
+    if isinstance(exc, GoldenError):
+        return str(exc).split(". ")[0]
+    return f"{type(exc).__name__}: {exc}"
 
 
 class Location(NamedTuple):

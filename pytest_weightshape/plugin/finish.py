@@ -14,13 +14,14 @@ from typing import Any
 import pytest
 
 from . import syrupy_bridge
-from .session import Session, settings_of
+from .session import WRITTEN, Session, record_path, settings_of
 
 
 def publish(session: pytest.Session, state: Session) -> None:
     """The plugin's ``pytest_sessionfinish`` on the controller (or a plain run)."""
     config = session.config
     settings = settings_of(config)
+    _not_written(session, state)
     _orphans(session, state)
     step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if not (state.records or state.orphans or settings.report):
@@ -28,13 +29,14 @@ def publish(session: pytest.Session, state: Session) -> None:
     from ..report import formats, last_run
 
     orphans = [str(p.relative_to(config.rootpath)) for p in state.orphans]
-    state.problems = formats.publish(
+    published = formats.publish(
         state.records,
         orphans=orphans,
         report=settings.report,
         step_summary=Path(step_summary) if step_summary else None,
     )
-    if settings.report is not None and not state.problems:
+    state.problems += published
+    if settings.report is not None and not any("report not written" in p for p in published):
         state.report_written = settings.report
     cache = getattr(config, "cache", None)
     if cache is not None and (state.records or orphans):
@@ -43,6 +45,21 @@ def publish(session: pytest.Session, state: Session) -> None:
             last_run.CACHE_KEY,
             last_run.last_run(previous, state.records, str(config.rootpath), orphans),
         )
+
+
+def _not_written(session: pytest.Session, state: Session) -> None:
+    """Goldens syrupy could not write fail the run, and their checks say ``not written``
+    (the summary, the reports and ``diff`` would otherwise call them recorded or updated)."""
+    if not state.not_written:
+        return
+    failed = {record_path(session.config, path): why for path, why in state.not_written}
+    for record in state.records:
+        why = failed.get(record["golden_path"])
+        if why is not None and record["status"] in WRITTEN:
+            record["status"] = "not written"
+            record["message"] = f"golden {record['golden_path']} not written: {why}"
+    if session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def _orphans(session: pytest.Session, state: Session) -> None:
@@ -61,8 +78,14 @@ def _orphans(session: pytest.Session, state: Session) -> None:
 
     state.orphans = golden.orphans(config.rootpath, settings.golden_root, scopes)
     if state.orphans and syrupy_bridge.updating(config):
-        golden.remove_files(state.orphans, settings.golden_root)
-        state.orphans_removed = True
+        try:
+            golden.remove_files(state.orphans, settings.golden_root)
+        except OSError as exc:
+            state.problems.append(f"weightshape: goldens of deleted test files not removed: {exc}")
+            if session.exitstatus == pytest.ExitCode.OK:
+                session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        else:
+            state.orphans_removed = True
     elif (
         state.orphans
         and not syrupy_bridge.warn_unused(config)
@@ -83,7 +106,7 @@ def _orphan_scopes(config: pytest.Config) -> list[Path]:
 def summary(terminalreporter: Any, config: pytest.Config, state: Session) -> None:
     """The plugin's ``pytest_terminal_summary``."""
     here = config.invocation_params.dir
-    if not (state.records or state.orphans or state.problems):
+    if not (state.records or state.orphans or state.problems or state.not_written):
         if state.report_written is not None:
             shown = os.path.relpath(state.report_written, here)
             terminalreporter.write_line(f"weightshape: no checks ran; report: {shown}")
@@ -108,6 +131,13 @@ def summary(terminalreporter: Any, config: pytest.Config, state: Session) -> Non
                 "they fail this run, like unused snapshots (--snapshot-warn-unused only warns)",
                 red=True,
             )
+    if state.not_written:
+        count = len(state.not_written)
+        terminalreporter.write_line(
+            f"{count} golden{'s' if count != 1 else ''} not written (the run fails):", red=True
+        )
+        for where, why in state.not_written:
+            terminalreporter.write_line(f"  {os.path.relpath(where, here)}: {why}", red=True)
     for problem in state.problems:
         terminalreporter.write_line(problem, red=True)
     if state.report_written is not None:

@@ -28,7 +28,7 @@ from ..errors import GoldenError, NewerGoldenError, SpecError, WeightShapeError
 from ..spec import VariantSpec, parse_marker
 from ..tolerance import Override, Policy, check_number, parse_per_stat, resolve
 from . import syrupy_bridge
-from .session import RECORDS, WeightShapeWarning, session_of, settings_of
+from .session import RECORDS, WeightShapeWarning, record_path, session_of, settings_of
 
 if TYPE_CHECKING:
     from syrupy.assertion import SnapshotAssertion
@@ -334,12 +334,8 @@ class ShapeVariant:
         from ..report import records
 
         verdict = candidate.verdict if candidate is not None else None
-        golden_path = ""  # empty: the check failed before its golden was known
-        if path:
-            resolved = Path(path).resolve()
-            rootdir = self._request.config.rootpath
-            is_inside = resolved.is_relative_to(rootdir)
-            golden_path = resolved.relative_to(rootdir).as_posix() if is_inside else str(path)
+        # empty: the check failed before its golden was known
+        golden_path = record_path(self._request.config, path) if path else ""
         record = records.build(
             nodeid=self._request.node.nodeid,
             test=self._request.node.name,

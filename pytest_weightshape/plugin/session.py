@@ -25,6 +25,8 @@ RECORDS = pytest.StashKey[list[dict[str, Any]]]()
 WRITTEN = ("recorded", "updated")
 #: The syrupy extension's module: imported only by a session that checks something.
 EXTENSION_MODULE = "pytest_weightshape.plugin.extension"
+#: Where an xdist worker hands its goldens that were not written to the controller.
+NOT_WRITTEN_KEY = "weightshape_not_written"
 #: The extension class by the name syrupy's xdist workers report it under.
 EXTENSION_CLASS = f"{EXTENSION_MODULE}.WeightShapeExtension"
 _PREVIOUS_LOCATION = pytest.StashKey[Any]()
@@ -43,6 +45,14 @@ def settings_of(config: pytest.Config) -> Settings:
 def session_of(config: pytest.Config) -> Session | None:
     """The session state, or None when the plugin was not configured (``-p no:...``)."""
     return config.stash.get(SESSION, None)
+
+
+def record_path(config: pytest.Config, path: str) -> str:
+    """A golden's path as records name it: relative to rootdir (POSIX), else as given."""
+    resolved = Path(path).resolve()
+    if resolved.is_relative_to(config.rootpath):
+        return resolved.relative_to(config.rootpath).as_posix()
+    return str(path)
 
 
 class Session:
@@ -69,6 +79,8 @@ class Session:
         self.report_written: Path | None = None
         #: Reports that could not be written (shown in the summary, never a traceback).
         self.problems: list[str] = []
+        #: Goldens that syrupy's flush could not write: (path, why); the run fails.
+        self.not_written: list[tuple[str, str]] = []
 
     # -- accessors ------------------------------------------------------------------------
 
@@ -78,7 +90,26 @@ class Session:
 
     def has_work(self) -> bool:
         """Whether session end has something to publish, or goldens to judge."""
-        return bool(self.records or settings_of(self.config).report or self.may_have_orphans())
+        return bool(
+            self.records
+            or self.not_written
+            or settings_of(self.config).report
+            or self.may_have_orphans()
+        )
+
+    def take_not_written(self) -> None:
+        """After syrupy's flush: the goldens it could not write. A worker hands them to the
+        controller (``workeroutput``), which fails the run for them."""
+        if EXTENSION_MODULE not in sys.modules:
+            return
+        from .extension import take_not_written
+
+        found = take_not_written()
+        output = getattr(self.config, "workeroutput", None)
+        if output is not None:
+            output[NOT_WRITTEN_KEY] = found
+        else:
+            self.not_written += found
 
     def may_have_orphans(self) -> bool:
         """Whether session end could find goldens of deleted test files."""
@@ -90,7 +121,11 @@ class Session:
     def has_news(self) -> bool:
         """Whether session end has anything to show in the terminal summary."""
         return bool(
-            self.records or self.orphans or self.problems or self.report_written is not None
+            self.records
+            or self.orphans
+            or self.problems
+            or self.not_written
+            or self.report_written is not None
         )
 
     # -- hooks ----------------------------------------------------------------------------
@@ -113,6 +148,7 @@ class Session:
     @pytest.hookimpl(wrapper=True, tryfirst=True)  # around syrupy's finish (it deletes)
     def pytest_sessionfinish(self, session: pytest.Session) -> Any:
         syrupy_bridge.protect_unrun(self.config)
+        syrupy_bridge.release_failed_writes(self.config, [path for path, _ in self.not_written])
         if _extension_used(self.config):
             point_extension(self.config)
         return (yield)
@@ -145,6 +181,11 @@ class Session:
                     record["status"] = "not written"
             self.failed.add(report.nodeid)
             syrupy_bridge.mark_not_run(self.config, report.nodeid)
+
+    @pytest.hookimpl(optionalhook=True)  # pytest-xdist's: a worker finished
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        output = getattr(node, "workeroutput", None) or {}
+        self.not_written += [(str(path), str(why)) for path, why in output.get(NOT_WRITTEN_KEY, ())]
 
     def _superseded(self, report: pytest.TestReport) -> None:
         """pytest-rerunfailures runs the test again: the next attempt's checks replace this

@@ -3,14 +3,17 @@
 syrupy is our storage and update engine, and a few of its behaviours we need are reachable only
 through its internals: its session object (``config._syrupy``), the outcome it keeps per selected
 test (``_selected_items``, ``ran_item``), the xdist workers' reports the controller merges
-(``_worker_reports``), an assertion's update flags, its execution results, and the options it
-registers. ``tests/unit/test_syrupy_bridge.py`` names each of them against the installed syrupy,
-so a release that moves one fails there first (``pyproject.toml`` pins syrupy below its next
-major version).
+(``_worker_reports``), the lock sidecars of its writes under xdist
+(``_written_snapshot_locations``), an assertion's update flags, its execution results, and the
+options it registers. ``tests/unit/test_syrupy_bridge.py`` names each of them against the
+installed syrupy, so a release that moves one fails there first (``pyproject.toml`` pins syrupy
+below its next major version). The extension (``extension.py``) also guards syrupy's
+``write_snapshot``, which that test names too.
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -74,6 +77,21 @@ def workers_used(config: pytest.Config, extension: str) -> bool:
         for report in getattr(_session(config), "_worker_reports", None) or ()
         for member in report.get("extensions", {}).values()
     )
+
+
+def release_failed_writes(config: pytest.Config, locations: list[str]) -> None:
+    """syrupy's lock and temp sidecars of goldens that were not written (under xdist): removed
+    where they can be, and not left to syrupy's own clean-up, which raises at the first it
+    cannot remove (a file where the golden's folder should be) and hides the run's results."""
+    written = getattr(_session(config), "_written_snapshot_locations", None)
+    if not written or not locations:
+        return
+    from syrupy.utils import cleanup_snapshot_write_sidecars
+
+    for location in locations:
+        with contextlib.suppress(OSError):
+            cleanup_snapshot_write_sidecars(location)
+        written.discard(location)
 
 
 # -- syrupy's options -----------------------------------------------------------------------

@@ -108,3 +108,39 @@ def test_a_model_that_changes_the_default_dtype_changes_no_other_check(pytester)
     variants = leaky["checks"]["default"]["variants"]
     assert variants["width=2"]["parameters"]["linear.weight"]["dtype"] == "float32"
     run(pytester, "-W", "default").assert_outcomes(passed=2)
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["plain", "xdist"])
+def test_a_golden_that_cannot_be_written_fails_the_run_and_the_others_are_written(
+    pytester, workers
+):
+    """A file where the golden folder should be (as a read-only folder or a full disk would):
+    every golden that can be written is, the run fails, each golden not written is named
+    with its error, and its check says ``not written`` (under xdist too, where the workers
+    write)."""
+    pytester.makepyfile(test_a=TEST, test_b=TEST, test_c=TEST)
+    (pytester.path / "golden").mkdir()
+    (pytester.path / "golden" / "test_b").write_text("not a folder")
+    result = run(pytester, "--snapshot-update", "--weightshape-report=r.json", *workers)
+    out = result.stdout.str()
+    assert result.ret == 1, out
+    assert "Traceback" not in out and "INTERNALERROR" not in out
+    assert (pytester.path / "golden" / "test_a" / "test_dense.json").is_file()
+    assert (pytester.path / "golden" / "test_c" / "test_dense.json").is_file()
+    assert "1 golden not written (the run fails):" in out
+    assert "  golden/test_b/test_dense.json: FileExistsError: File exists" in out
+    assert "3 checks: 1 not written, 2 recorded" in out
+    report = json.loads((pytester.path / "r.json").read_text())
+    (failed,) = [c for c in report["checks"] if c["status"] == "not written"]
+    assert failed["golden_path"] == "golden/test_b/test_dense.json"
+    assert "FileExistsError" in failed["message"]
+
+
+def test_a_folder_at_a_golden_path_is_named_and_not_replaced_by_an_update(pytester):
+    pytester.makepyfile(test_dense=TEST)
+    (pytester.path / "golden" / "test_dense" / "test_dense.json").mkdir(parents=True)
+    result = run(pytester, "--snapshot-update")
+    out = result.stdout.str()
+    assert result.ret == 1 and "Traceback" not in out
+    assert "golden/test_dense/test_dense.json: IsADirectoryError" in out
+    assert (pytester.path / "golden" / "test_dense" / "test_dense.json").is_dir()

@@ -19,6 +19,10 @@ def test_the_session_keeps_selected_items_worker_reports_and_takes_ran_item():
     fields = _fields(syrupy_session.SnapshotSession)
     assert "_selected_items" in fields  # nodeid -> ItemStatus, read by protect_unrun
     assert "_worker_reports" in fields  # xdist workers' reports, read and amended
+    assert "_written_snapshot_locations" in fields  # sidecars of goldens we could not write
+    from syrupy.utils import cleanup_snapshot_write_sidecars
+
+    assert list(inspect.signature(cleanup_snapshot_write_sidecars).parameters) == ["filepaths"]
     assert list(inspect.signature(syrupy_session.SnapshotSession.ran_item).parameters) == [
         "self",
         "nodeid",
@@ -43,6 +47,17 @@ def test_an_assertion_has_update_flags_and_execution_results():
     assert callable(syrupy_assertion.SnapshotAssertion.use_extension)
     result = _fields(syrupy_assertion.AssertionResult)
     assert {"success", "created", "updated", "recalled_data", "exception"} <= result
+
+
+def test_an_extension_writes_through_write_snapshot_with_these_keywords():
+    """The extension guards syrupy's ``write_snapshot`` (which makes the golden's folder) so a
+    golden that cannot be written fails the run instead of stopping syrupy's flush."""
+    from syrupy.extensions.base import SnapshotCollectionStorage
+
+    keywords = inspect.signature(SnapshotCollectionStorage.write_snapshot).parameters
+    assert list(keywords) == ["snapshot_location", "snapshots", "name_order"]
+    flush = inspect.getsource(syrupy_session.SnapshotSession._flush_snapshot_write_queue_key)
+    assert "write_snapshot(" in flush
 
 
 def test_a_location_names_its_test_and_file():
@@ -110,7 +125,16 @@ def test_a_live_session_exposes_the_internals_to_the_bridge(pytester):
 
 
 @pytest.mark.parametrize(
-    "name", ["_syrupy", "ran_item", "_selected_items", "_worker_reports", "update_snapshots"]
+    "name",
+    [
+        "_syrupy",
+        "ran_item",
+        "_selected_items",
+        "_worker_reports",
+        "_written_snapshot_locations",
+        "cleanup_snapshot_write_sidecars",
+        "update_snapshots",
+    ],
 )
 def test_the_bridge_is_the_only_module_naming_each_internal(name):
     """Everything else goes through the bridge's named functions."""
