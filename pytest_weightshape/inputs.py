@@ -11,12 +11,13 @@ the caller's: each forward gets its own copy (see ``Adapter.convert_input``).
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
-from .errors import SpecError, exception_line
+from .errors import ModelError, SpecError, exception_line
 from .frameworks import Array, to_numpy
 from .stats import block_digests
 
@@ -143,11 +144,28 @@ def _drawn(rng: np.random.Generator, shape: tuple[int, ...]) -> tuple[np.ndarray
 def _draw(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
     if any(d < 0 for d in shape):
         raise SpecError(f"inputs= shape {shape} has a negative dimension")
-    return rng.standard_normal(shape, dtype=np.float32)
+    try:
+        return rng.standard_normal(shape, dtype=np.float32)
+    except (MemoryError, ValueError) as exc:  # ValueError: more elements than an index holds
+        raise SpecError(
+            f"inputs= shape {shape} asks for {_bytes(4 * math.prod(shape))} of float32 input, "
+            f"which could not be allocated ({exception_line(exc)}): give a smaller shape"
+        ) from None
+
+
+def _bytes(size: int) -> str:
+    for unit, scale in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20)):
+        if size >= scale:
+            return f"{size / scale:.3g} {unit}"
+    return f"{size} bytes"
 
 
 def _one(value: Any) -> Any:
-    if to_numpy(value) is None:
+    try:
+        converted = to_numpy(value)
+    except ModelError as exc:
+        raise SpecError(f"inputs= got {exc}") from None
+    if converted is None:
         raise SpecError(
             f"inputs= got {type(value).__name__}; give a shape tuple such as (1, 784), "
             "an array or tensor, a tuple of those, or a callable returning them"

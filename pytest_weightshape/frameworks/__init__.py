@@ -269,7 +269,10 @@ def flatten(
     def walk(value: Any, path: tuple[str, ...]) -> None:
         if value is None:
             return
-        converted = leaf(value)
+        try:
+            converted = leaf(value)
+        except ModelError as exc:
+            raise ModelError(f"output {'.'.join(path) or 'output'!r} is {exc}") from None
         if converted is None and isinstance(value, (bool, int, float)):
             converted = (np.asarray(value), np.asarray(value).dtype.name)
         if isinstance(converted, Array):  # kept native on its device
@@ -278,6 +281,11 @@ def flatten(
         if converted is not None:
             name = ".".join(path) or "output"
             array, dtype = converted
+            if array.dtype.kind not in "biufc":  # text, bytes, objects, dates
+                raise ModelError(
+                    f"output {name!r} holds {array.dtype} values ({type(value).__name__}), which "
+                    "have no statistics: return numeric arrays or tensors (encode text as ids)"
+                )
             if np.iscomplexobj(array):  # measured as two real outputs
                 out.append(Array(f"{name}.real", np.ascontiguousarray(array.real), dtype))
                 out.append(Array(f"{name}.imag", np.ascontiguousarray(array.imag), dtype))
@@ -294,10 +302,12 @@ def flatten(
             for i, item in enumerate(value):
                 walk(item, (*path, str(i)))
         else:
+            sparse = "sparse" in type(value).__name__.lower()
             raise ModelError(
                 f"the model returned an output of unsupported type {type(value).__name__} "
                 f"at {'.'.join(path) or 'the top level'}: outputs must be arrays/tensors, "
                 "numbers, or tuples, lists and dicts of them"
+                + ("; return a dense tensor (to_dense)" if sparse else "")
             )
 
     walk(raw, ())

@@ -18,6 +18,7 @@ import keras
 import numpy as np
 from keras.src.backend.common import global_state
 
+from ..errors import ModelError
 from . import Array, flatten
 
 _COUNTER = re.compile(r"^(?P<base>.+?)(?:_(?P<n>\d+))?$")
@@ -75,6 +76,11 @@ def dtype_name(dtype: Any) -> str:
 
 
 def to_numpy(value: Any) -> tuple[np.ndarray, str] | None:
+    if type(value).__name__ in ("SparseTensor", "RaggedTensor"):  # tensorflow's; Keras's own
+        raise ModelError(  # sparse outputs are tf.SparseTensor on that backend
+            f"a {type(value).__name__}: return a dense tensor (tf.sparse.to_dense, "
+            "RaggedTensor.to_tensor)"
+        )
     if not (keras.ops.is_tensor(value) or isinstance(value, keras.Variable)):
         return None
     name = dtype_name(value.dtype)

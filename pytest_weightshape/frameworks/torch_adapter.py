@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..errors import ModelError
 from . import Array, flatten
 
 #: Device types whose large outputs are measured on the device with torch reductions instead
@@ -86,6 +87,7 @@ def dtype_name(dtype: torch.dtype) -> str:
 def to_numpy(value: Any) -> tuple[np.ndarray, str] | None:
     if not isinstance(value, torch.Tensor):
         return None
+    _check_measurable(value)
     tensor = value.detach()
     if tensor.is_floating_point() and tensor.dtype not in (
         torch.float16,
@@ -96,8 +98,28 @@ def to_numpy(value: Any) -> tuple[np.ndarray, str] | None:
     return tensor.cpu().resolve_conj().resolve_neg().numpy(), dtype_name(value.dtype)
 
 
+def _check_measurable(tensor: torch.Tensor) -> None:
+    """A tensor whose values can be read as numbers, or a :class:`ModelError` saying what it
+    is and what to return instead."""
+    what = f"a {tensor.dtype} tensor of layout {tensor.layout} on {tensor.device}"
+    if tensor.is_meta:
+        raise ModelError(
+            f"{what}: a meta tensor has a shape but no values; build the model on a real "
+            "device (or load its weights) before the check"
+        )
+    if tensor.is_quantized:
+        raise ModelError(
+            f"{what}: quantized values have no float statistics here; return "
+            "tensor.dequantize() (or check the float model)"
+        )
+    if tensor.layout != torch.strided:
+        raise ModelError(f"{what}: return tensor.to_dense() (a sparse layout is not measured)")
+
+
 def output_leaf(value: Any) -> tuple[np.ndarray, str] | Array | None:
     """An output tensor: kept on its device when that is where it is measured, else on the host."""
+    if isinstance(value, torch.Tensor):
+        _check_measurable(value)
     if (
         isinstance(value, torch.Tensor)
         and value.device.type in NATIVE_DEVICES

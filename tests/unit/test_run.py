@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from pytest_weightshape.compare import compare
-from pytest_weightshape.errors import ModelError
+from pytest_weightshape.errors import ModelError, SpecError
 from pytest_weightshape.inputs import make_inputs
 from pytest_weightshape.run import Observer
 from pytest_weightshape.spec import parse_marker
@@ -490,3 +490,61 @@ def test_a_default_the_session_chose_is_kept():
         assert doc["variants"]["width=2"]["parameters"]["weight"]["dtype"] == "float64"
     finally:
         torch.set_default_dtype(previous)
+
+
+def _quantized(x):
+    import warnings
+
+    import torch
+
+    with warnings.catch_warnings():  # torch warns of its own deprecations here
+        warnings.simplefilter("ignore")
+        return torch.quantize_per_tensor(x, 0.1, 0, torch.quint8)
+
+
+def _unmeasurable(torch):
+    return {
+        "meta": (lambda x: torch.empty(3, 4, device="meta"), "a meta tensor has a shape but"),
+        "quantized": (_quantized, "return tensor.dequantize()"),
+        "sparse": (lambda x: x.to_sparse(), "return tensor.to_dense()"),
+    }
+
+
+@pytest.mark.parametrize("kind", ["meta", "quantized", "sparse"])
+def test_torch_outputs_that_cannot_be_measured_say_what_to_return(kind):
+    torch = pytest.importorskip("torch")
+    make, fix = _unmeasurable(torch)[kind]
+
+    class Odd(torch.nn.Module):
+        def __init__(self, width):
+            super().__init__()
+            self.linear = torch.nn.Linear(8, width)
+
+        def forward(self, x):
+            return {"logits": make(self.linear(x))}
+
+    with pytest.raises(ModelError) as info:
+        observe(Odd, (3, 8), width=[4, 2])
+    text = str(info.value)
+    assert text.startswith("variant width=4: output 'logits' is a torch.")
+    assert fix in text and "layout" in text and "on " in text
+
+
+def test_text_outputs_are_refused_with_what_to_return():
+    with pytest.raises(ModelError, match=r"output 'output' holds <U5 values .*encode text as ids"):
+        observe(lambda units: lambda x: np.array(["hello"] * 3), (3, 8), units=[4, 2])
+
+
+def test_an_input_shape_too_large_to_allocate_is_the_users_input():
+    with pytest.raises(
+        SpecError, match=r"inputs= shape \(1000000, 1000000\) asks for 3.64 TiB of float32 input"
+    ):
+        make_inputs((1_000_000, 1_000_000), seed=0)
+
+
+def test_a_sparse_input_is_refused_as_an_input():
+    torch = pytest.importorskip("torch")
+    with pytest.raises(
+        SpecError, match=r"inputs= got a torch\.float32 tensor of layout torch\.sparse_coo"
+    ):
+        make_inputs(torch.zeros(3, 3).to_sparse(), seed=0)
