@@ -417,7 +417,8 @@ def _weights_cause(
             "gives different initial weights on each backend; weights='portable' makes them "
             "identical so that only numerics are compared"
         )
-    return f"initial weights changed ({why}): " + "; ".join(weights)
+    more = f"; +{len(weights) - 4} more variants" if len(weights) > 4 else ""
+    return f"initial weights changed ({why}): " + "; ".join(weights[:4]) + more
 
 
 def _numerics_cause(golden: Mapping[str, Any], current: Mapping[str, Any], unknown: bool) -> str:
@@ -432,8 +433,9 @@ def _numerics_cause(golden: Mapping[str, Any], current: Mapping[str, Any], unkno
     gvars, cvars = golden["variants"], current["variants"]
     opaque = [n for n, v in cvars.items() if n in gvars and v["parameter_count"] == 0]
     if opaque:
+        shown = ", ".join(opaque[:4]) + (f" and {len(opaque) - 4} more" if len(opaque) > 4 else "")
         return (
-            f"outputs changed while the inputs did not; variants {', '.join(opaque)} have no "
+            f"outputs changed while the inputs did not; variants {shown} have no "
             "visible parameters, so changed weights cannot be told from changed forward "
             "numerics"
         )

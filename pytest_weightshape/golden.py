@@ -19,6 +19,7 @@ import os
 import re
 import stat
 import tempfile
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -276,6 +277,7 @@ def merge_write(path: Path, test: str, updates: Mapping[str, dict[str, Any]]) ->
     runs only under ``--snapshot-update``, where re-recording is what was asked for.
     """
     with locked(path):
+        remove_stale_temporaries(path.parent)
         try:
             _, checks = read_checks(path)
         except NewerGoldenError:
@@ -286,9 +288,26 @@ def merge_write(path: Path, test: str, updates: Mapping[str, dict[str, Any]]) ->
         write_atomic(path, render_file(test, checks))
 
 
+#: Age after which a temporary file in a golden folder is left over, not being written.
+STALE_SECONDS = 60.0
+
+
+def remove_stale_temporaries(folder: Path) -> None:
+    """Remove temporary files :func:`write_atomic` left in a golden folder when its process was
+    killed mid-write (``.<golden>.json.<random>.tmp``; ``git add golden`` would stage them).
+    Called with the folder locked (:func:`locked`): no live writer of ours can be using one."""
+    now = time.time()
+    with contextlib.suppress(OSError):
+        for stale in folder.glob(f".*.{FILE_EXTENSION}.*.tmp"):
+            with contextlib.suppress(OSError):
+                if now - stale.stat().st_mtime > STALE_SECONDS:  # also where flock is missing
+                    stale.unlink()
+
+
 def delete_checks(path: Path, names: set[str]) -> None:
     """Remove checks from a golden; remove the file when none is left."""
     with locked(path):
+        remove_stale_temporaries(path.parent)
         try:
             test, checks = read_checks(path)
         except GoldenError:

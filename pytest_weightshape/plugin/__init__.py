@@ -33,8 +33,6 @@ from .session import (
 from .session import WeightShapeWarning as WeightShapeWarning  # users filter it by this path
 
 if TYPE_CHECKING:
-    from syrupy.assertion import SnapshotAssertion
-
     from .fixture import ShapeVariant
 
 
@@ -61,12 +59,18 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 
 @pytest.fixture
-def shape_variant(request: pytest.FixtureRequest, snapshot: SnapshotAssertion) -> ShapeVariant:
+def shape_variant(request: pytest.FixtureRequest) -> ShapeVariant:
     """Checks the variants declared by ``@pytest.mark.shape_variant(...)`` against a golden."""
+    if request.config.pluginmanager.get_plugin("syrupy") is None:
+        pytest.fail(
+            "pytest-weightshape keeps its goldens with syrupy, whose plugin is disabled in "
+            "this session (-p no:syrupy): remove that option to run shape_variant checks",
+            pytrace=False,
+        )
     point_extension(request.config)
     from .fixture import create
 
-    return create(request, snapshot)
+    return create(request, request.getfixturevalue("snapshot"))
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

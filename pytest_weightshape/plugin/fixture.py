@@ -233,14 +233,15 @@ class ShapeVariant:
         from .extension import Candidate
 
         known: Mapping[str, Any] = {}
-        if Path(plan.path).exists():
+        if os.path.lexists(plan.path):
             try:  # a corrupt golden fails here, untouched (an update rewrites it)
                 _, known = golden.read_checks(Path(plan.path))
-            except NewerGoldenError:
-                raise
-            except GoldenError:
-                if not syrupy_bridge.may_update(plan.assertion):
-                    raise
+            except GoldenError as exc:
+                if isinstance(exc, NewerGoldenError) or not syrupy_bridge.may_update(
+                    plan.assertion
+                ):  # named as every other message names a golden: from where pytest started
+                    shown = os.path.relpath(plan.path, self._request.config.invocation_params.dir)
+                    raise type(exc)(str(exc).replace(str(Path(plan.path)), shown)) from None
         config = self._request.config
         settings = settings_of(config)
         nodeid = self._request.node.nodeid

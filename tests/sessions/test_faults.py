@@ -33,6 +33,7 @@ def test_an_unreadable_golden_fails_its_test_only_and_is_left_untouched(pytester
     out = assert_clean_failure(result)
     result.assert_outcomes(passed=1, failed=1)
     assert message in out and "golden/test_dense/test_dense.json" in out
+    assert f"{pytester.path}/golden" not in out  # shown from where pytest started, as elsewhere
     assert "INTERNALERROR" not in out
     assert (path.read_bytes() if path.is_file() else None) == before
     shown = run_module("show", "golden", cwd=pytester.path)
@@ -144,3 +145,13 @@ def test_a_folder_at_a_golden_path_is_named_and_not_replaced_by_an_update(pytest
     assert result.ret == 1 and "Traceback" not in out
     assert "golden/test_dense/test_dense.json: IsADirectoryError" in out
     assert (pytester.path / "golden" / "test_dense" / "test_dense.json").is_dir()
+
+
+def test_without_syrupy_the_check_says_what_it_needs(pytester):
+    pytester.makeini("[pytest]\naddopts = -p no:cacheprovider\n")  # no syrupy options
+    pytester.makepyfile(test_dense=TEST)
+    result = run(pytester, "-p", "no:syrupy")
+    result.assert_outcomes(errors=1)
+    out = result.stdout.str()
+    assert "pytest-weightshape keeps its goldens with syrupy" in out and "-p no:syrupy" in out
+    assert "fixture 'snapshot' not found" not in out

@@ -201,3 +201,17 @@ def test_a_golden_that_names_numpy_scalars_the_old_way_says_how_to_migrate(doc):
         "variant names changed (units=np.int64(10) -> units=10, units=np.int64(5) -> units=5)"
     )
     assert "--snapshot-update" in verdict.causes[0]
+
+
+def test_the_likely_cause_of_a_large_grid_lists_a_few_variants_and_counts_the_rest():
+    units = list(range(30, 10, -1))
+    golden_doc = observe(units=units)
+    current = copy.deepcopy(golden_doc)
+    for variant in current["variants"].values():
+        for tensor in variant["parameters"].values():
+            tensor["fingerprint"]["digest"] = "crc32:00000000"
+            tensor["fingerprint"]["std"] *= 1.5
+        variant["outputs"]["output"]["stats"]["std"] *= 1.5
+    verdict = compare(golden_doc, current, Policy())
+    (cause,) = [c for c in verdict.causes if c.startswith("initial weights changed")]
+    assert cause.endswith("; +16 more variants") and len(cause) < 1000

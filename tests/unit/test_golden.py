@@ -217,3 +217,19 @@ def test_each_golden_is_parsed_once_until_it_changes(tmp_path, check_doc, monkey
     golden.merge_write(path, "test_x", {"other": check_doc})  # a new file: read anew
     assert set(golden.read_checks(path)[1]) == {"default", "other"}
     assert len(parsed) == 2  # merge_write read it from memory; the file it wrote is read anew
+
+
+def test_temporary_files_a_killed_writer_left_are_removed_by_the_next_write(tmp_path, check_doc):
+    import os
+    import time
+
+    stale = tmp_path / ".g.json.k1ll3d.tmp"
+    fresh = tmp_path / ".g.json.wr1t1ng.tmp"  # another writer's, mid-write (no flock here)
+    other = tmp_path / "notes.tmp"  # not ours
+    for p in (stale, fresh, other):
+        p.write_text("{")
+    old = time.time() - 2 * golden.STALE_SECONDS
+    os.utime(stale, (old, old))
+    os.utime(other, (old, old))
+    golden.merge_write(tmp_path / "g.json", "test_x", {"default": check_doc})
+    assert not stale.exists() and fresh.exists() and other.exists()
