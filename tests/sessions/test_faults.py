@@ -155,3 +155,73 @@ def test_without_syrupy_the_check_says_what_it_needs(pytester):
     out = result.stdout.str()
     assert "pytest-weightshape keeps its goldens with syrupy" in out and "-p no:syrupy" in out
     assert "fixture 'snapshot' not found" not in out
+
+
+COUNT_PARSES = textwrap.dedent(
+    """
+    import pytest
+    from pytest_weightshape import golden
+
+    PARSED = []
+    original = golden.parse_file
+
+    def counting(text, path):
+        PARSED.append(path)
+        return original(text, path)
+
+    golden.parse_file = counting
+
+    def pytest_unconfigure(config):
+        print("PARSED", len(PARSED), len(set(PARSED)))
+    """
+)
+
+
+def test_each_golden_is_parsed_once_per_session(pytester):
+    """A check, syrupy's discovery and comparison, and session end all read the same golden:
+    one parse each."""
+    pytester.makepyfile(test_dense=TEST + OTHER)
+    run(pytester, "--snapshot-update").assert_outcomes(passed=2)
+    pytester.makeconftest(COUNT_PARSES)
+    result = run(pytester, "-s")
+    result.assert_outcomes(passed=2)
+    assert "PARSED 2 2" in result.stdout.str()  # two goldens, each parsed once
+
+
+KERAS_OUTPUTS = textwrap.dedent(
+    """
+    import pytest
+    import tensorflow as tf
+
+    @pytest.mark.shape_variant(units=[4, 2])
+    def test_strings(shape_variant):
+        def build(units):
+            inputs = tf.keras.Input((3,))
+            dense = tf.keras.layers.Dense(units)(inputs)
+            text = tf.keras.layers.Lambda(lambda x: tf.strings.as_string(x))(dense)
+            return tf.keras.Model(inputs, text)
+        shape_variant.check(build, inputs=(2, 3))
+
+    class Sparse(tf.keras.Model):
+        def __init__(self, units):
+            super().__init__()
+            self.dense = tf.keras.layers.Dense(units)
+
+        def call(self, x):
+            return tf.sparse.from_dense(self.dense(x))
+
+    @pytest.mark.shape_variant(units=[4, 2])
+    def test_sparse(shape_variant):
+        shape_variant.check(Sparse, inputs=(2, 3))
+    """
+)
+
+
+def test_keras_text_and_sparse_outputs_say_what_to_return(pytester):
+    pytest.importorskip("tensorflow")
+    pytester.makepyfile(test_k=KERAS_OUTPUTS)
+    result = run(pytester)
+    result.assert_outcomes(failed=2)
+    out = assert_clean_failure(result)
+    assert "variant units=4: output 'output' holds object values (EagerTensor)" in out
+    assert "variant units=4: output 'output' is a SparseTensor: return a dense tensor" in out
