@@ -80,6 +80,8 @@ class ShapeVariant:
         self._names: set[str] = set()
         #: (check name, golden path) of the check running, once known (for error records).
         self._current: tuple[str, str] | None = None
+        #: Warnings of the check running, given once it is done (see ``_warn``).
+        self._warnings: list[str] = []
         self.results: list[CheckResult] = []
 
     def check(
@@ -103,7 +105,7 @@ class ShapeVariant:
         nodeid = self._request.node.nodeid
         self._current = None
         try:
-            return self._check(build, inputs, name, rtol, atol, tolerance, device, weights)
+            result = self._check(build, inputs, name, rtol, atol, tolerance, device, weights)
         except _Failed as exc:
             message = str(exc)
         except WeightShapeError as exc:
@@ -115,7 +117,16 @@ class ShapeVariant:
                 f"text):\n{''.join(traceback.format_exception(exc))}"
             )
             self._record_error(name, message)
+        else:
+            self._warn()  # outside `try`: under -W error a warning fails the test as itself
+            return result
+        self._warn()
         pytest.fail(message, pytrace=False)  # outside `except`: no chained traceback
+
+    def _warn(self) -> None:
+        pending, self._warnings = self._warnings, []
+        for text in pending:
+            warnings.warn(WeightShapeWarning(text), stacklevel=3)
 
     def _record_error(self, name: Any, message: str) -> None:
         check, path = self._current or (_shown_name(name), "")
@@ -158,16 +169,12 @@ class ShapeVariant:
             calibrate=settings.calibrate,
         )
         document = observer.observe()
-        for change in observer.changed_globals:
-            warnings.warn(
-                WeightShapeWarning(
-                    f"{self._request.node.nodeid} [{plan.check}]: {change}, a process-wide "
-                    "setting; it was put back after the variant, so other variants and later "
-                    "checks do not run under it (set it back in the model, or set it for the "
-                    "whole session instead)"
-                ),
-                stacklevel=1,
-            )
+        self._warnings += [
+            f"{self._request.node.nodeid} [{plan.check}]: {change}, a process-wide setting; "
+            "it was put back after the variant, so other variants and later checks do not run "
+            "under it (set it back in the model, or set it for the whole session instead)"
+            for change in observer.changed_globals
+        ]
         candidate, outcome = self._assert(plan, document)
         return self._conclude(plan, document, candidate, outcome)
 

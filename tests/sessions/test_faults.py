@@ -225,3 +225,17 @@ def test_keras_text_and_sparse_outputs_say_what_to_return(pytester):
     out = assert_clean_failure(result)
     assert "variant units=4: output 'output' holds object values (EagerTensor)" in out
     assert "variant units=4: output 'output' is a SparseTensor: return a dense tensor" in out
+
+
+def test_the_leak_warning_as_an_error_fails_the_test_with_it(pytester):
+    """``-W error::...WeightShapeWarning``: the test fails with the warning, not with an
+    "internal error", and the globals are put back all the same."""
+    pytest.importorskip("torch")
+    pytester.makepyfile(test_leak=LEAKY)
+    result = run(
+        pytester, "--snapshot-update", "-W", "error::pytest_weightshape.plugin.WeightShapeWarning"
+    )
+    result.assert_outcomes(passed=1, failed=1)
+    out = result.stdout.str()
+    assert "WeightShapeWarning: test_leak.py::test_a_leaky [default]: variant width=4" in out
+    assert "internal error" not in out and "INTERNALERROR" not in out
