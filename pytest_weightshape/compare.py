@@ -323,14 +323,21 @@ def _setting_causes(golden: Mapping[str, Any], current: Mapping[str, Any]) -> li
 
 #: How NumPy 2 writes a scalar (``np.int64(8)``), which variant names held before they named
 #: NumPy scalars as the numbers they hold.
-_NUMPY_REPR = re.compile(r"np\.[a-z]+[0-9]*_?\(([^()]*)\)")
+_NUMPY_REPR = re.compile(r"np\.([a-z]+)[0-9]*_?\(([^()]*)\)|np\.(True|False)_")
+
+
+def _as_number(match: re.Match[str]) -> str:
+    if match.group(3):  # np.True_
+        return match.group(3)
+    kind, inner = match.group(1), match.group(2).strip("'\"")
+    return f"({inner})" if kind == "complex" else inner  # str(np.complex128(1+2j)) = (1+2j)
 
 
 def _renamed(golden: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
     """Variants a golden names the old way (``units=np.int64(8)``), now ``units=8``."""
     old, new = golden["variants"], current["variants"]
     renamed = [
-        (name, _NUMPY_REPR.sub(r"\1", name))
+        (name, _NUMPY_REPR.sub(_as_number, name))
         for name in old
         if name not in new and _NUMPY_REPR.search(name)
     ]

@@ -79,6 +79,14 @@ def _reject_constant(token: str) -> Any:
     raise ValueError(f"non-standard JSON token {token}")
 
 
+def _bounded_int(token: str) -> int:
+    """A JSON integer; one beyond the float range is refused (every number in a golden is a
+    count or a statistic, and statistics are compared as floats)."""
+    if len(token.lstrip("-")) > 308:
+        raise ValueError(f"number {token[:20]}... ({len(token)} digits) is out of the float range")
+    return int(token)
+
+
 def _finite_float(token: str) -> float:
     """A JSON number as a float; one out of float range (``1e999``) is refused, as NaN and
     Infinity are: no statistic is ever recorded so."""
@@ -99,6 +107,7 @@ def parse_file(text: str, path: str) -> tuple[str, dict[str, dict[str, Any]]]:
             text.removeprefix("\ufeff"),  # a byte-order mark, as Windows editors write one
             parse_constant=_reject_constant,
             parse_float=_finite_float,
+            parse_int=_bounded_int,
             object_pairs_hook=_unique_keys,
         )
     except ValueError as exc:
@@ -203,7 +212,7 @@ def _file_mode(path: Path) -> int:
 def write_atomic(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` so readers see the old file or the new one, never a part."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
     try:
         os.chmod(tmp, _file_mode(path))  # mkstemp's 0600 would hide goldens from a team
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
@@ -238,7 +247,9 @@ def read_checks(path: Path) -> tuple[str | None, dict[str, dict[str, Any]]]:
         return None, {}
     except OSError as exc:
         raise _unreadable(path, exc) from None
-    key = str(path.resolve())
+    if not stat.S_ISREG(stat_result.st_mode):  # a folder, a FIFO (reading it would block)...
+        raise _unreadable(path, IsADirectoryError() if path.is_dir() else None)
+    key = os.path.abspath(path)
     signature = (stat_result.st_ino, stat_result.st_size, stat_result.st_mtime_ns)
     cached = _PARSED.get(key)
     if cached is not None and cached[0] == signature:
@@ -257,9 +268,11 @@ def read_checks(path: Path) -> tuple[str | None, dict[str, dict[str, Any]]]:
     return test, dict(checks)
 
 
-def _unreadable(path: Path, exc: BaseException) -> GoldenError:
+def _unreadable(path: Path, exc: BaseException | None) -> GoldenError:
     if isinstance(exc, IsADirectoryError) or path.is_dir():
         why = "a folder stands at its path"
+    elif exc is None:
+        why = "it is not a regular file (a pipe, socket or device stands at its path)"
     elif isinstance(exc, UnicodeDecodeError):
         why = f"it is not UTF-8 text ({exc.reason} at byte {exc.start})"
     else:
@@ -288,17 +301,20 @@ def merge_write(path: Path, test: str, updates: Mapping[str, dict[str, Any]]) ->
         write_atomic(path, render_file(test, checks))
 
 
+#: The end of the names of :func:`write_atomic`'s temporary files (``.<name>.<random>`` before).
+TEMP_SUFFIX = ".weightshape-tmp"
 #: Age after which a temporary file in a golden folder is left over, not being written.
 STALE_SECONDS = 60.0
 
 
 def remove_stale_temporaries(folder: Path) -> None:
     """Remove temporary files :func:`write_atomic` left in a golden folder when its process was
-    killed mid-write (``.<golden>.json.<random>.tmp``; ``git add golden`` would stage them).
+    killed mid-write (``.<golden>.json.<random>.weightshape-tmp``; ``git add golden`` would
+    stage them).
     Called with the folder locked (:func:`locked`): no live writer of ours can be using one."""
     now = time.time()
     with contextlib.suppress(OSError):
-        for stale in folder.glob(f".*.{FILE_EXTENSION}.*.tmp"):
+        for stale in folder.glob(f".*.{FILE_EXTENSION}.*{TEMP_SUFFIX}"):
             with contextlib.suppress(OSError):
                 if now - stale.stat().st_mtime > STALE_SECONDS:  # also where flock is missing
                     stale.unlink()
@@ -362,11 +378,17 @@ def orphans(rootdir: Path, golden_root: Path, scopes: list[Path]) -> list[Path]:
     return found
 
 
-def remove_files(paths: list[Path], golden_root: Path) -> None:
-    """Delete golden files, then the folders they leave empty (up to ``golden_root``)."""
+def remove_files(paths: list[Path], golden_root: Path) -> list[tuple[Path, OSError]]:
+    """Delete golden files, then the folders they leave empty (up to ``golden_root``); those
+    that could not be deleted (a read-only folder), with the error, the others deleted."""
+    failed: list[tuple[Path, OSError]] = []
     for path in paths:
-        with locked(path), contextlib.suppress(FileNotFoundError):
-            path.unlink()
+        try:
+            with locked(path), contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        except OSError as exc:
+            failed.append((path, exc))
+            continue
         folder = path.parent
         while folder != golden_root and folder.is_relative_to(golden_root):
             try:
@@ -374,3 +396,4 @@ def remove_files(paths: list[Path], golden_root: Path) -> None:
             except OSError:
                 break
             folder = folder.parent
+    return failed

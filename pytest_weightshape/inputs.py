@@ -165,6 +165,11 @@ def _one(value: Any) -> Any:
         converted = to_numpy(value)
     except ModelError as exc:
         raise SpecError(f"inputs= got {exc}") from None
+    if converted is not None and converted[0].dtype.kind not in "biufc":
+        raise SpecError(
+            f"inputs= got {converted[0].dtype} values ({type(value).__name__}), which no model "
+            "input is drawn or fingerprinted from: give numbers (encode text as ids)"
+        )
     if converted is None:
         raise SpecError(
             f"inputs= got {type(value).__name__}; give a shape tuple such as (1, 784), "

@@ -83,7 +83,9 @@ def format_value(value: Any) -> str:
         # name it differently from NumPy 1's 8); str() is the shortest text of its own
         # precision (np.float32(0.1) -> 0.1)
         return str(value)
-    if value is None or isinstance(value, (bool, int, str)):
+    if isinstance(value, str):
+        return _writable(value, "an axis value")
+    if value is None or isinstance(value, (bool, int)):
         return str(value)
     if isinstance(value, float):
         return repr(value) if math.isfinite(value) else str(value)
@@ -110,6 +112,24 @@ def format_value(value: Any) -> str:
             "use a string, a number, or a named function as the axis value"
         )
     return text
+
+
+def _writable(text: str, what: str) -> str:
+    """``text``, if a golden file (UTF-8) can hold it: a lone surrogate (``"\\ud800"``, from
+    ``os.fsdecode`` of undecodable bytes) cannot be written, and would fail at session end."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise SpecError(
+            f"{what} {text!r} is not valid Unicode text (a lone surrogate), which no golden "
+            "file can hold: use plain text"
+        ) from None
+    return text
+
+
+def check_text(text: str, what: str) -> str:
+    """Validate a name that keys a golden (a check's ``name=``)."""
+    return _writable(text, what)
 
 
 def variant_name(kwargs: Mapping[str, Any]) -> str:
@@ -230,7 +250,7 @@ def parse_marker(args: Sequence[Any], kwargs: Mapping[str, Any]) -> VariantSpec:
             if not isinstance(key, str) or not key.isidentifier():
                 raise SpecError(f"variant {i}: builder keyword {key!r} is not a valid name")
         try:
-            name = given if given is not None else variant_name(kw)
+            name = _writable(given, "variant name") if given is not None else variant_name(kw)
         except SpecError as exc:
             raise SpecError(f"variant {i} ({dict(kw)!r}): {exc}") from None
         if name in seen:

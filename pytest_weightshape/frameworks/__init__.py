@@ -253,6 +253,17 @@ def native_ops(value: Any) -> Any:
     raise TypeError(f"no native statistics for {type(value).__name__}")
 
 
+def _host_leaf(value: np.ndarray | np.generic) -> tuple[np.ndarray, str]:
+    """A NumPy output as a plain array; a masked array is refused (its mask would be lost)."""
+    if isinstance(value, np.ma.MaskedArray):
+        raise ModelError(
+            "a masked array: return its values (.filled(...) or .compressed()); a mask is "
+            "not measured"
+        )
+    array = np.asarray(value)  # np.matrix and other subclasses: their plain values
+    return array, array.dtype.name
+
+
 def flatten(
     raw: Any,
     leaf: Callable[[Any], tuple[np.ndarray, str] | Array | None],
@@ -271,6 +282,8 @@ def flatten(
             return
         try:
             converted = leaf(value)
+            if converted is None and isinstance(value, (np.ndarray, np.generic)):
+                converted = _host_leaf(value)  # a torch or Keras model may return NumPy
         except ModelError as exc:
             raise ModelError(f"output {'.'.join(path) or 'output'!r} is {exc}") from None
         if converted is None and isinstance(value, (bool, int, float)):
@@ -310,7 +323,13 @@ def flatten(
                 + ("; return a dense tensor (to_dense)" if sparse else "")
             )
 
-    walk(raw, ())
+    try:
+        walk(raw, ())
+    except RecursionError:
+        raise ModelError(
+            "the model's outputs are nested too deeply to flatten: return arrays or tensors, "
+            "or shallow tuples, lists and dicts of them"
+        ) from None
     seen: set[str] = set()
     for item in out:
         if item.name in seen:

@@ -53,6 +53,8 @@ def numeric_globals() -> dict[str, tuple[Any, Callable[[], None]]]:
             lambda: torch.set_float32_matmul_precision(precision),
         ),
     }
+    threads = torch.get_num_threads()
+    found["torch thread count"] = (threads, lambda: torch.set_num_threads(threads))
     if hasattr(torch, "get_default_device"):  # torch 2.3+
         device = torch.get_default_device()
         found["torch default device"] = (device, lambda: torch.set_default_device(device))
@@ -112,6 +114,10 @@ def _check_measurable(tensor: torch.Tensor) -> None:
             f"{what}: quantized values have no float statistics here; return "
             "tensor.dequantize() (or check the float model)"
         )
+    if tensor.is_nested:
+        raise ModelError(f"{what}: a nested tensor is not measured; return its parts (.unbind())")
+    if tensor.dtype == torch.complex32:
+        raise ModelError(f"{what}: return it as complex64 (tensor.to(torch.complex64))")
     if tensor.layout != torch.strided:
         raise ModelError(f"{what}: return tensor.to_dense() (a sparse layout is not measured)")
 

@@ -228,15 +228,18 @@ class WeightShapeExtension(AbstractSyrupyExtension):
             super().write_snapshot(
                 snapshot_location=snapshot_location, snapshots=snapshots, name_order=name_order
             )
-        except (OSError, GoldenError) as exc:
+        except (OSError, GoldenError, UnicodeError) as exc:
             NOT_WRITTEN.append((snapshot_location, _reason(exc)))
 
     def delete_snapshots(self, *, snapshot_location: str, snapshot_names: set[str]) -> None:
         path = Path(snapshot_location)
         try:
             test, checks = golden.read_checks(path)
-        except GoldenError:
-            return  # never delete what we cannot read
+        except GoldenError as exc:  # never delete what we cannot read; say so (syrupy counts
+            # it as deleted, and the next run would call it unused again)
+            why = f"not removed although unused ({_reason(exc)}): remove it by hand if unused"
+            NOT_WRITTEN.append((snapshot_location, why))
+            return
         doomed = {c for c in checks if snapshot_name_for(test or "", c) in snapshot_names}
         try:
             golden.delete_checks(path, doomed)
@@ -260,7 +263,7 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return f"{type(exc).__name__}: {exc.strerror}"
     if isinstance(exc, GoldenError):
-        return str(exc).split(". ")[0]
+        return str(exc)
     return f"{type(exc).__name__}: {exc}"
 
 

@@ -78,14 +78,17 @@ def _orphans(session: pytest.Session, state: Session) -> None:
 
     state.orphans = golden.orphans(config.rootpath, settings.golden_root, scopes)
     if state.orphans and syrupy_bridge.updating(config):
-        try:
-            golden.remove_files(state.orphans, settings.golden_root)
-        except OSError as exc:
-            state.problems.append(f"weightshape: goldens of deleted test files not removed: {exc}")
-            if session.exitstatus == pytest.ExitCode.OK:
-                session.exitstatus = pytest.ExitCode.TESTS_FAILED
-        else:
-            state.orphans_removed = True
+        failed = golden.remove_files(state.orphans, settings.golden_root)
+        here = config.invocation_params.dir
+        for path, exc in failed:
+            state.problems.append(
+                f"weightshape: golden of a deleted test file not removed: "
+                f"{os.path.relpath(path, here)}: {type(exc).__name__}: {exc.strerror or exc}"
+            )
+        state.orphans = [p for p in state.orphans if p not in {f for f, _ in failed}]
+        state.orphans_removed = True
+        if failed and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
     elif (
         state.orphans
         and not syrupy_bridge.warn_unused(config)
@@ -137,7 +140,8 @@ def summary(terminalreporter: Any, config: pytest.Config, state: Session) -> Non
             f"{count} golden{'s' if count != 1 else ''} not written (the run fails):", red=True
         )
         for where, why in state.not_written:
-            terminalreporter.write_line(f"  {os.path.relpath(where, here)}: {why}", red=True)
+            shown = os.path.relpath(where, here)
+            terminalreporter.write_line(f"  {shown}: {why.replace(where, shown)}", red=True)
     for problem in state.problems:
         terminalreporter.write_line(problem, red=True)
     if state.report_written is not None:

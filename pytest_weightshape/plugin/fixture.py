@@ -25,7 +25,7 @@ import pytest
 from ..devices import check_device
 from ..document import DEFAULT_CHECK
 from ..errors import GoldenError, NewerGoldenError, SpecError, WeightShapeError
-from ..spec import VariantSpec, parse_marker
+from ..spec import VariantSpec, check_text, parse_marker
 from ..tolerance import Override, Policy, check_number, parse_per_stat, resolve
 from . import syrupy_bridge
 from .session import RECORDS, WeightShapeWarning, record_path, session_of, settings_of
@@ -193,6 +193,7 @@ class ShapeVariant:
         check = DEFAULT_CHECK if name is None else name
         if not isinstance(check, str) or not check or "@" in check:
             raise SpecError(f"check name= must be a non-empty string without '@', got {name!r}")
+        check_text(check, "check name=")
         if check in self._names:
             what = "unnamed checks" if name is None else f"checks named {check!r}"
             raise SpecError(
@@ -376,7 +377,9 @@ class _Failed(WeightShapeError):
 
 
 def _shown_name(name: Any) -> str:
-    return name if isinstance(name, str) and name else "default"
+    if not isinstance(name, str) or not name:
+        return "default"
+    return name.encode("utf-8", "backslashreplace").decode("utf-8")  # records are JSON
 
 
 def _node_argument(nodeid: str, config: pytest.Config) -> str:

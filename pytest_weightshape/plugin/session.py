@@ -49,7 +49,10 @@ def session_of(config: pytest.Config) -> Session | None:
 
 def record_path(config: pytest.Config, path: str) -> str:
     """A golden's path as records name it: relative to rootdir (POSIX), else as given."""
-    resolved = Path(path).resolve()
+    try:
+        resolved = Path(path).resolve()
+    except (OSError, RuntimeError):  # a symlink loop (RuntimeError before Python 3.13)
+        return str(path)
     if resolved.is_relative_to(config.rootpath):
         return resolved.relative_to(config.rootpath).as_posix()
     return str(path)

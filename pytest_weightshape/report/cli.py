@@ -241,9 +241,13 @@ def cmd_diff(cache_dir: Path | None, show_all: bool, exit_code: bool, verbose: b
             pending += 1
             print(f"+ {label(record)}: would record {where}")
             print("\n".join(_new_table(record)))
-        elif status in ("error", "not written"):
+        elif status == "not written":  # the golden on disk is not what the check saw
+            unknown += 1
             first = (record.get("message") or "the test failed after the check").splitlines()[0]
-            print(f"! {label(record)}: {status}, nothing to update: {first}")
+            print(f"! {label(record)}: not written, rerun pytest --snapshot-update: {first}")
+        elif status == "error":
+            first = (record.get("message") or "").splitlines()[0]
+            print(f"! {label(record)}: error, nothing to update: {first}")
         elif show_all:
             what = "holds (not rewritten)" if status == "passed" else f"{status} in the last run"
             print(f"= {label(record)}: {what}")

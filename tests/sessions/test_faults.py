@@ -1,7 +1,9 @@
 """Faults a hostile machine or user brings: unreadable goldens, and models that change
 process-wide numeric settings."""
 
+import importlib.util
 import json
+import os
 import textwrap
 
 import pytest
@@ -11,10 +13,19 @@ from .helpers import BODY, TEST, assert_clean_failure, golden_of, run, run_modul
 OTHER = BODY.replace("def test_dense(", "def test_other(")
 
 
+def _needs(framework):
+    """Skip without ``framework``; found, not imported: only the inner sessions import it (an
+    in-process pytester session elsewhere may have unloaded numpy from this worker)."""
+    if importlib.util.find_spec(framework) is None:
+        pytest.skip(f"{framework} is not installed")
+
+
 UNREADABLE = {
     "not-utf8": (lambda p: p.write_bytes(b"\xff\xfe not utf-8"), "not UTF-8 text"),
     "deeply-nested": (lambda p: p.write_text("[" * 100_000 + "]" * 100_000), "nested too deeply"),
     "folder": (lambda p: (p.unlink(), p.mkdir()), "a folder stands at its path"),
+    "symlink-loop": (lambda p: (p.unlink(), p.symlink_to(p)), "Too many levels of symbolic"),
+    "pipe": (lambda p: (p.unlink(), os.mkfifo(p)), "it is not a regular file"),
 }
 
 
@@ -28,14 +39,14 @@ def test_an_unreadable_golden_fails_its_test_only_and_is_left_untouched(pytester
     run(pytester, "--snapshot-update").assert_outcomes(passed=2)
     path = golden_of(pytester)
     spoil(path)
-    before = path.read_bytes() if path.is_file() else None
+    before = path.read_bytes() if path.is_file() and not path.is_symlink() else None
     result = run(pytester)
     out = assert_clean_failure(result)
     result.assert_outcomes(passed=1, failed=1)
     assert message in out and "golden/test_dense/test_dense.json" in out
     assert f"{pytester.path}/golden" not in out  # shown from where pytest started, as elsewhere
     assert "INTERNALERROR" not in out
-    assert (path.read_bytes() if path.is_file() else None) == before
+    assert (path.read_bytes() if path.is_file() and not path.is_symlink() else None) == before
     shown = run_module("show", "golden", cwd=pytester.path)
     assert shown.returncode == 2 and "Traceback" not in shown.stderr
     assert message in shown.stderr
@@ -94,7 +105,7 @@ def test_a_model_that_changes_the_default_dtype_changes_no_other_check(pytester)
     """A forward that sets torch's default dtype and never sets it back: it is put back after
     each variant (so the next variant and later tests record float32 as before) and the
     warning names the check that changed it."""
-    pytest.importorskip("torch")
+    _needs("torch")
     pytester.makepyfile(test_leak=LEAKY)
     result = run(pytester, "--snapshot-update", "-W", "default")
     result.assert_outcomes(passed=2)
@@ -218,7 +229,7 @@ KERAS_OUTPUTS = textwrap.dedent(
 
 
 def test_keras_text_and_sparse_outputs_say_what_to_return(pytester):
-    pytest.importorskip("tensorflow")
+    _needs("tensorflow")
     pytester.makepyfile(test_k=KERAS_OUTPUTS)
     result = run(pytester)
     result.assert_outcomes(failed=2)
@@ -230,7 +241,7 @@ def test_keras_text_and_sparse_outputs_say_what_to_return(pytester):
 def test_the_leak_warning_as_an_error_fails_the_test_with_it(pytester):
     """``-W error::...WeightShapeWarning``: the test fails with the warning, not with an
     "internal error", and the globals are put back all the same."""
-    pytest.importorskip("torch")
+    _needs("torch")
     pytester.makepyfile(test_leak=LEAKY)
     result = run(
         pytester, "--snapshot-update", "-W", "error::pytest_weightshape.plugin.WeightShapeWarning"
@@ -239,3 +250,29 @@ def test_the_leak_warning_as_an_error_fails_the_test_with_it(pytester):
     out = result.stdout.str()
     assert "WeightShapeWarning: test_leak.py::test_a_leaky [default]: variant width=4" in out
     assert "internal error" not in out and "INTERNALERROR" not in out
+
+
+def test_an_unreadable_golden_of_a_removed_test_is_named_not_silently_kept(pytester):
+    """syrupy would call it deleted, keep it (we never delete what we cannot read) and call it
+    unused again on the next run, forever: the update names it instead."""
+    pytester.makepyfile(test_dense=TEST + OTHER)
+    run(pytester, "--snapshot-update").assert_outcomes(passed=2)
+    gone = golden_of(pytester, test="test_other")
+    gone.write_bytes(b"\xff not utf-8")
+    pytester.makepyfile(test_dense=TEST)
+    result = run(pytester, "--snapshot-update")
+    out = result.stdout.str()
+    assert result.ret == 1 and "Traceback" not in out
+    assert "golden/test_dense/test_other.json: not removed although unused" in out
+    assert "not UTF-8 text" in out and gone.exists()
+
+
+def test_diff_exit_code_counts_goldens_that_were_not_written(pytester):
+    pytester.makeini("[pytest]\naddopts = --snapshot-no-colors\n")  # with the cache
+    pytester.makepyfile(test_a=TEST, test_b=TEST)
+    (pytester.path / "golden").mkdir()
+    (pytester.path / "golden" / "test_b").write_text("not a folder")
+    assert run(pytester, "--snapshot-update").ret == 1
+    diff = run_module("diff", "--exit-code", cwd=pytester.path)
+    assert diff.returncode == 1, diff.stdout
+    assert "not written, rerun pytest --snapshot-update" in diff.stdout

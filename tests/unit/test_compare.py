@@ -215,3 +215,14 @@ def test_the_likely_cause_of_a_large_grid_lists_a_few_variants_and_counts_the_re
     verdict = compare(golden_doc, current, Policy())
     (cause,) = [c for c in verdict.causes if c.startswith("initial weights changed")]
     assert cause.endswith("; +16 more variants") and len(cause) < 1000
+
+
+def test_the_migration_hint_covers_numpy_booleans_and_complex_numbers():
+    from pytest_weightshape.compare import _NUMPY_REPR, _as_number
+
+    for old, new in [
+        ("flag=np.True_", "flag=True"),
+        ("c=np.complex128(1+2j)", "c=(1+2j)"),
+        ("x=np.float32(0.1),t=np.str_('a')", "x=0.1,t=a"),
+    ]:
+        assert _NUMPY_REPR.sub(_as_number, old) == new

@@ -223,9 +223,9 @@ def test_temporary_files_a_killed_writer_left_are_removed_by_the_next_write(tmp_
     import os
     import time
 
-    stale = tmp_path / ".g.json.k1ll3d.tmp"
-    fresh = tmp_path / ".g.json.wr1t1ng.tmp"  # another writer's, mid-write (no flock here)
-    other = tmp_path / "notes.tmp"  # not ours
+    stale = tmp_path / ".g.json.k1ll3d.weightshape-tmp"
+    fresh = tmp_path / ".g.json.wr1t1ng.weightshape-tmp"  # another writer's, mid-write
+    other = tmp_path / ".notes.json.backup.tmp"  # a user's, not ours
     for p in (stale, fresh, other):
         p.write_text("{")
     old = time.time() - 2 * golden.STALE_SECONDS
@@ -233,3 +233,37 @@ def test_temporary_files_a_killed_writer_left_are_removed_by_the_next_write(tmp_
     os.utime(other, (old, old))
     golden.merge_write(tmp_path / "g.json", "test_x", {"default": check_doc})
     assert not stale.exists() and fresh.exists() and other.exists()
+
+
+def test_a_pipe_at_a_golden_path_is_refused_without_reading_it(tmp_path):
+    import os
+
+    path = tmp_path / "g.json"
+    os.mkfifo(path)  # reading it would block until a writer came
+    with pytest.raises(GoldenError, match="it is not a regular file"):
+        golden.read_checks(path)
+
+
+def test_an_integer_beyond_the_float_range_is_refused(check_doc):
+    text = golden.render_file("test_x", {"default": check_doc})
+    text = text.replace('"mean": ', f'"mean": {10**400}, "huge": ', 1)
+    with pytest.raises(GoldenError, match="401 digits\\) is out of the float range"):
+        golden.parse_file(text, "g.json")
+
+
+def test_removing_goldens_goes_on_past_one_that_cannot_be_removed(tmp_path, monkeypatch):
+    paths = [tmp_path / name / "g.json" for name in ("a", "b", "c")]
+    for path in paths:
+        path.parent.mkdir()
+        path.write_text("{}")
+    original = Path.unlink
+
+    def unlink(self, *args, **kwargs):
+        if self == paths[0]:
+            raise PermissionError(13, "Permission denied", str(self))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "unlink", unlink)
+    failed = golden.remove_files(paths, tmp_path)
+    assert [(p, type(e)) for p, e in failed] == [(paths[0], PermissionError)]
+    assert paths[0].exists() and not paths[1].parent.exists() and not paths[2].parent.exists()

@@ -548,3 +548,66 @@ def test_a_sparse_input_is_refused_as_an_input():
         SpecError, match=r"inputs= got a torch\.float32 tensor of layout torch\.sparse_coo"
     ):
         make_inputs(torch.zeros(3, 3).to_sparse(), seed=0)
+
+
+def test_a_torch_model_may_return_numpy_and_odd_outputs_say_what_to_return():
+    torch = pytest.importorskip("torch")
+
+    def returning(make):
+        class Model(torch.nn.Module):
+            def __init__(self, width):
+                super().__init__()
+                self.linear = torch.nn.Linear(8, width)
+
+            def forward(self, x):
+                return make(self.linear(x))
+
+        return Model
+
+    doc = observe(returning(lambda y: y.numpy()), (3, 8), width=[4, 2])
+    assert doc["variants"]["width=2"]["outputs"]["output"]["shape"] == [3, 2]
+    for make, fix in [
+        (lambda y: np.ma.masked_less(y.numpy(), 0), "a masked array: return its values"),
+        (lambda y: y.to(torch.complex32), "return it as complex64"),
+        (lambda y: torch.nested.nested_tensor([y[0], y[1, :1]]), "return its parts"),
+    ]:
+        with pytest.raises(ModelError, match=fix):
+            observe(returning(make), (3, 8), width=[4, 2])
+
+
+def test_outputs_nested_too_deeply_are_refused():
+    def deep(units):
+        def forward(x):
+            out = x
+            for _ in range(5000):
+                out = [out]
+            return out
+
+        return forward
+
+    with pytest.raises(ModelError, match="nested too deeply to flatten"):
+        observe(deep, (3, 8))
+
+
+def test_text_inputs_are_refused_as_inputs():
+    with pytest.raises(SpecError, match="inputs= got <U1 values"):
+        make_inputs(np.array(["a", "b"]), seed=0)
+
+
+def test_a_forward_that_changes_torchs_thread_count_does_not_leak():
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+
+    class Greedy(torch.nn.Linear):
+        def forward(self, x):
+            torch.set_num_threads(before + 1)
+            return super().forward(x)
+
+    observer = Observer(
+        parse_marker((), {"out_features": [4, 2]}),
+        lambda out_features: Greedy(8, out_features),
+        (3, 8),
+    )
+    observer.observe()
+    assert torch.get_num_threads() == before
+    assert any("torch thread count" in c for c in observer.changed_globals)

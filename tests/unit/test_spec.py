@@ -148,3 +148,16 @@ def test_sets_are_named_in_sorted_order_whatever_the_hash_seed():
         for seed in range(4)
     }
     assert names == {"{gelu,relu,silu,tanh} {1,3}"}
+
+
+def test_text_no_golden_can_hold_is_refused_up_front():
+    """A lone surrogate (os.fsdecode of undecodable bytes) would fail at session end."""
+    from pytest_weightshape.errors import SpecError
+    from pytest_weightshape.spec import check_text
+
+    with pytest.raises(SpecError, match="is not valid Unicode text"):
+        format_value("x\ud800")
+    with pytest.raises(SpecError, match="check name= 'a\\\\ud800' is not valid Unicode text"):
+        check_text("a\ud800", "check name=")
+    with pytest.raises(SpecError, match="variant name"):
+        parse_marker((), {"variants": {"wide\udc80": {"units": 2}}})
