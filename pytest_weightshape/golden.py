@@ -226,7 +226,7 @@ def write_atomic(path: Path, text: str) -> None:
         raise
 
 
-#: Parsed goldens, by resolved path, with the file's stat when read: each golden is parsed
+#: Parsed goldens, by absolute path, with the file's stat when read: each golden is parsed
 #: once per session however many times a check, syrupy and session end ask for it.
 _PARSED: collections.OrderedDict[str, tuple[tuple[int, ...], str, dict[str, dict[str, Any]]]] = (
     collections.OrderedDict()
@@ -248,7 +248,7 @@ def read_checks(path: Path) -> tuple[str | None, dict[str, dict[str, Any]]]:
     except OSError as exc:
         raise _unreadable(path, exc) from None
     if not stat.S_ISREG(stat_result.st_mode):  # a folder, a FIFO (reading it would block)...
-        raise _unreadable(path, IsADirectoryError() if path.is_dir() else None)
+        raise _unreadable(path, None)
     key = os.path.abspath(path)
     signature = (stat_result.st_ino, stat_result.st_size, stat_result.st_mtime_ns)
     cached = _PARSED.get(key)
@@ -269,6 +269,7 @@ def read_checks(path: Path) -> tuple[str | None, dict[str, dict[str, Any]]]:
 
 
 def _unreadable(path: Path, exc: BaseException | None) -> GoldenError:
+    """``exc`` None: the path holds no regular file (a folder, a pipe ...)."""
     if isinstance(exc, IsADirectoryError) or path.is_dir():
         why = "a folder stands at its path"
     elif exc is None:

@@ -85,7 +85,8 @@ def _orphans(session: pytest.Session, state: Session) -> None:
                 f"weightshape: golden of a deleted test file not removed: "
                 f"{os.path.relpath(path, here)}: {type(exc).__name__}: {exc.strerror or exc}"
             )
-        state.orphans = [p for p in state.orphans if p not in {f for f, _ in failed}]
+        kept = {path for path, _ in failed}
+        state.orphans = [p for p in state.orphans if p not in kept]
         state.orphans_removed = True
         if failed and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
