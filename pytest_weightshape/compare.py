@@ -220,7 +220,7 @@ def compare(golden: Mapping[str, Any], current: Mapping[str, Any], policy: Polic
     verdict = c.verdict
     verdict.ok = not verdict.differences
     verdict.environment_changes = environment.differences(
-        golden.get("environment", {}), current.get("environment", {})
+        golden.get("environment", {}), current.get("environment", {}), _used(golden, current)
     )
     if not verdict.ok:
         verdict.causes = likely_causes(golden, current, verdict)
@@ -276,6 +276,11 @@ def _compare_divergence(
             count=int(base_stats.get("count") or 0),
             noise=noise if isinstance(noise, dict) else None,
         )
+
+
+def _used(golden: Mapping[str, Any], current: Mapping[str, Any]) -> frozenset[str]:
+    """The frameworks the check used, then or now: only their environment is diffed."""
+    return environment.used_by(golden) | environment.used_by(current)
 
 
 def _digest(tensor: Mapping[str, Any]) -> Any:
@@ -446,7 +451,16 @@ def _numerics_cause(golden: Mapping[str, Any], current: Mapping[str, Any], unkno
             "visible parameters, so changed weights cannot be told from changed forward "
             "numerics"
         )
+    culprit = environment.culprit(
+        golden.get("environment", {}), current.get("environment", {}), _used(golden, current)
+    )
+    if culprit is None:
+        return (
+            "environment unchanged: the model's computation changed (its code or "
+            "configuration): same inputs, initial weights and recorded environment of the "
+            "frameworks it used, different outputs"
+        )
     return (
-        "forward numerics changed: same inputs and initial weights, different outputs "
-        "(kernels, math library, device or framework version)"
+        "forward numerics changed: same inputs and initial weights, different outputs; "
+        f"the environment changed, likely culprit: {culprit}"
     )

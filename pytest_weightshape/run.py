@@ -137,7 +137,9 @@ class Observer:
             "schema_version": SCHEMA_VERSION,
             "seed": self.spec.seed,
             "weights": self.weights,
-            "environment": environment.collect(device),
+            "environment": environment.collect(
+                device, {str(v["framework"]) for v in variants.values()}
+            ),
             "variants": variants,
         }
 
