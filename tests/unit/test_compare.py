@@ -38,7 +38,8 @@ def test_float_beyond_tolerance_fails_with_numbers(doc):
         stats["std"] - doc["variants"]["units=5"]["outputs"]["output"]["stats"]["std"]
     )
     assert d.allowed < abs(d.difference)
-    assert verdict.causes[0].startswith("forward numerics changed")
+    # same inputs, weights and environment: the model's own computation changed
+    assert verdict.causes[0].startswith("environment unchanged: the model's computation changed")
     # a looser per-statistic tolerance accepts it
     assert compare(doc, current, Policy(per_stat={"std": Override(rtol=1e-2)})).ok
 
@@ -94,7 +95,7 @@ def test_nan_appearing_fails_even_with_loose_tolerance(doc):
 
 def test_failure_text_has_table_cause_environment_and_fix(doc):
     current = copy.deepcopy(doc)
-    current["environment"]["torch"] = "9.9.9"
+    current["environment"]["numpy"] = "9.9.9"
     current["variants"]["units=5"]["outputs"]["output"]["stats"]["max"] += 1.0
     verdict = compare(doc, current, Policy())
     text = failure(
@@ -107,8 +108,9 @@ def test_failure_text_has_table_cause_environment_and_fix(doc):
     assert "variant units=5 / output" in text
     assert "statistic" in text and "golden" in text and "allowed" in text and "max" in text
     assert "likely cause: forward numerics changed" in text
-    torch_before = doc["environment"].get("torch", "(absent)")
-    assert f"torch {torch_before} -> 9.9.9" in text
+    numpy_before = doc["environment"]["numpy"]
+    assert f"likely culprit: numpy {numpy_before} -> 9.9.9" in text
+    assert f"numpy {numpy_before} -> 9.9.9" in text.split("environment (golden -> now):")[1]
     assert "pytest --snapshot-update t.py::test_dense" in text
 
 
@@ -226,3 +228,84 @@ def test_the_migration_hint_covers_numpy_booleans_and_complex_numbers():
         ("x=np.float32(0.1),t=np.str_('a')", "x=0.1,t=a"),
     ]:
         assert _NUMPY_REPR.sub(_as_number, old) == new
+
+
+def _moved(doc, **environment):
+    current = copy.deepcopy(doc)
+    current["environment"].update(environment)
+    current["variants"]["units=5"]["outputs"]["output"]["stats"]["max"] += 1.0
+    return current
+
+
+def test_unchanged_environment_blames_the_models_computation_not_kernels(doc):
+    verdict = compare(doc, _moved(doc), Policy())
+    (cause,) = verdict.causes
+    assert cause.startswith(
+        "environment unchanged: the model's computation changed (its code or configuration)"
+    )
+    for word in ("kernel", "framework version", "math library"):
+        assert word not in cause
+    assert verdict.environment_changes == []
+
+
+def _as_torch(doc, **environment):
+    golden = copy.deepcopy(doc)
+    for variant in golden["variants"].values():
+        variant["framework"] = "torch"
+    golden["environment"].update(environment)
+    return golden
+
+
+@pytest.mark.parametrize(
+    ("change", "culprit"),
+    [
+        ({"torch": "2.14.1"}, "torch 2.13.0 -> 2.14.1 (the framework version: its kernels)"),
+        ({"threads": 1}, "threads 2 -> 1 (the thread count"),
+        ({"device": "cuda:0", "torch": "2.14.1"}, "device cpu -> cuda:0 (the device"),
+    ],
+)
+def test_a_changed_environment_names_the_likely_culprit(doc, change, culprit):
+    golden = _as_torch(doc, torch="2.13.0", threads=2, device="cpu")
+    verdict = compare(golden, _moved(golden, **change), Policy())
+    cause = verdict.causes[-1] if "device" not in change else verdict.causes[0]
+    assert f"likely culprit: {culprit}" in cause, verdict.causes
+
+
+def test_frameworks_a_check_did_not_use_are_not_diffed(doc):
+    """An older golden recorded every imported framework; a subset run imported fewer."""
+    golden = _as_torch(
+        doc,
+        torch="2.13.0",
+        tensorflow="2.21.0",
+        keras="3.15.1",
+        keras_backend="tensorflow",
+        tensorflow_gpus=0,
+        onednn="default",
+        jax="0.10.2",
+    )
+    current = copy.deepcopy(golden)
+    for key in ("tensorflow", "keras", "keras_backend", "tensorflow_gpus", "onednn", "jax"):
+        del current["environment"][key]
+    current["environment"]["torch"] = "2.14.1"
+    verdict = compare(golden, current, Policy())
+    assert verdict.ok
+    assert verdict.environment_changes == ["torch 2.13.0 -> 2.14.1"]
+    # nothing relevant changed: nothing to report, no "(absent)"
+    current["environment"]["torch"] = "2.13.0"
+    moved = _moved(current)
+    verdict = compare(golden, moved, Policy())
+    assert verdict.environment_changes == []
+    assert verdict.causes[0].startswith("environment unchanged")
+
+
+def test_keras_checks_diff_their_backends_framework(doc):
+    golden = copy.deepcopy(doc)
+    for variant in golden["variants"].values():
+        variant["framework"] = "keras"
+    golden["environment"].update(
+        keras="3.15.1", keras_backend="tensorflow", tensorflow="2.21.0", torch="2.13.0"
+    )
+    current = copy.deepcopy(golden)
+    current["environment"].update(tensorflow="2.19.1", torch="2.14.1")
+    changes = compare(golden, current, Policy()).environment_changes
+    assert changes == ["tensorflow 2.21.0 -> 2.19.1"]  # torch is not the backend: not diffed

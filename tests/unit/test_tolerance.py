@@ -8,8 +8,33 @@ from pytest_weightshape.tolerance import Override, Policy, dtype_rtol, resolve, 
 def test_value_stats_scale_atol_with_the_output():
     policy = Policy()
     # float32: rtol 1e-5, atol = rtol * rms
-    assert policy.allowed("mean", 0.0, dtype="float32", scale=2.0, count=10) == pytest.approx(2e-5)
-    assert policy.allowed("std", 3.0, dtype="float32", scale=2.0, count=10) == pytest.approx(5e-5)
+    assert policy.allowed("q50", 0.0, dtype="float32", scale=2.0, count=10) == pytest.approx(2e-5)
+    assert policy.allowed("max", 3.0, dtype="float32", scale=2.0, count=10) == pytest.approx(5e-5)
+    # the quiet moments get max(0.1, 1/sqrt(n)) of it: 1/sqrt(100) = 0.1
+    assert policy.allowed("std", 3.0, dtype="float32", scale=2.0, count=100) == pytest.approx(5e-6)
+
+
+@pytest.mark.parametrize(
+    ("count", "factor"), [(1, 1.0), (4, 0.5), (25, 0.2), (100, 0.1), (10**6, 0.1), (0, 1.0)]
+)
+def test_quiet_moments_get_a_fraction_of_the_rtol_that_shrinks_with_the_count(count, factor):
+    policy = Policy()
+    for stat in ("mean", "std", "mean_abs"):
+        allowed = policy.allowed(stat, 0.0, dtype="float32", scale=1.0, count=count)
+        assert allowed == pytest.approx(1e-5 * factor)
+    # order statistics follow single elements: the dtype's whole rtol
+    for stat in ("min", "max", "q01", "q50", "q99"):
+        assert policy.allowed(stat, 0.0, dtype="float32", scale=1.0, count=count) == 1e-5
+
+
+def test_a_set_rtol_replaces_the_per_statistic_default():
+    for layers in ((Override(rtol=1e-5), {}), (Override(), {"mean": Override(rtol=1e-5)})):
+        policy = resolve(layers)
+        allowed = policy.allowed("mean", 0.0, dtype="float32", scale=1.0, count=10**6)
+        assert allowed == pytest.approx(1e-5)
+    # the device floor still applies to the quiet moments
+    cuda = Policy().for_devices("cuda", "cuda")
+    assert cuda.allowed("mean", 0.0, dtype="float32", scale=1.0, count=10**6) == 1e-3
 
 
 def test_dtype_defaults():
