@@ -20,10 +20,10 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pytest_weightshape.compare import compare  # noqa: E402
-from pytest_weightshape.run import Observer  # noqa: E402
-from pytest_weightshape.spec import parse_marker  # noqa: E402
-from pytest_weightshape.tolerance import Policy  # noqa: E402
+from pytest_weightshape.compare import compare
+from pytest_weightshape.run import Observer
+from pytest_weightshape.spec import parse_marker
+from pytest_weightshape.tolerance import Policy
 
 
 def _linear_relu(init):
@@ -114,7 +114,10 @@ def main() -> None:
     stated = [goldens[name].get("sensitivity", {}) for name in SYSTEMS]
     print(
         "| stated: noise floor / detects | "
-        + " | ".join(f"{s.get('floor', float('nan')):.2g} / {s.get('detects', float('nan')):.2g}" for s in stated)
+        + " | ".join(
+            f"{s.get('floor', float('nan')):.2g} / {s.get('detects', float('nan')):.2g}"
+            for s in stated
+        )
         + " |"
     )
 

@@ -151,11 +151,12 @@ def check_problem(check: Any) -> str | None:
         if problem:
             return problem
         for oname, out in var["outputs"].items():
-            noise = out.get("noise", {})
-            if not isinstance(noise, dict) or not all(
-                isinstance(v, _NUM) and not isinstance(v, bool) for v in noise.values()
-            ):
-                return f"{where}.outputs.{oname}.noise must be an object of numbers"
+            for key in ("noise", "response", "floor"):  # optional: calibration, sensitivity
+                numbers = out.get(key, {})
+                if not isinstance(numbers, dict) or not all(
+                    isinstance(v, _NUM) and not isinstance(v, bool) for v in numbers.values()
+                ):
+                    return f"{where}.outputs.{oname}.{key} must be an object of numbers"
         if "divergence" in var:
             problem = _divergence_problem(f"{where}.divergence", var["divergence"])
             if problem:

@@ -33,6 +33,7 @@ from .inputs import input_stream as input_stream  # re-exported: moved to inputs
 from .inputs import make_inputs as make_inputs  # re-exported: moved to inputs
 from .inputs import resolve_inputs as resolve_inputs  # re-exported: moved to inputs
 from .portable import redraw
+from .sensitivity import measure, nudged, scaled
 from .spec import Variant, VariantSpec, check_weights, format_value
 from .stats import fingerprint
 
@@ -83,6 +84,7 @@ class Observer:
         weights: str | None = None,
         deterministic: bool = False,
         calibrate: bool = False,
+        sensitivity: bool = False,
     ) -> None:
         if not callable(build):
             raise SpecError(
@@ -94,6 +96,9 @@ class Observer:
         self.device = device
         self.deterministic = deterministic
         self.calibrate = calibrate
+        #: Measure what the golden can detect (see :mod:`.sensitivity`): two more forwards per
+        #: variant, so only when a golden will be recorded.
+        self.sensitivity = sensitivity
         self.weights = check_weights(weights if weights is not None else spec.weights, "check()")
         self.inputs = draw_inputs(inputs, spec.seed)
         self.input_info = _tensor_info([i.host for i in self.inputs])
@@ -119,12 +124,16 @@ class Observer:
                     values = redraw(adapter.parameters(model), self.spec.seed, adapter.convention)
                     adapter.set_parameters(model, values)
                 device = adapter.device(model)
-                last = variant is self.spec.variants[-1] and not self.calibrate
+                last = variant is self.spec.variants[-1]
+                last = last and not (self.calibrate or self.sensitivity)
                 outputs = self._forward(variant, adapter, model, last)
             doc = self._measure(variant, adapter, model, device, outputs)
             if self.calibrate:
                 with kept_globals(changed):
                     self._calibrate(variant, adapter, model, outputs, doc)
+            if self.sensitivity:
+                with kept_globals(changed):
+                    self._sensitivity(variant, adapter, model, doc)
             self.changed_globals += [f"variant {variant.name} set the {c}" for c in changed]
             if variant.is_base:
                 base = _Base(doc, {o.name: o.measured() for o in outputs})
@@ -231,6 +240,26 @@ class Observer:
                 noise = output_noise(mine.value, o.value)
                 if noise:
                     doc["outputs"][o.name]["noise"] = noise
+
+    def _sensitivity(self, variant: Variant, adapter: Adapter, model: Any, doc: Any) -> None:
+        """Each output's response to a scaling of every weight and its drift under a
+        rounding-sized change of every weight (see ``sensitivity``); weights put back after."""
+        original = {p.name: p.value.copy() for p in adapter.parameters(model)}
+        if not original:
+            return
+        measured = []
+        try:
+            for values in (scaled(original), nudged(original, self.spec.seed)):
+                adapter.set_parameters(model, values)
+                outputs = self._forward(variant, adapter, model)
+                measured.append({o.name: summarize_output(o) for o in outputs})
+                del outputs
+        finally:
+            adapter.set_parameters(model, original)
+        up, nudge = measured
+        for name, out in doc["outputs"].items():
+            if name in up and name in nudge:
+                out.update(measure(out["stats"], up[name], nudge[name]))
 
 
 class _Base:

@@ -65,6 +65,7 @@ def stat_factor(stat: str, count: int) -> float:
         return 1.0
     return min(1.0, max(factor, 1.0 / math.sqrt(count) if count > 0 else 1.0))
 
+
 #: Device profiles: the smallest rtol for outputs computed on a device kind, and ``cross`` for a
 #: golden recorded on another kind. CUDA convolutions, matmuls and RNNs use TF32 by default
 #: (10-bit mantissa), so GPU results and CPU-vs-GPU comparisons need TF32-level tolerance.

@@ -167,6 +167,7 @@ class ShapeVariant:
             weights=weights,
             deterministic=settings.deterministic,
             calibrate=settings.calibrate,
+            sensitivity=self._may_record(plan),
         )
         document = observer.observe()
         self._warnings += [
@@ -232,6 +233,19 @@ class ShapeVariant:
         where = syrupy_bridge.location(self._assertion, self._request.node, check)
         self._current = (check, where.path)  # an error from here on is recorded with both
         return _Plan(check, placement.device, policy, self._assertion, where.path, where.test)
+
+    def _may_record(self, plan: _Plan) -> bool:
+        """Whether this check may write its golden (an update, or no golden yet): only then is
+        its sensitivity measured (two more forwards per variant, see ``sensitivity``)."""
+        from .. import golden
+
+        if syrupy_bridge.may_update(plan.assertion):
+            return True
+        try:
+            _, known = golden.read_checks(Path(plan.path))
+        except GoldenError:
+            return False
+        return plan.check not in known
 
     def _assert(
         self, plan: _Plan, document: dict[str, Any]
@@ -322,10 +336,24 @@ class ShapeVariant:
             record("drifted", message)
             raise _Failed(message)
         status = "recorded" if outcome.created else "updated" if outcome.updated else "passed"
+        if status != "passed":
+            self._warn_degenerate(plan, document)
         record(status)
         result = CheckResult(plan.check, status, shown, document, candidate.verdict)
         self.results.append(result)
         return result
+
+    def _warn_degenerate(self, plan: _Plan, document: Mapping[str, Any]) -> None:
+        """A golden just written that cannot see what it pins warns (see ``degenerate``)."""
+        from ..degenerate import findings
+
+        nodeid = self._request.node.nodeid
+        for found in findings(document):
+            where = "every variant" if found.variant == "every variant" else found.variant
+            self._warnings.append(
+                f"{nodeid} [{plan.check}]: {where}, output {found.output!r} is degenerate "
+                f"({found.kind}): {found.text}"
+            )
 
     def _record(
         self,
@@ -355,6 +383,7 @@ class ShapeVariant:
             recorded=candidate.recorded if candidate is not None else None,
             verdict=verdict,
             message=message,
+            policy=candidate.policy if candidate is not None else None,
         )
         self._request.node.stash.setdefault(RECORDS, []).append(record)
         worst = record["worst"]

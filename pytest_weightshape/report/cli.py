@@ -18,8 +18,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .. import golden
+from .. import golden, sensitivity
+from ..degenerate import findings
 from ..errors import GoldenError
+from ..tolerance import Policy
 from .last_run import CACHE_KEY as CACHE_KEY  # re-exported: moved to last_run
 from .last_run import configured_cache_dir as configured_cache_dir  # re-exported: moved to last_run
 from .last_run import find_last_run
@@ -44,6 +46,16 @@ def show_check(name: str, check: Mapping[str, Any]) -> list[str]:
         f"check {name!r}: seed {check.get('seed')}, weights {check.get('weights')}, "
         f"device {env.get('device', '?')}; recorded with {versions or 'unknown versions'}"
     ]
+    stated = sensitivity.under(check, Policy())
+    if stated is None:
+        lines.append(sensitivity.NOT_STATED)
+    else:  # a golden does not know its test's tolerance overrides; reports use them
+        lines.append(f"{stated.text()} (under the default tolerance)")
+    degenerate: dict[str, list[str]] = {}
+    for found in findings(check):
+        degenerate.setdefault(found.output, []).append(
+            f"  ! degenerate ({found.variant}): {found.kind}: {found.text}"
+        )
     variants: Mapping[str, Any] = check.get("variants", {})
     names = list(variants)
     lines.append("")
@@ -66,7 +78,9 @@ def show_check(name: str, check: Mapping[str, Any]) -> list[str]:
             for v in names
             if output in variants[v].get("outputs", {})
         )
-        lines.append(f"output {output} ({shapes})")
+        marked = "  [DEGENERATE]" if output in degenerate else ""
+        lines.append(f"output {output} ({shapes}){marked}")
+        lines += degenerate.get(output, [])
         stats = [variants[v].get("outputs", {}).get(output, {}).get("stats", {}) for v in names]
         keys = list(dict.fromkeys(k for s in stats for k in s))
         table = [(k, *(_null_text(s.get(k)) if k in s else "" for s in stats)) for k in keys]

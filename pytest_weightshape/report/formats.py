@@ -8,6 +8,7 @@ from a saved JSON report or the cached last run without running anything.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ def summary_lines(records: Sequence[Mapping[str, Any]]) -> list[str]:
             lines.append(f"largest drift: {top['worst']:.3g} of its tolerance ({label(top)})")
         else:
             lines.append("largest drift: none (every value equals its golden's)")
+    lines += _sensitivity_lines(records)
     held = [r for r in records if r["status"] == "passed" and r["environment"]["changes"]]
     if held:
         changes = sorted({c for r in held for c in r["environment"]["changes"]})
@@ -49,6 +51,43 @@ def summary_lines(records: Sequence[Mapping[str, Any]]) -> list[str]:
             f"{len(held)} golden{'s' if len(held) != 1 else ''} recorded under another "
             f"environment still hold{'s' if len(held) == 1 else ''} "
             f"({'; '.join(changes[:6])}{more})"
+        )
+    return lines
+
+
+def _sensitivity_lines(records: Sequence[Mapping[str, Any]]) -> list[str]:
+    """What the goldens detect: the weakest, overridden tolerances, goldens that do not say."""
+    known = [r for r in records if (r.get("sensitivity") or {}).get("stated")]
+    lines = []
+    finite = [r for r in known if math.isfinite(number(r["sensitivity"]["detects"]) or math.inf)]
+    if finite:
+        weakest = max(finite, key=lambda r: number(r["sensitivity"]["detects"]) or 0.0)
+        lines.append(
+            "sensitivity: every golden here fails at a relative change of every weight of "
+            f"{number(weakest['sensitivity']['detects']):.2g} or less (weakest: {label(weakest)})"
+        )
+    wasted = [r for r in known if number(r["sensitivity"].get("overridden")) is not None]
+    for r in wasted[:5]:
+        lines.append(f"{label(r)}: {r['sensitivity']['text']}")
+    blind = [r for r in known if r not in finite]
+    if blind:
+        lines.append(
+            f"{len(blind)} golden{'s' if len(blind) != 1 else ''} detect no weight change "
+            f"({', '.join(label(r) for r in blind[:3])}{', ...' if len(blind) > 3 else ''})"
+        )
+    unstated = [r for r in records if (r.get("sensitivity") or {}).get("stated") is False]
+    if unstated:
+        lines.append(
+            f"{len(unstated)} golden{'s' if len(unstated) != 1 else ''} do not state their "
+            "sensitivity (recorded before it was measured); re-record to add it: delete the "
+            "golden and run pytest --snapshot-update"
+        )
+    degenerate = [r for r in records if r.get("degenerate")]
+    if degenerate:
+        shown = "; ".join(f"{label(r)}: {r['degenerate'][0]}" for r in degenerate[:3])
+        lines.append(
+            f"{len(degenerate)} golden{'s' if len(degenerate) != 1 else ''} with degenerate "
+            f"outputs, which cannot detect some changes ({shown})"
         )
     return lines
 

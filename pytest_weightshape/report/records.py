@@ -11,9 +11,11 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from .. import golden
+from .. import golden, sensitivity
 from ..compare import Difference, Verdict
+from ..degenerate import findings
 from ..document import DEFAULT_CHECK
+from ..tolerance import Policy
 from .text import value_text
 
 #: Re-exported: the number format moved to :mod:`.text` (``value_text``).
@@ -119,6 +121,7 @@ def build(
     recorded: Mapping[str, Any] | None,
     verdict: Verdict | None,
     message: str | None = None,
+    policy: Policy | None = None,
 ) -> dict[str, Any]:
     """The record of one check: ``document`` is what ran, ``recorded`` the golden's check.
 
@@ -126,6 +129,8 @@ def build(
     golden), so a suite of thousands of checks makes reports, not copies of its goldens.
     """
     document = document or {}
+    # the golden on disk after this check: the one just written, or the one compared with
+    kept = document if status in ("recorded", "updated") else recorded
     rows = [row(d) for d in verdict.rows] if verdict is not None else []
     divergence = {
         name: data["divergence"]
@@ -156,8 +161,29 @@ def build(
             "golden": distributions(recorded) if recorded else {},
         },
         "golden_digest": document_digest(recorded) if recorded else None,
+        # what the golden can detect, under the check's tolerance (None: nothing was compared)
+        "sensitivity": _sensitivity(kept, policy),
+        "degenerate": [f"{f.variant} / {f.output}: {f.kind}" for f in findings(kept or {})],
         # the whole observation only where a golden would be made of it (``diff`` shows it)
         "document": dict(document) if status == "missing" else None,
+    }
+
+
+def _sensitivity(
+    document: Mapping[str, Any] | None, policy: Policy | None
+) -> dict[str, Any] | None:
+    if not document or policy is None:
+        return None
+    found = sensitivity.under(document, policy)
+    if found is None:
+        return {"stated": False, "text": sensitivity.NOT_STATED}
+    return {
+        "stated": True,
+        "text": found.text(),
+        "floor": found.floor,
+        "detects": found.detects,
+        "by": found.by,
+        "overridden": found.wasted,
     }
 
 

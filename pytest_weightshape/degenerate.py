@@ -1,0 +1,125 @@
+"""Outputs whose golden cannot see what it is meant to pin.
+
+A golden pins how an output's statistics move. Some outputs leave nothing to pin: every element
+NaN or Inf, every element zero, one constant value (a saturated softmax: ``MobileNetV2(weights=
+None, classes=10)`` outputs exactly 0.1 everywhere), a spread no larger than float rounding of
+its own values, or the same statistics in every variant (the axis changes nothing). Their
+goldens pass almost any change; recording one warns, and ``show`` marks it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+#: Unit roundoff per dtype; dtypes not listed are taken as float32.
+_EPS: Mapping[str, float] = {
+    "float64": 2.0**-52,
+    "complex128": 2.0**-52,
+    "float32": 2.0**-23,
+    "complex64": 2.0**-23,
+    "float16": 2.0**-10,
+    "bfloat16": 2.0**-7,
+}
+#: A spread within this many units in the last place of the output's largest magnitude is float
+#: noise, not signal.
+NOISE_ULPS = 4
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One degenerate output: where, what it is (``kind``) and what its golden cannot detect."""
+
+    variant: str  # a variant's name, or "every variant"
+    output: str
+    kind: str  # "all NaN/Inf", "all zero", "constant", "below float noise", "identical"
+    text: str
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def output_finding(variant: str, output: str, info: Mapping[str, Any]) -> Finding | None:
+    """What is degenerate about one recorded output, if anything."""
+    stats = info.get("stats", {})
+    count = stats.get("count")
+    bad = int(stats.get("nan_count") or 0) + int(stats.get("inf_count") or 0)
+    if count == 0 and bad:
+        return Finding(
+            variant,
+            output,
+            "all NaN/Inf",
+            f"every element is NaN or Inf ({bad}): no statistic is defined, so the golden pins "
+            "only the NaN/Inf counts and cannot detect any change of the model's values",
+        )
+    if not count:
+        return None  # an empty output: its shape is what is pinned
+    low, high, std = (_number(stats.get(k)) for k in ("min", "max", "std"))
+    if low == 0 and high == 0:
+        return Finding(
+            variant,
+            output,
+            "all zero",
+            "every element is zero: the golden cannot detect a change of the weights that "
+            "keeps it zero (dead ReLUs, a zero-initialised layer, an input that is masked out)",
+        )
+    if low is not None and low == high:
+        return Finding(
+            variant,
+            output,
+            "constant",
+            f"every element is {low:.7g}: std 0, cosine and CKA say nothing, and the golden "
+            "cannot detect a change of the weights that keeps it constant (a saturated "
+            "softmax or activation)",
+        )
+    magnitude = max(abs(low or 0.0), abs(high or 0.0))
+    eps = _EPS.get(str(info.get("dtype")), _EPS["float32"])
+    if std is not None and magnitude and std <= NOISE_ULPS * eps * magnitude:
+        return Finding(
+            variant,
+            output,
+            "below float noise",
+            f"its spread (std {std:.3g}) is within float rounding of its values (about "
+            f"{magnitude:.3g}): the golden pins rounding, and cannot detect a change of the "
+            "weights that leaves the output saturated (softmax of near-zero logits)",
+        )
+    return None
+
+
+def findings(document: Mapping[str, Any]) -> list[Finding]:
+    """Every degenerate output of a check document (observed or recorded)."""
+    variants: Mapping[str, Any] = document.get("variants", {})
+    out = [
+        finding
+        for name, data in variants.items()
+        for output, info in data.get("outputs", {}).items()
+        if (finding := output_finding(name, output, info)) is not None
+    ]
+    flagged = {f.output for f in out}
+    if len(variants) > 1:
+        outputs = dict.fromkeys(o for data in variants.values() for o in data.get("outputs", {}))
+        for output in outputs:
+            seen = [data.get("outputs", {}).get(output) for data in variants.values()]
+            if output in flagged or any(s is None for s in seen):
+                continue
+            first = seen[0]
+            if all(
+                s["shape"] == first["shape"] and s.get("stats") == first.get("stats")
+                for s in seen[1:]
+            ):
+                out.append(
+                    Finding(
+                        "every variant",
+                        output,
+                        "identical",
+                        f"identical in every variant ({', '.join(variants)}): the axis changes "
+                        "nothing in this output, so the golden cannot detect what the axis "
+                        "should change (is the variant's argument used by the builder?)",
+                    )
+                )
+    return out
