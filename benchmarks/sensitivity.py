@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pytest_weightshape.compare import compare
 from pytest_weightshape.run import Observer
+from pytest_weightshape.sensitivity import under
 from pytest_weightshape.spec import parse_marker
 from pytest_weightshape.tolerance import Policy
 
@@ -72,7 +73,7 @@ def observe(build, inputs, marker, threads=None, sensitivity=False):
         torch.set_num_threads(threads)
     try:
         spec = parse_marker((), marker)
-        return Observer(spec, build, inputs).observe()
+        return Observer(spec, build, inputs, sensitivity=sensitivity).observe()
     finally:
         torch.set_num_threads(before)
 
@@ -111,15 +112,9 @@ def main() -> None:
         for name, (marker, build, inputs) in SYSTEMS.items()
     ]
     print("| (none) 1 vs 2 threads | " + " | ".join(cells) + " |")
-    stated = [goldens[name].get("sensitivity", {}) for name in SYSTEMS]
-    print(
-        "| stated: noise floor / detects | "
-        + " | ".join(
-            f"{s.get('floor', float('nan')):.2g} / {s.get('detects', float('nan')):.2g}"
-            for s in stated
-        )
-        + " |"
-    )
+    stated = [under(goldens[name], Policy()) for name in SYSTEMS]
+    cells = [f"{s.floor:.2g} / {s.detects:.2g}" if s else "?" for s in stated]
+    print("| stated by the golden: noise floor / fails from | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

@@ -49,7 +49,7 @@ def output_finding(variant: str, output: str, info: Mapping[str, Any]) -> Findin
     stats = info.get("stats", {})
     count = stats.get("count")
     bad = int(stats.get("nan_count") or 0) + int(stats.get("inf_count") or 0)
-    if count == 0 and bad:
+    if count and bad >= count:
         return Finding(
             variant,
             output,

@@ -72,15 +72,15 @@ def _sensitivity_lines(records: Sequence[Mapping[str, Any]]) -> list[str]:
     blind = [r for r in known if r not in finite]
     if blind:
         lines.append(
-            f"{len(blind)} golden{'s' if len(blind) != 1 else ''} detect no weight change "
+            f"{len(blind)} golden{'s detect' if len(blind) != 1 else ' detects'} no weight change "
             f"({', '.join(label(r) for r in blind[:3])}{', ...' if len(blind) > 3 else ''})"
         )
     unstated = [r for r in records if (r.get("sensitivity") or {}).get("stated") is False]
     if unstated:
         lines.append(
-            f"{len(unstated)} golden{'s' if len(unstated) != 1 else ''} do not state their "
-            "sensitivity (recorded before it was measured); re-record to add it: delete the "
-            "golden and run pytest --snapshot-update"
+            f"{len(unstated)} golden{'s do' if len(unstated) != 1 else ' does'} not state "
+            "what it detects (recorded before sensitivity was measured); re-record to add it: "
+            "delete the golden and run pytest --snapshot-update"
         )
     degenerate = [r for r in records if r.get("degenerate")]
     if degenerate:

@@ -1,0 +1,110 @@
+"""Explanations a user can trust (issue 16): degenerate goldens warn when recorded and ``show``
+marks them; every golden states what it detects; an older golden says it does not."""
+
+import json
+import textwrap
+
+from .helpers import DENSE, TEST, golden_of, run, run_module
+
+SATURATED = DENSE + textwrap.dedent(
+    """
+    class Softmax(Dense):
+        def __call__(self, x):
+            logits = (x @ self.kernel) * 1e-12  # a freshly initialised classifier's head
+            e = np.exp(logits - logits.max(axis=1, keepdims=True))
+            return {"probs": e / e.sum(axis=1, keepdims=True), "logits": logits * 1e12}
+
+    @pytest.mark.shape_variant(units=[10, 5])
+    def test_head(shape_variant):
+        shape_variant.check(Softmax, inputs=(8, 16))
+    """
+)
+
+
+def test_a_degenerate_output_warns_when_recorded_and_show_marks_it(pytester):
+    pytester.makepyfile(test_head=SATURATED)
+    result = run(pytester, "--snapshot-update", "-W", "always")
+    result.assert_outcomes(passed=1, warnings=2)
+    out = result.stdout.str()
+    for variant in ("units=10", "units=5"):
+        assert (
+            f"WeightShapeWarning: test_head.py::test_head [default]: {variant}, output 'probs' "
+            "is degenerate (" in out
+        )
+    assert "cannot detect a change of the weights" in out
+    assert "output 'logits'" not in out  # the logits vary: not degenerate
+    assert "1 golden with degenerate outputs" in out
+    # comparing against it later does not warn again
+    again = run(pytester, "-W", "always")
+    again.assert_outcomes(passed=1)
+    assert "WeightShapeWarning" not in again.stdout.str()
+    shown = run_module("show", "golden/test_head/test_head.json", cwd=pytester.path).stdout
+    assert "output probs (units=10: [8, 10], units=5: [8, 5])  [DEGENERATE]" in shown
+    assert "! degenerate (units=10): " in shown
+    assert "output logits (units=10: [8, 10], units=5: [8, 5])\n" in shown
+
+
+def test_goldens_state_their_sensitivity_and_older_ones_say_they_do_not(pytester):
+    pytester.makepyfile(test_dense=TEST)
+    recorded = run(pytester, "--snapshot-update")
+    recorded.assert_outcomes(passed=1)
+    assert "sensitivity: every golden here fails at a relative change of every weight of " in (
+        recorded.stdout.str()
+    )
+    shown = run_module("show", "golden/test_dense/test_dense.json", cwd=pytester.path).stdout
+    assert "sensitivity: noise floor " in shown and " of the output scale; fails at a " in shown
+    assert "(under the default tolerance)" in shown
+    report = pytester.path / "run.json"
+    run(pytester, f"--weightshape-report={report}").assert_outcomes(passed=1)
+    (check,) = json.loads(report.read_text())["checks"]
+    stated = check["sensitivity"]
+    assert stated["stated"] and 0 < stated["floor"] < stated["detects"] < 1e-4
+
+    # an overridden tolerance far above the floor says so
+    pytester.makepyfile(test_dense=TEST.replace("inputs=(8, 16))", "inputs=(8, 16), rtol=1e-2)"))
+    loose = run(pytester)
+    loose.assert_outcomes(passed=1)
+    assert "tolerance overridden to rtol 0.01" in loose.stdout.str()
+
+    # a golden recorded before sensitivity was measured: "not stated; re-record"
+    path = golden_of(pytester)
+    data = json.loads(path.read_text())
+    for check in data["checks"].values():
+        for variant in check["variants"].values():
+            for output in variant["outputs"].values():
+                del output["response"], output["floor"]
+    path.write_text(json.dumps(data, indent=1))
+    pytester.makepyfile(test_dense=TEST)
+    old = run(pytester)
+    old.assert_outcomes(passed=1)
+    assert "1 golden does not state what it detects" in old.stdout.str()
+    shown = run_module("show", str(path), cwd=pytester.path).stdout
+    assert "sensitivity not stated" in shown and "re-record" in shown
+
+
+def test_frameworks_the_check_did_not_use_are_not_reported_absent(pytester):
+    """A golden recorded in a full session (every framework imported) against a subset run."""
+    pytester.makepyfile(test_dense=TEST)
+    run(pytester, "--snapshot-update").assert_outcomes(passed=1)
+    path = golden_of(pytester)
+    data = json.loads(path.read_text())
+    (check,) = data["checks"].values()
+    check["environment"].update(
+        tensorflow="2.21.0", keras="3.15.1", tensorflow_gpus=0, jax="0.10.2", torch="2.13.0"
+    )
+    path.write_text(json.dumps(data, indent=1))
+    result = run(pytester)
+    result.assert_outcomes(passed=1)
+    out = result.stdout.str()
+    assert "(absent)" not in out and "recorded under another environment" not in out
+    # and a real change says the environment did not change, rather than blaming kernels
+    pytester.makepyfile(
+        test_dense=TEST.replace("return np.maximum(x @", "return 1.001 * np.maximum(x @")
+    )
+    failed = run(pytester)
+    failed.assert_outcomes(failed=1)
+    out = failed.stdout.str()
+    assert (
+        "likely cause: environment unchanged: the model's computation changed (its code or" in out
+    )
+    assert "(absent)" not in out and "kernels" not in out

@@ -1,0 +1,101 @@
+"""What a golden states it can detect (``sensitivity``), and that the statement is right."""
+
+import copy
+
+import numpy as np
+import pytest
+
+from pytest_weightshape import sensitivity
+from pytest_weightshape.compare import compare
+from pytest_weightshape.run import Observer
+from pytest_weightshape.spec import parse_marker
+from pytest_weightshape.tolerance import Override, Policy
+
+from ..models import Dense
+
+
+def observe(build=Dense, inputs=(64, 16), record=True, **marker):
+    spec = parse_marker((), {"units": [10, 5], **marker})
+    return Observer(spec, build, inputs, sensitivity=record).observe()
+
+
+@pytest.fixture(scope="module")
+def doc():
+    return observe()
+
+
+def scaled_by(factor):
+    def build(units):
+        model = Dense(units)
+        model.kernel = (model.kernel * factor).astype(np.float32)
+        model.bias = (model.bias * factor).astype(np.float32)
+        return model
+
+    return build
+
+
+def test_recording_states_a_floor_and_a_threshold_that_hold(doc):
+    stated = sensitivity.under(doc, Policy())
+    assert stated is not None
+    assert 0 < stated.floor < 1e-6  # rounding-sized: far under float32's default rtol
+    assert 1e-7 < stated.detects < 1e-4
+    assert stated.by.startswith(("units=10 / output", "units=5 / output"))
+    # the statement is right: a change of twice the threshold fails, half of it passes
+    # (ReLU(x W + b) is homogeneous: scaling every weight scales the output)
+    assert not compare(doc, observe(scaled_by(1 + 2 * stated.detects)), Policy()).ok
+    assert compare(doc, observe(scaled_by(1 + stated.detects / 2)), Policy()).ok
+
+
+def test_measuring_sensitivity_changes_nothing_else(doc):
+    plain = observe(record=False)
+    stripped = copy.deepcopy(doc)
+    for variant in stripped["variants"].values():
+        for output in variant["outputs"].values():
+            assert set(output["response"]) >= {"mean", "std", "q50", "max"}
+            del output["response"], output["floor"]
+    assert stripped == plain  # weights put back, the same statistics and fingerprints
+
+
+def test_a_looser_tolerance_detects_less_and_says_when_it_is_over_10x_the_floor(doc):
+    default = sensitivity.under(doc, Policy())
+    loose = sensitivity.under(doc, Policy(default=Override(rtol=1e-3)))
+    assert loose.detects > 10 * default.detects
+    assert loose.wasted is not None and loose.wasted > 10
+    assert "tolerance overridden to rtol 0.001" in loose.text()
+    assert default.wasted is None and "overridden" not in default.text()
+    # an override within 10x of the floor is not flagged
+    close = sensitivity.under(doc, Policy(default=Override(rtol=5 * default.floor)))
+    assert close.wasted is None
+
+
+def test_a_golden_recorded_without_it_is_not_stated(doc):
+    old = observe(record=False)
+    assert sensitivity.under(old, Policy()) is None
+    assert sensitivity.text(old, Policy()) == sensitivity.NOT_STATED
+    assert "re-record" in sensitivity.NOT_STATED
+
+
+def test_a_constant_output_detects_no_weight_change():
+    def build(units):
+        return lambda x: np.zeros((x.shape[0], units), np.float32) + 0.1
+
+    doc = observe(build)
+    stated = sensitivity.under(doc, Policy())
+    assert stated is None  # no parameters: nothing to scale
+
+    class Saturated(Dense):
+        def __call__(self, x):
+            return np.ones((x.shape[0], self.bias.size), np.float32) * 0.1 + 0 * self.bias
+
+    stated = sensitivity.under(observe(Saturated), Policy())
+    assert stated.detects == float("inf")
+    assert "it detects none" in stated.text()
+
+
+def test_nudged_moves_every_float_weight_by_one_ulp():
+    values = {"w": np.array([1.0, -2.0, 0.5], np.float32), "n": np.array([3, 4])}
+    out = sensitivity.nudged(values, seed=0)
+    assert np.array_equal(out["n"], values["n"])
+    steps = np.abs(out["w"] - values["w"]) / np.spacing(np.abs(values["w"]))
+    assert np.all((steps > 0.4) & (steps <= 1.0))
+    assert out["w"].dtype == np.float32
