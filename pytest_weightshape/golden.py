@@ -20,7 +20,7 @@ import re
 import stat
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -376,6 +376,32 @@ def orphans(rootdir: Path, golden_root: Path, scopes: list[Path]) -> list[Path]:
         except GoldenError:
             continue
         found.append(path)
+    return found
+
+
+def unused_tests(
+    rootdir: Path, golden_root: Path, modules: Mapping[Path, Iterable[str]]
+) -> list[Path]:
+    """Golden files of tests that no longer exist: ``modules`` maps each test file collected
+    whole to the names of its tests (syrupy's: ``Class.test_x[param]``); a golden file in its
+    folder that none of them names is unused. Unreadable files are never called unused."""
+    found = []
+    for module, names in modules.items():
+        folder = golden_dir(rootdir, golden_root, module, "")
+        if folder.relative_to(golden_root).parts[:1] == (OUTSIDE_ROOTDIR,) or not folder.is_dir():
+            continue  # goldens of files outside rootdir are named by module: not ours to judge
+        names = set(names)
+        expected = {safe_stem(name) for name in names}
+        for path in sorted(folder.glob(f"*.{FILE_EXTENSION}")):
+            if path.name.startswith(".") or path.stem in expected or not path.is_file():
+                continue
+            try:
+                test, _ = read_checks(path)
+            except GoldenError:
+                continue
+            if test is not None and test in names:
+                continue
+            found.append(path)
     return found
 
 

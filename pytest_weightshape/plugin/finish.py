@@ -24,11 +24,11 @@ def publish(session: pytest.Session, state: Session) -> None:
     _not_written(session, state)
     _orphans(session, state)
     step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
-    if not (state.records or state.orphans or settings.report):
+    if not (state.records or state.orphans or state.unused_tests or settings.report):
         return
     from ..report import formats, last_run
 
-    orphans = [str(p.relative_to(config.rootpath)) for p in state.orphans]
+    orphans = [str(p.relative_to(config.rootpath)) for p in state.orphans + state.unused_tests]
     published = formats.publish(
         state.records,
         orphans=orphans,
@@ -72,13 +72,16 @@ def _orphans(session: pytest.Session, state: Session) -> None:
     if not settings.golden_root.resolve().is_relative_to(config.rootpath.resolve()):
         return  # a folder outside rootdir may hold other projects' goldens: never ours to judge
     scopes = _orphan_scopes(config)
-    if not scopes:
+    modules = _whole_modules(config, state)
+    if not scopes and not modules:
         return
     from .. import golden
 
     state.orphans = golden.orphans(config.rootpath, settings.golden_root, scopes)
-    if state.orphans and syrupy_bridge.updating(config):
-        failed = golden.remove_files(state.orphans, settings.golden_root)
+    state.unused_tests = golden.unused_tests(config.rootpath, settings.golden_root, modules)
+    unused = state.orphans + state.unused_tests
+    if unused and syrupy_bridge.updating(config):
+        failed = golden.remove_files(unused, settings.golden_root)
         here = config.invocation_params.dir
         for path, exc in failed:
             state.problems.append(
@@ -87,11 +90,12 @@ def _orphans(session: pytest.Session, state: Session) -> None:
             )
         kept = {path for path, _ in failed}
         state.orphans = [p for p in state.orphans if p not in kept]
+        state.unused_tests = [p for p in state.unused_tests if p not in kept]
         state.orphans_removed = True
         if failed and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
     elif (
-        state.orphans
+        unused
         and not syrupy_bridge.warn_unused(config)
         and session.exitstatus == pytest.ExitCode.OK
     ):
@@ -107,10 +111,40 @@ def _orphan_scopes(config: pytest.Config) -> list[Path]:
     return [folder.resolve() for folder in folders if folder.is_dir()]
 
 
+def _whole_modules(config: pytest.Config, state: Session) -> dict[Path, set[str]]:
+    """Test files this run collected whole, each with the names of its tests (syrupy's:
+    ``Class.test_x[param]``), mapped from the collected node ids.
+
+    Only a run given paths (``pytest tests``, ``pytest tests/test_a.py``) needs this: a plain
+    ``pytest`` leaves goldens of renamed tests to syrupy's unused report, which skips them when
+    paths are given. A file reached by a node id (``test_a.py::test_x``) or a run that selects
+    (``-k``, ``-m``, ``--deselect``, ``--lf``, ``--sw``) did not collect every test of a file,
+    so it judges none: it never deletes another test's golden."""
+    option = config.option
+    if not getattr(option, "file_or_dir", None):
+        return {}
+    selecting = ("keyword", "markexpr", "deselect", "lf", "stepwise", "pyargs")
+    if any(getattr(option, name, None) for name in selecting):
+        return {}
+    here = config.invocation_params.dir
+    given = [(here / arg).resolve() for arg in config.args if "::" not in arg]
+    modules: dict[Path, set[str]] = {}
+    for nodeid in state.collected:
+        path, sep, rest = nodeid.partition("::")
+        if not sep:
+            continue
+        module = (config.rootpath / path).resolve()
+        if any(module == arg or module.is_relative_to(arg) for arg in given):
+            modules.setdefault(module, set()).add(rest.replace("::", "."))
+    return modules
+
+
 def summary(terminalreporter: Any, config: pytest.Config, state: Session) -> None:
     """The plugin's ``pytest_terminal_summary``."""
     here = config.invocation_params.dir
-    if not (state.records or state.orphans or state.problems or state.not_written):
+    if not (
+        state.records or state.orphans or state.unused_tests or state.problems or state.not_written
+    ):
         if state.report_written is not None:
             shown = os.path.relpath(state.report_written, here)
             terminalreporter.write_line(f"weightshape: no checks ran; report: {shown}")
@@ -129,6 +163,20 @@ def summary(terminalreporter: Any, config: pytest.Config, state: Session) -> Non
             + ":"
         )
         for path in state.orphans:
+            terminalreporter.write_line(f"  {os.path.relpath(path, here)}")
+        if not state.orphans_removed and not syrupy_bridge.warn_unused(config):
+            terminalreporter.write_line(
+                "they fail this run, like unused snapshots (--snapshot-warn-unused only warns)",
+                red=True,
+            )
+    if state.unused_tests:
+        what = "removed" if state.orphans_removed else "unused"
+        count = len(state.unused_tests)
+        terminalreporter.write_line(
+            f"{count} golden file{'s' if count != 1 else ''} of tests that no longer exist "
+            f"{what}" + ("" if state.orphans_removed else " (--snapshot-update removes them)") + ":"
+        )
+        for path in state.unused_tests:
             terminalreporter.write_line(f"  {os.path.relpath(path, here)}")
         if not state.orphans_removed and not syrupy_bridge.warn_unused(config):
             terminalreporter.write_line(

@@ -78,6 +78,11 @@ class Session:
         self.rerun_writes: dict[tuple[str, str], str] = {}
         #: Goldens of test files that no longer exist, found at session end.
         self.orphans: list[Path] = []
+        #: Goldens of tests that no longer exist in a test file this run collected whole (a
+        #: path argument: ``pytest tests``, ``pytest tests/test_a.py``), found at session end.
+        self.unused_tests: list[Path] = []
+        #: Node ids of the collected tests (on an xdist controller, the workers').
+        self.collected: set[str] = set()
         self.orphans_removed = False
         self.report_written: Path | None = None
         #: Reports that could not be written (shown in the summary, never a traceback).
@@ -126,6 +131,7 @@ class Session:
         return bool(
             self.records
             or self.orphans
+            or self.unused_tests
             or self.problems
             or self.not_written
             or self.report_written is not None
@@ -147,6 +153,13 @@ class Session:
                         "nothing is checked: add `shape_variant` to the test's arguments"
                     )
                 )
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        self.collected.update(item.nodeid for item in session.items)
+
+    @pytest.hookimpl(optionalhook=True)  # pytest-xdist's: a worker collected these tests
+    def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
+        self.collected.update(ids)
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)  # around syrupy's finish (it deletes)
     def pytest_sessionfinish(self, session: pytest.Session) -> Any:

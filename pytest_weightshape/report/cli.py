@@ -270,7 +270,9 @@ def cmd_diff(cache_dir: Path | None, show_all: bool, exit_code: bool, verbose: b
     for orphan in data.get("orphans", []):
         if (rootdir / orphan).exists():
             pending += 1
-            print(f"- {_here(rootdir, orphan)}: would delete (its test file was deleted)")
+            print(
+                f"- {_here(rootdir, orphan)}: would delete (its test file or test no longer exists)"
+            )
     tail = ", ".join(f"{n} {s}" for s, n in quiet.items())
     print(
         f"\n{pending} golden{'s' if pending != 1 else ''} would change with --snapshot-update"

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from .helpers import TEST, golden_of, run
+from .helpers import BODY, TEST, golden_of, run
 
 
 def _orphan_setup(pytester):
@@ -101,3 +101,44 @@ def test_with_syrupy_disabled_no_golden_is_called_unused(pytester):
     out = result.stdout.str()
     assert result.ret == 0, out
     assert "of deleted test files" not in out and "Traceback" not in out
+
+
+def test_goldens_of_a_renamed_test_are_unused_with_path_arguments_too(pytester):
+    """``pytest tests``, ``pytest tests/``, ``pytest tests/test_a.py`` collect the whole file:
+    the golden of a test it no longer has is unused, and an update removes it; a node id or a
+    ``-k`` subset never judges (nor deletes) another test's golden."""
+    tests = pytester.path / "tests"
+    tests.mkdir()
+    (tests / "test_a.py").write_text(TEST + BODY.replace("def test_dense(", "def test_kept("))
+    run(pytester, "--snapshot-update", "tests").assert_outcomes(passed=2)
+    old = pytester.path / "golden" / "tests" / "test_a" / "test_dense.json"
+    kept = old.with_name("test_kept.json")
+    assert old.exists() and kept.exists()
+    (tests / "test_a.py").write_text(
+        TEST.replace("def test_dense(", "def test_wide(")
+        + BODY.replace("def test_dense(", "def test_kept(")
+    )
+    run(pytester, "--snapshot-update", "tests/test_a.py::test_wide").assert_outcomes(passed=1)
+    for subset in (["tests/test_a.py::test_kept"], ["tests", "-k", "kept"]):
+        quiet = run(pytester, *subset)
+        assert quiet.ret == pytest.ExitCode.OK, quiet.stdout.str()
+        assert "no longer exist" not in quiet.stdout.str()
+    for given in (["tests"], ["tests/"], ["tests/test_a.py"], ["tests", "-n", "2"]):
+        result = run(pytester, *given)
+        result.assert_outcomes(passed=2)
+        assert result.ret == pytest.ExitCode.TESTS_FAILED, given
+        result.stdout.fnmatch_lines(
+            [
+                "1 golden file of tests that no longer exist unused (--snapshot-update "
+                "removes them):",
+                "  golden/tests/test_a/test_dense.json",
+            ]
+        )
+    assert old.exists()
+    warned = run(pytester, "tests", "--snapshot-warn-unused")
+    assert warned.ret == pytest.ExitCode.OK and "test_dense.json" in warned.stdout.str()
+    updated = run(pytester, "tests", "--snapshot-update")
+    assert updated.ret == pytest.ExitCode.OK
+    updated.stdout.fnmatch_lines(["1 golden file of tests that no longer exist removed:"])
+    assert not old.exists() and kept.exists() and old.with_name("test_wide.json").exists()
+    assert run(pytester, "tests").ret == pytest.ExitCode.OK
