@@ -29,15 +29,18 @@ def publish(session: pytest.Session, state: Session) -> None:
     from ..report import formats, last_run
 
     orphans = [str(p.relative_to(config.rootpath)) for p in state.orphans + state.unused_tests]
-    published = formats.publish(
-        state.records,
-        orphans=orphans,
-        report=settings.report,
-        step_summary=Path(step_summary) if step_summary else None,
-    )
-    state.problems += published
-    if settings.report is not None and not any("report not written" in p for p in published):
-        state.report_written = settings.report
+    for index, report in enumerate(settings.reports or (None,)):
+        published = formats.publish(
+            state.records,
+            orphans=orphans,
+            report=report,
+            # the step summary once, with the first report
+            step_summary=Path(step_summary) if step_summary and index == 0 else None,
+        )
+        state.problems += published
+        if report is not None and not any("report not written" in p for p in published):
+            state.reports_written.append(report)
+    state.report_written = state.reports_written[0] if state.reports_written else None
     cache = getattr(config, "cache", None)
     if cache is not None and (state.records or orphans):
         previous = cache.get(last_run.CACHE_KEY, None)
@@ -145,8 +148,8 @@ def summary(terminalreporter: Any, config: pytest.Config, state: Session) -> Non
     if not (
         state.records or state.orphans or state.unused_tests or state.problems or state.not_written
     ):
-        if state.report_written is not None:
-            shown = os.path.relpath(state.report_written, here)
+        if state.reports_written:
+            shown = ", ".join(os.path.relpath(p, here) for p in state.reports_written)
             terminalreporter.write_line(f"weightshape: no checks ran; report: {shown}")
         return
     from ..report.formats import summary_lines
@@ -193,6 +196,6 @@ def summary(terminalreporter: Any, config: pytest.Config, state: Session) -> Non
             terminalreporter.write_line(f"  {shown}: {why.replace(where, shown)}", red=True)
     for problem in state.problems:
         terminalreporter.write_line(problem, red=True)
-    if state.report_written is not None:
-        shown = os.path.relpath(state.report_written, here)
+    if state.reports_written:
+        shown = ", ".join(os.path.relpath(p, here) for p in state.reports_written)
         terminalreporter.write_line(f"report: {shown}")

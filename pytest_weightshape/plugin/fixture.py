@@ -155,6 +155,7 @@ class ShapeVariant:
         device: str | None,
         weights: str | None,
     ) -> CheckResult:
+        __tracebackhide__ = True  # a device skip is reported at the test's line, not here
         from ..run import Observer
 
         plan = self._plan(name, rtol, atol, tolerance, device)
@@ -188,6 +189,7 @@ class ShapeVariant:
         device: str | None,
     ) -> _Plan:
         """Validate the call and find the golden; skips the test when its device is absent."""
+        __tracebackhide__ = True  # the skip's location is the test's call of check()
         from .. import devices
         from . import extension
 

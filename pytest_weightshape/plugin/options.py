@@ -85,17 +85,24 @@ class Settings(NamedTuple):
     update_failing: bool
     strict: bool
     report: Path | None
+    #: Every report file asked for (``--weightshape-report`` may be given more than once:
+    #: ``--weightshape-report=run.json --weightshape-report=run.html`` writes both); ``report``
+    #: is the first.
+    reports: tuple[Path, ...] = ()
 
 
 def add_options(parser: pytest.Parser) -> None:
     """Every ``--weightshape-*`` option and its ini twin."""
     group = parser.getgroup("weightshape", "pytest-weightshape: weight-shape regression checks")
     for dest, (ini, help_text) in OPTIONS.items():
+        repeatable = dest == "report"
         group.addoption(
             f"--weightshape-{dest.replace('_', '-')}",
             dest=f"weightshape_{dest}",
             default=None,
-            help=f"{help_text} (ini: {ini})",
+            action="append" if repeatable else "store",
+            help=f"{help_text}{'; may be given more than once' if repeatable else ''} "
+            f"(ini: {ini})",
         )
         parser.addini(ini, help_text, default=None)
     for dest, (ini, help_text) in FLAGS.items():
@@ -126,7 +133,7 @@ def read_settings(config: pytest.Config) -> Settings:
     profiles_text, profiles_source = _setting(config, "device_rtol")
     flags = {dest: _flag(config, dest) for dest in FLAGS}
     strict, strict_source = _strict(config)
-    report_path, report_source = _report_path(config)
+    reports, report_source = _report_paths(config)
     profiles = None  # the defaults
     if device is not None or profiles_text is not None:
         from ..devices import check_device
@@ -161,7 +168,8 @@ def read_settings(config: pytest.Config) -> Settings:
         calibrate=flags["calibrate"][0],
         update_failing=flags["update_failing"][0],
         strict=strict,
-        report=report_path,
+        report=reports[0] if reports else None,
+        reports=reports,
     )
 
 
@@ -189,8 +197,8 @@ def header_line(config: pytest.Config, settings: Settings) -> str:
         for dest in (*FLAGS, "strict")
         if getattr(settings, dest)
     ]
-    if settings.report is not None:
-        shown = os.path.relpath(settings.report, config.invocation_params.dir)
+    for report in settings.reports:
+        shown = os.path.relpath(report, config.invocation_params.dir)
         extras.append(f"report {shown} ({settings.sources['report']})")
     return (
         f"weightshape: goldens in {where}/ ({settings.sources['golden_dir']}); "
@@ -216,18 +224,27 @@ def _strict(config: pytest.Config) -> tuple[bool, str]:
     return False, "default"
 
 
-def _report_path(config: pytest.Config) -> tuple[Path | None, str]:
-    raw, source = _setting(config, "report")
-    if raw is None:
-        return None, source
-    path = Path(raw)
-    if path.suffix.lower() not in REPORT_FORMATS:
-        raise pytest.UsageError(
-            f"--weightshape-report ({source}): {raw!r} has no known format; end the name in "
-            f"{', '.join(REPORT_FORMATS)}"
-        )
-    base = config.invocation_params.dir if source == "command line" else config.rootpath
-    return base / path, source
+def _report_paths(config: pytest.Config) -> tuple[tuple[Path, ...], str]:
+    """Every ``--weightshape-report`` given (in order, each once), else the ini's."""
+    given = config.getoption("weightshape_report") or []
+    if given:
+        raws, source, base = given, "command line", config.invocation_params.dir
+    else:
+        ini = config.getini(OPTIONS["report"][0])
+        if ini in (None, ""):
+            return (), "default"
+        raws, source, base = [str(ini)], "ini", config.rootpath
+    paths: list[Path] = []
+    for raw in raws:
+        path = Path(raw)
+        if path.suffix.lower() not in REPORT_FORMATS:
+            raise pytest.UsageError(
+                f"--weightshape-report ({source}): {raw!r} has no known format; end the name "
+                f"in {', '.join(REPORT_FORMATS)}"
+            )
+        if (base / path).resolve() not in {p.resolve() for p in paths}:
+            paths.append(base / path)
+    return tuple(paths), source
 
 
 def _setting(config: pytest.Config, dest: str) -> tuple[str | None, str]:

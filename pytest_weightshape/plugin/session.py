@@ -84,7 +84,8 @@ class Session:
         #: Node ids of the collected tests (on an xdist controller, the workers').
         self.collected: set[str] = set()
         self.orphans_removed = False
-        self.report_written: Path | None = None
+        self.report_written: Path | None = None  # the first of ``reports_written``
+        self.reports_written: list[Path] = []
         #: Reports that could not be written (shown in the summary, never a traceback).
         self.problems: list[str] = []
         #: Goldens that syrupy's flush could not write: (path, why); the run fails.

@@ -108,3 +108,35 @@ def test_frameworks_the_check_did_not_use_are_not_reported_absent(pytester):
         "likely cause: environment unchanged: the model's computation changed (its code or" in out
     )
     assert "(absent)" not in out and "kernels" not in out
+
+
+def test_a_device_skip_is_reported_at_the_tests_line(pytester):
+    pytester.makepyfile(test_dense=TEST)
+    result = run(pytester, "--weightshape-device=cuda:7", "-rs")
+    result.assert_outcomes(skipped=1)
+    out = result.stdout.str()
+    source = (pytester.path / "test_dense.py").read_text().splitlines()
+    line = source.index("    shape_variant.check(Dense, inputs=(8, 16))") + 1
+    assert f"SKIPPED [1] test_dense.py:{line}: weightshape: cuda:7 was requested" in out
+    assert "fixture.py" not in out
+
+
+def test_weightshape_report_given_twice_writes_each(pytester):
+    pytester.makepyfile(test_dense=TEST)
+    run(pytester, "--snapshot-update").assert_outcomes(passed=1)
+    result = run(
+        pytester,
+        "--weightshape-report=out/run.json",
+        "--weightshape-report=out/run.md",
+        "--weightshape-report=out/run.json",  # the same file once
+    )
+    result.assert_outcomes(passed=1)
+    assert json.loads((pytester.path / "out" / "run.json").read_text())["summary"] == {
+        "passed": 1
+    }
+    assert "### weightshape: 1 check" in (pytester.path / "out" / "run.md").read_text()
+    out = result.stdout.str()
+    assert "report: out/run.json, out/run.md" in out
+    assert "report out/run.json (command line), report out/run.md (command line)" in out
+    bad = run(pytester, "--weightshape-report=a.json", "--weightshape-report=b.txt")
+    assert "'b.txt' has no known format" in bad.stderr.str()
