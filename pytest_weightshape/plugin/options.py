@@ -101,8 +101,7 @@ def add_options(parser: pytest.Parser) -> None:
             dest=f"weightshape_{dest}",
             default=None,
             action="append" if repeatable else "store",
-            help=f"{help_text}{'; may be given more than once' if repeatable else ''} "
-            f"(ini: {ini})",
+            help=f"{help_text}{'; may be given more than once' if repeatable else ''} (ini: {ini})",
         )
         parser.addini(ini, help_text, default=None)
     for dest, (ini, help_text) in FLAGS.items():

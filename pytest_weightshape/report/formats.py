@@ -78,9 +78,14 @@ def _sensitivity_lines(records: Sequence[Mapping[str, Any]]) -> list[str]:
     unstated = [r for r in records if (r.get("sensitivity") or {}).get("stated") is False]
     if unstated:
         lines.append(
-            f"{len(unstated)} golden{'s do' if len(unstated) != 1 else ' does'} not state "
-            "what it detects (recorded before sensitivity was measured); re-record to add it: "
-            "delete the golden and run pytest --snapshot-update"
+            f"{len(unstated)} golden"
+            + (
+                "s do not state what they detect"
+                if len(unstated) != 1
+                else " does not state what it detects"
+            )
+            + " (recorded before sensitivity was measured); re-record to add it: delete the "
+            "golden and run pytest --snapshot-update"
         )
     degenerate = [r for r in records if r.get("degenerate")]
     if degenerate:
