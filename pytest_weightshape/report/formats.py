@@ -203,7 +203,27 @@ def to_markdown(
         if r["environment"]["changes"]:
             lines += ["", "Environment (golden → now): " + ", ".join(r["environment"]["changes"])]
         lines += ["", "</details>"]
+    lines += _markdown_sensitivity(ranked)
     return "\n".join(lines) + "\n"
+
+
+def _markdown_sensitivity(records: Sequence[Mapping[str, Any]]) -> list[str]:
+    """What each golden detects (and its degenerate outputs), folded under one summary."""
+    rows = [r for r in records if r.get("sensitivity") or r.get("degenerate")]
+    if not rows:
+        return []
+    lines = [
+        "",
+        "<details><summary>What each golden detects</summary>",
+        "",
+        "| check | sensitivity | degenerate outputs |",
+        "|---|---|---|",
+    ]
+    for r in rows:
+        stated = (r.get("sensitivity") or {}).get("text", "")
+        degenerate = "; ".join(r.get("degenerate") or [])
+        lines.append(f"| `{_cell(label(r))}` | {_cell(stated)} | {_cell(degenerate)} |")
+    return [*lines, "", "</details>"]
 
 
 def append_step_summary(path: Path, records: Sequence[Mapping[str, Any]]) -> None:

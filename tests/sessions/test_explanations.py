@@ -131,10 +131,10 @@ def test_weightshape_report_given_twice_writes_each(pytester):
         "--weightshape-report=out/run.json",  # the same file once
     )
     result.assert_outcomes(passed=1)
-    assert json.loads((pytester.path / "out" / "run.json").read_text())["summary"] == {
-        "passed": 1
-    }
-    assert "### weightshape: 1 check" in (pytester.path / "out" / "run.md").read_text()
+    assert json.loads((pytester.path / "out" / "run.json").read_text())["summary"] == {"passed": 1}
+    markdown = (pytester.path / "out" / "run.md").read_text()
+    assert "### weightshape: 1 check" in markdown
+    assert "What each golden detects" in markdown and "sensitivity: noise floor" in markdown
     out = result.stdout.str()
     assert "report: out/run.json, out/run.md" in out
     assert "report out/run.json (command line), report out/run.md (command line)" in out
