@@ -297,7 +297,7 @@ def likely_causes(
     causes += _structure_causes(verdict)
     inputs_changed, weights, unknown = _fingerprint_changes(golden, current)
     if inputs_changed:
-        causes.append("inputs changed (the input fingerprint differs from the golden's)")
+        causes.append(_inputs_cause(golden, current))
     if weights:
         causes.append(_weights_cause(golden, current, weights))
     if not causes:
@@ -410,6 +410,26 @@ def _fingerprint_changes(
             more = f", +{len(changed) - 3} more" if len(changed) > 3 else ""
             weights.append(f"{name}: {', '.join(detail)}{more}")
     return inputs_changed, weights, unknown
+
+
+def _inputs_cause(golden: Mapping[str, Any], current: Mapping[str, Any]) -> str:
+    """``inputs changed: attention_mask`` (each input by name: keyword inputs by keyword)."""
+    named: dict[str, str] = {}
+    for name, g in golden["variants"].items():
+        c = current["variants"].get(name)
+        if c is None:
+            continue
+        gi, ci = g["inputs"], c["inputs"]
+        for key in gi:
+            if key not in ci:
+                named.setdefault(key, f"{key} (not given)")
+            elif _changed(gi[key], ci[key]):
+                named.setdefault(key, key)
+        for key in ci:
+            if key not in gi:
+                named.setdefault(key, f"{key} (new)")
+    shown = ", ".join(list(named.values())[:6]) + (" ..." if len(named) > 6 else "")
+    return f"inputs changed: {shown} (the input fingerprint differs from the golden's)"
 
 
 def _weights_cause(

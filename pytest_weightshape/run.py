@@ -22,6 +22,7 @@ from .frameworks import (
     Adapter,
     Array,
     adapter_for,
+    keyword_problem,
     kept_globals,
     numerics,
     placed,
@@ -173,10 +174,26 @@ class Observer:
         # each forward gets its own inputs (see Adapter.convert_input), or shares the drawn
         # ones: a model that works in place on its input must not change what the next
         # variant sees
-        converted = tuple(adapter.convert_input(i.value, model, i.shared) for i in self.inputs)
+        converted = tuple(
+            adapter.convert_input(i.value, model, i.shared)
+            for i in self.inputs
+            if i.keyword is None
+        )
+        keywords = {
+            i.keyword: adapter.convert_input(i.value, model, i.shared)
+            for i in self.inputs
+            if i.keyword is not None
+        }
+        if keywords:
+            problem = keyword_problem(adapter, model, keywords)
+            if problem:
+                raise ModelError(f"variant {variant.name}: {problem}")
         with seeded(self.spec.seed):
             try:
-                raw = adapter.forward(model, converted)
+                if keywords:
+                    raw = adapter.forward(model, converted, keywords)
+                else:
+                    raw = adapter.forward(model, converted)
             except Exception as exc:
                 shapes = ", ".join(
                     f"{name} {info['shape']} {info['dtype']}"

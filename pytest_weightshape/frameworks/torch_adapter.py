@@ -178,9 +178,11 @@ class TorchAdapter:
             return torch.from_numpy(value.copy(order="K"))
         return tensor.clone()
 
-    def forward(self, model: Any, inputs: tuple[Any, ...]) -> Any:
+    def forward(
+        self, model: Any, inputs: tuple[Any, ...], keywords: Mapping[str, Any] | None = None
+    ) -> Any:
         with torch.no_grad():
-            return model(*inputs)
+            return model(*inputs, **(keywords or {}))
 
     def parameters(self, model: Any) -> list[Array]:
         out = []
