@@ -25,7 +25,9 @@ def _shape(shape: Any, what: str) -> tuple[int, ...]:
         or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape)
         or any(d < 0 for d in shape)
     ):
-        raise SpecError(f"{what}: the shape must be a tuple of non-negative integers, got {shape!r}")
+        raise SpecError(
+            f"{what}: the shape must be a tuple of non-negative integers, got {shape!r}"
+        )
     return shape
 
 
@@ -72,7 +74,9 @@ def integers(shape: Any, high: int, *, low: int = 0, dtype: str = "int64") -> Dr
     if not all(isinstance(v, int) and not isinstance(v, bool) for v in (low, high)):
         raise SpecError(f"{where}: low and high must be integers")
     if high <= low:
-        raise SpecError(f"{where}: high must be above low ({low}); values are drawn from [low, high)")
+        raise SpecError(
+            f"{where}: high must be above low ({low}); values are drawn from [low, high)"
+        )
     if dtype not in INTEGER_DTYPES:
         raise SpecError(f"{where}: dtype must be one of {', '.join(INTEGER_DTYPES)}, got {dtype!r}")
     return Draw("integers", _shape(shape, where), low=low, high=high, dtype=dtype)

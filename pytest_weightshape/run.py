@@ -22,8 +22,8 @@ from .frameworks import (
     Adapter,
     Array,
     adapter_for,
-    keyword_problem,
     kept_globals,
+    keyword_problem,
     numerics,
     placed,
     seeded,
@@ -34,6 +34,8 @@ from .inputs import input_stream as input_stream  # re-exported: moved to inputs
 from .inputs import make_inputs as make_inputs  # re-exported: moved to inputs
 from .inputs import resolve_inputs as resolve_inputs  # re-exported: moved to inputs
 from .portable import redraw
+from .sparsity import divergence_fields, same_outputs, same_weights, variant_fields
+from .sparsity import tensors as sparsity_tensors
 from .spec import Variant, VariantSpec, check_weights, format_value
 from .stats import fingerprint
 
@@ -84,6 +86,7 @@ class Observer:
         weights: str | None = None,
         deterministic: bool = False,
         calibrate: bool = False,
+        flops: bool = False,
     ) -> None:
         if not callable(build):
             raise SpecError(
@@ -95,6 +98,11 @@ class Observer:
         self.device = device
         self.deterministic = deterministic
         self.calibrate = calibrate
+        #: Count each torch variant's FLOPs in its measured forward (``torch.utils.flop_counter``).
+        self.flops = flops
+        self._counted: dict[str, int] = {}  # the measured forward's FLOPs, when counted
+        #: Variants whose weights and outputs equal the base's: one line each, for a warning.
+        self.unchanged: list[str] = []
         self.weights = check_weights(weights if weights is not None else spec.weights, "check()")
         self.inputs = draw_inputs(inputs, spec.seed)
         self.input_info = _tensor_info([i.host for i in self.inputs])
@@ -121,8 +129,11 @@ class Observer:
                     adapter.set_parameters(model, values)
                 device = adapter.device(model)
                 last = variant is self.spec.variants[-1] and not self.calibrate
-                outputs = self._forward(variant, adapter, model, last)
+                self._counted.clear()
+                outputs = self._forward(variant, adapter, model, last, count=self.flops)
             doc = self._measure(variant, adapter, model, device, outputs)
+            if "flops" in self._counted:
+                doc["flops"] = self._counted["flops"]
             if self.calibrate:
                 with kept_globals(changed):
                     self._calibrate(variant, adapter, model, outputs, doc)
@@ -132,6 +143,9 @@ class Observer:
             else:
                 assert base is not None  # the spec's first variant is its base
                 doc["divergence"] = _divergence(base, doc, outputs, adapter.feature_axis)
+                doc["divergence"]["parameters"].update(divergence_fields(base.doc, doc))
+                if same_weights(base.doc, doc) and same_outputs(base.doc, doc):
+                    self.unchanged.append(variant.name)
             variants[variant.name] = doc
             del model, outputs
         return {
@@ -167,7 +181,13 @@ class Observer:
             ) from None
 
     def _forward(
-        self, variant: Variant, adapter: Adapter, model: Any, last: bool = False
+        self,
+        variant: Variant,
+        adapter: Adapter,
+        model: Any,
+        last: bool = False,
+        *,
+        count: bool = False,
     ) -> list[Array]:
         """Run one forward; unless it is the ``last`` to read the inputs, keep them as drawn
         for the next (see :meth:`.inputs.Input.keep`)."""
@@ -191,9 +211,11 @@ class Observer:
         with seeded(self.spec.seed):
             try:
                 if keywords:
-                    raw = adapter.forward(model, converted, keywords)
+                    raw = self._run(
+                        adapter, lambda: adapter.forward(model, converted, keywords), count
+                    )
                 else:
-                    raw = adapter.forward(model, converted)
+                    raw = self._run(adapter, lambda: adapter.forward(model, converted), count)
             except Exception as exc:
                 shapes = ", ".join(
                     f"{name} {info['shape']} {info['dtype']}"
@@ -212,25 +234,40 @@ class Observer:
                 each.keep(outputs)
         return outputs
 
+    def _run(self, adapter: Adapter, forward: Callable[[], Any], count: bool) -> Any:
+        """``forward()``; with ``count`` on a torch model, its FLOPs are kept for the document."""
+        if not count or adapter.name != "torch":
+            return forward()
+        from .frameworks.torch_adapter import count_flops
+
+        raw, self._counted["flops"] = count_flops(forward)
+        return raw
+
     def _measure(
         self, variant: Variant, adapter: Adapter, model: Any, device: str, outputs: list[Array]
     ) -> dict[str, Any]:
-        """One variant's part of the document: what it is, its parameters and its outputs."""
+        """One variant's part of the document: what it is, its parameters (each with its zero
+        fraction), buffers, sparsity and outputs."""
         params = adapter.parameters(model)  # after the forward: lazy models build there
-        return {
+        doc = {
             "base": variant.is_base,
             "kwargs": _json_kwargs(variant.kwargs),
             "framework": adapter.name,
             "model": type(model).__name__,
             "device": device,
             "parameter_count": int(sum(p.value.size for p in params)),
-            "parameters": _tensor_info(params),
+            "parameters": sparsity_tensors(params),
             "inputs": self.input_info,
             "outputs": {
                 o.name: {"shape": list(o.shape), "dtype": o.dtype, "stats": summarize_output(o)}
                 for o in outputs
             },
         }
+        buffers = getattr(adapter, "buffers", None)
+        if buffers is not None:
+            doc["buffers"] = sparsity_tensors(buffers(model))
+        doc.update(variant_fields(params))
+        return doc
 
     def _calibrate(
         self, variant: Variant, adapter: Adapter, model: Any, outputs: list[Array], doc: Any
