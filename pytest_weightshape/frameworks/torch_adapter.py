@@ -302,8 +302,24 @@ def _effective(owner: torch.nn.Module, base: str) -> torch.Tensor:
 
 
 def _parametrized_writer(owner: torch.nn.Module, name: str) -> Callable[[torch.Tensor], Any]:
+    """Write a parametrized tensor through its ``right_inverse``; a parametrization without
+    one gets the value as its ``original`` (when the shapes agree), else a clear error."""
+
     def write(value: torch.Tensor) -> None:
-        setattr(owner, name, value)
+        try:
+            setattr(owner, name, value)
+            return
+        except (RuntimeError, NotImplementedError):
+            pass
+        original = getattr(owner.parametrizations[name], "original", None)
+        if isinstance(original, torch.Tensor) and original.shape == value.shape:
+            original.copy_(value)
+            return
+        raise ModelError(
+            f"{type(owner).__name__}.{name} is parametrized without a right_inverse and its "
+            "original has another shape, so weights='portable' cannot write it: give the "
+            "parametrization a right_inverse, or use weights='framework'"
+        )
 
     return write
 

@@ -36,7 +36,7 @@ class Tokens(nn.Module):
 
 def test_integers_and_booleans_draw_from_the_seeded_stream():
     ids, mask = make_inputs((integers((2, 8), high=50), booleans((2, 8), p=0.75)), seed=3)
-    assert ids.dtype == np.int64 and ids.shape == (2, 8) and 0 <= ids.min() and ids.max() < 50
+    assert ids.dtype == np.int64 and ids.shape == (2, 8) and ids.min() >= 0 and ids.max() < 50
     assert mask.dtype == np.bool_ and mask.shape == (2, 8)
     rng = np.random.Generator(np.random.PCG64(3))
     assert np.array_equal(ids, rng.integers(0, 50, (2, 8), dtype="int64"))
