@@ -311,7 +311,8 @@ def _parametrized_writer(owner: torch.nn.Module, name: str) -> Callable[[torch.T
             return
         except (RuntimeError, NotImplementedError):
             pass
-        original = getattr(owner.parametrizations[name], "original", None)
+        plist = getattr(owner.parametrizations, name)
+        original = getattr(plist, "original", None)
         if isinstance(original, torch.Tensor) and original.shape == value.shape:
             original.copy_(value)
             return
