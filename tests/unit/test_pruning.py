@@ -284,3 +284,15 @@ def test_bad_new_fields_are_refused(field, value, message):
     doc = observe(lambda width: nn.Linear(4, width), (2, 4), width=[2, 3])
     doc["variants"]["width=2"][field] = value
     assert message in check_problem(doc)
+
+
+def test_show_lists_sparsity_flops_and_buffers_or_says_they_were_not_recorded():
+    from pytest_weightshape.report.cli import pruning_lines
+
+    doc = observe(lambda amount: pruned("l1", amount), (2, 3, 8, 8), flops=True, amount=[0.0, 0.5])
+    text = "\n".join(pruning_lines(doc["variants"]))
+    assert "sparsity: amount=0.0 " in text and "FLOPs: amount=0.0 " in text
+    assert "amount=0.5  conv1.weight_mask" in text
+    old = "\n".join(pruning_lines(strip_new_fields(doc)["variants"]))
+    assert "sparsity: not recorded (delete the golden and record it with" in old
+    assert "buffers: not recorded" in old and "FLOPs: not recorded" in old
