@@ -143,3 +143,57 @@ def test_unknown_keyword_and_unchanged_variant(pytester):
     assert "variant width=4: the model takes no keyword argument 'mask'" in out
     assert "Tokens.forward(input_ids, attention_mask)" in out
     assert "variant method=random has the base's weights, buffers and outputs" in out
+
+
+KERAS = textwrap.dedent(
+    """
+    import os
+
+    import keras
+    import pytest
+
+    from pytest_weightshape import booleans, integers
+
+    VAR = float(os.environ.get("VAR", "1"))
+    KEY = os.environ.get("KEY", "attention_mask")
+
+
+    def build(units):
+        ids = keras.Input((6,), name="input_ids", dtype="int64")
+        mask = keras.Input((6,), name="attention_mask", dtype="bool")
+        x = keras.layers.Embedding(20, units)(ids)
+        x = x * keras.ops.expand_dims(keras.ops.cast(mask, "float32"), -1)
+        bn = keras.layers.BatchNormalization(name="bn")
+        out = bn(keras.ops.sum(x, axis=1))
+        bn.moving_variance.assign(bn.moving_variance * VAR)
+        return keras.Model([ids, mask], out)
+
+
+    @pytest.mark.shape_variant(units=[4, 8])
+    def test_keras_tokens(shape_variant):
+        shape_variant.check(
+            build, inputs={"input_ids": integers((2, 6), high=20), KEY: booleans((2, 6))}
+        )
+    """
+)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("keras") is None, reason="keras is not installed")
+def test_keras_keyword_inputs_and_non_trainable_weights(pytester, monkeypatch):
+    monkeypatch.setenv("KERAS_BACKEND", "tensorflow")
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "3")
+    pytester.makepyfile(test_models=KERAS)
+    run(pytester, "--snapshot-update").assert_outcomes(passed=1)
+    variant = checks(pytester, "test_keras_tokens")["units=4"]
+    assert list(variant["inputs"]) == ["input_ids", "attention_mask"]
+    assert "bn/moving_variance" in variant["parameters"]  # non-trainable weights are recorded
+    monkeypatch.setenv("VAR", "3")
+    result = run(pytester)
+    result.assert_outcomes(failed=1)
+    assert "bn/moving_variance std" in assert_clean_failure(result)
+    monkeypatch.setenv("VAR", "1")
+    monkeypatch.setenv("KEY", "mask")
+    result = run(pytester)
+    result.assert_outcomes(failed=1)
+    out = assert_clean_failure(result)
+    assert "the model has no input named 'mask': its inputs are input_ids, attention_mask" in out
