@@ -378,17 +378,26 @@ def keyword_problem(adapter: Adapter, model: Any, keywords: Any) -> str | None:
     except (TypeError, ValueError):
         return None
     params = signature.parameters.values()
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
-        return None
     accepted = {
         p.name
         for p in params
         if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
     }
+    for p in params:
+        if p.kind is inspect.Parameter.VAR_KEYWORD:
+            typed = _typed_kwargs(p.annotation)
+            if typed is None:
+                return None  # **kwargs: every keyword is accepted
+            accepted |= typed
     unknown = [n for n in names if n not in accepted]
     if not unknown:
         return None
-    text = str(signature)
+    text = str(
+        signature.replace(
+            parameters=[p.replace(annotation=inspect.Parameter.empty) for p in params],
+            return_annotation=inspect.Signature.empty,
+        )
+    )
     if len(text) > 300:
         text = text[:297] + "..."
     which = ", ".join(repr(n) for n in unknown)
@@ -396,3 +405,20 @@ def keyword_problem(adapter: Adapter, model: Any, keywords: Any) -> str | None:
         f"the model takes no keyword argument {which}: its signature is {shown}{text}; "
         "rename the key in inputs= or pass that input positionally"
     )
+
+
+def _typed_kwargs(annotation: Any) -> set[str] | None:
+    """The keys of ``**kwargs: Unpack[SomeTypedDict]`` (how HuggingFace types a model's extra
+    keywords); ``None`` when ``**kwargs`` takes anything."""
+    import typing
+
+    unpack = getattr(typing, "Unpack", None)  # Python 3.11+
+    if unpack is None or typing.get_origin(annotation) is not unpack:
+        return None
+    (inner,) = typing.get_args(annotation) or (None,)
+    if not typing.is_typeddict(inner):
+        return None
+    keys: set[str] = set()
+    for klass in getattr(inner, "__mro__", (inner,)):
+        keys |= set(getattr(klass, "__annotations__", {}))
+    return keys

@@ -153,3 +153,50 @@ def test_numpy_callable_gets_keyword_inputs():
     assert list(doc["variants"]["width=8"]["inputs"]) == ["x", "scale"]
     with pytest.raises(ModelError, match=r"no keyword argument 'bias'.*model\(x, scale\)"):
         observe(build, {"x": (2, 3), "scale": np.float32([2.0]), "bias": (1,)})
+
+
+def test_typed_kwargs_accept_their_keys_only_and_plain_kwargs_accept_all():
+    from typing import TypedDict, Unpack
+
+    class Extra(TypedDict, total=False):
+        output_attentions: bool
+
+    class Typed(nn.Module):
+        def __init__(self, width):
+            super().__init__()
+            self.linear = nn.Linear(3, width)
+
+        def forward(self, x, **kwargs: Unpack[Extra]):
+            return self.linear(x)
+
+    class Loose(Typed):
+        def forward(self, x, **kwargs):
+            return self.linear(x)
+
+    observe(Typed, {"x": (2, 3), "output_attentions": np.bool_(True)})
+    with pytest.raises(
+        ModelError, match=r"no keyword argument 'mask'.*Typed.forward\(x, \*\*kwargs\)"
+    ):
+        observe(Typed, {"x": (2, 3), "mask": (2, 3)})
+    observe(Loose, {"x": (2, 3), "mask": (2, 3)})  # nothing to check against
+
+
+def test_a_misspelt_huggingface_mask_is_caught():
+    transformers = pytest.importorskip("transformers")
+
+    def build(width):
+        config = transformers.BertConfig(
+            vocab_size=50,
+            hidden_size=width,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=16,
+            max_position_embeddings=16,
+        )
+        return transformers.BertModel(config)
+
+    with pytest.raises(ModelError) as info:
+        observe(build, {"input_ids": integers((1, 6), high=50), "attention_mas": booleans((1, 6))})
+    text = str(info.value)
+    assert "no keyword argument 'attention_mas'" in text
+    assert "BertModel.forward(input_ids=None, attention_mask=None" in text
