@@ -311,9 +311,14 @@ def likely_causes(
     inputs_changed, weights, unknown = _fingerprint_changes(golden, current)
     if inputs_changed:
         causes.append(_inputs_cause(golden, current))
-    if weights:
-        causes.append(_weights_cause(golden, current, weights))
     buffers = _buffer_changes(golden, current)
+    if weights:
+        cause = _weights_cause(golden, current, weights)
+        if any("_mask" in line for line in buffers):  # torch.nn.utils.prune's masks
+            cause = cause.replace(
+                "initial weights changed (", "weights changed (a pruning mask changed; ", 1
+            )
+        causes.append(cause)
     if buffers:
         causes.append(
             "buffers changed (running statistics, pruning masks or other persistent state): "

@@ -72,6 +72,7 @@ def test_switching_l1_to_random_pruning_names_the_tensor_not_numerics():
     assert not verdict.ok
     text = "\n".join(verdict.causes)
     assert "conv1.weight std" in text  # the effective weights changed
+    assert "weights changed (a pruning mask changed; " in text
     assert "buffers changed" in text and "conv1.weight_mask" in text
     assert "forward numerics" not in text
 
