@@ -1,5 +1,9 @@
 """``inputs=`` -> the arrays every variant's forward gets, one :class:`Input` per model argument.
 
+A mapping passes keyword arguments (each :class:`Input` then has its ``keyword`` and is named
+by it); a tuple whose last item is a mapping passes positional and keyword arguments together.
+``integers(...)`` and ``booleans(...)`` (:mod:`.draws`) say what to draw besides float32.
+
 Inputs are made once, on the host, from a framework-independent NumPy stream keyed by the seed,
 so they are bit-identical across framework versions and devices. A drawn input belongs to the
 harness alone: the forwards share it with no copy, and each forward is checked not to have
