@@ -12,17 +12,31 @@ from . import moved
 from .errors import GoldenError, ModelError, SpecError, WeightShapeError
 
 if TYPE_CHECKING:
+    from .draws import Draw, booleans, integers
     from .result import CheckResult
 
 moved.install()  # old module paths (``pytest_weightshape.snapshot`` ...) keep working
 
 __version__ = "0.1.0"
-__all__ = ["CheckResult", "GoldenError", "ModelError", "SpecError", "WeightShapeError"]
+__all__ = [
+    "CheckResult",
+    "Draw",
+    "GoldenError",
+    "ModelError",
+    "SpecError",
+    "WeightShapeError",
+    "booleans",
+    "integers",
+]
+
+#: Names loaded when first used (loading the plugin stays free of numpy and frameworks).
+_LAZY = {"CheckResult": "result", "Draw": "draws", "booleans": "draws", "integers": "draws"}
 
 
 def __getattr__(name: str) -> Any:
-    if name == "CheckResult":
-        from .result import CheckResult
+    module = _LAZY.get(name)
+    if module is not None:
+        import importlib
 
-        return CheckResult
+        return getattr(importlib.import_module(f"{__name__}.{module}"), name)
     raise AttributeError(name)

@@ -197,6 +197,7 @@ def compare(golden: Mapping[str, Any], current: Mapping[str, Any], policy: Polic
         c.exact(name, "variant", "parameter_count", g["parameter_count"], cur["parameter_count"])
         c.tensors(name, "parameters", g["parameters"], cur["parameters"])
         c.tensors(name, "inputs", g["inputs"], cur["inputs"])
+        _compare_pruning(c, name, g, cur)
         go, co = g["outputs"], cur["outputs"]
         c.names(name, "outputs", go, co)
         for oname in go:
@@ -257,6 +258,18 @@ def _compare_divergence(
         scale=1.0,
         count=0,
     )
+    for key in PRUNING_DIVERGENCE:  # absent from goldens recorded before them
+        if key in gpar and key in cpar:
+            c.close(
+                name,
+                "divergence/parameters",
+                key,
+                gpar[key],
+                cpar[key],
+                dtype="float64",
+                scale=1.0,
+                count=int((base or {}).get("parameter_count") or 0),
+            )
     for key in ("outputs_added", "outputs_removed"):
         c.exact(name, "divergence", key, gd[key], cd[key])
     gouts, couts = gd["outputs"], cd["outputs"]
@@ -302,11 +315,30 @@ def likely_causes(
     causes += _structure_causes(verdict)
     inputs_changed, weights, unknown = _fingerprint_changes(golden, current)
     if inputs_changed:
-        causes.append("inputs changed (the input fingerprint differs from the golden's)")
+        causes.append(_inputs_cause(golden, current))
+    buffers = _buffer_changes(golden, current)
     if weights:
-        causes.append(_weights_cause(golden, current, weights))
+        cause = _weights_cause(golden, current, weights)
+        if any("_mask" in line for line in buffers):  # torch.nn.utils.prune's masks
+            cause = cause.replace(
+                "initial weights changed (", "weights changed (a pruning mask changed; ", 1
+            )
+        causes.append(cause)
+    if buffers:
+        causes.append(
+            "buffers changed (running statistics, pruning masks or other persistent state): "
+            + "; ".join(buffers[:4])
+            + (f"; +{len(buffers) - 4} more variants" if len(buffers) > 4 else "")
+        )
     if not causes:
         causes.append(_numerics_cause(golden, current, unknown))
+    unrecorded = not_recorded(golden, current)
+    if unrecorded:
+        causes.append(
+            f"the golden holds no {', '.join(unrecorded)} (recorded by an older "
+            "pytest-weightshape): these were not compared; recording it again with "
+            "`pytest --snapshot-update` adds them"
+        )
     return causes
 
 
@@ -415,6 +447,108 @@ def _fingerprint_changes(
             more = f", +{len(changed) - 3} more" if len(changed) > 3 else ""
             weights.append(f"{name}: {', '.join(detail)}{more}")
     return inputs_changed, weights, unknown
+
+
+#: Divergence fields of pruning and compute (compared when both documents hold them).
+PRUNING_DIVERGENCE = ("sparsity_change", "nonzero_parameter_count_ratio", "flops_ratio")
+
+
+def _compare_pruning(c: _Comparer, name: str, g: Mapping[str, Any], cur: Mapping[str, Any]) -> None:
+    """Buffers, sparsity, nonzero parameters and FLOPs: each compared when the golden holds it
+    (a golden recorded before them is compared on what it holds). FLOPs are compared only when
+    this run counted them too (``--weightshape-flops``)."""
+    if "buffers" in g:
+        c.tensors(name, "buffers", g["buffers"], cur.get("buffers", {}))
+    if "nonzero_parameter_count" in g:
+        c.exact(
+            name,
+            "variant",
+            "nonzero_parameter_count",
+            g["nonzero_parameter_count"],
+            cur.get("nonzero_parameter_count"),
+        )
+    if "sparsity" in g:
+        c.close(
+            name,
+            "variant",
+            "sparsity",
+            g["sparsity"],
+            cur.get("sparsity"),
+            dtype="float64",
+            scale=1.0,
+            count=int(g.get("parameter_count") or 0),
+        )
+    if "flops" in g and "flops" in cur:
+        c.exact(name, "variant", "flops", g["flops"], cur["flops"])
+
+
+def not_recorded(golden: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+    """What this run measured that the golden does not hold (a golden recorded by an older
+    pytest-weightshape): ``buffers``, ``zero fractions``, ``sparsity``, ``FLOPs``."""
+    missing: dict[str, None] = {}
+    for name, g in golden["variants"].items():
+        c = current["variants"].get(name)
+        if c is None:
+            continue
+        if "buffers" in c and "buffers" not in g:
+            missing["buffers"] = None
+        if "sparsity" in c and "sparsity" not in g:
+            missing["sparsity"] = None
+        if "flops" in c and "flops" not in g:
+            missing["FLOPs"] = None
+        gp, cp = g["parameters"], c["parameters"]
+        if any(
+            "zero_fraction" in cp[p].get("fingerprint", {})
+            and "zero_fraction" not in gp[p].get("fingerprint", {})
+            for p in gp
+            if p in cp
+        ):
+            missing["zero fractions"] = None
+    return list(missing)
+
+
+def _buffer_changes(golden: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+    """Per variant, the buffers whose bytes differ from the golden's (with their std)."""
+    out = []
+    for name, g in golden["variants"].items():
+        c = current["variants"].get(name)
+        if c is None or "buffers" not in g or "buffers" not in c:
+            continue
+        gb, cb = g["buffers"], c["buffers"]
+        changed = [
+            b for b in gb if b in cb and gb[b]["shape"] == cb[b]["shape"] and _changed(gb[b], cb[b])
+        ]
+        if changed:
+            detail = []
+            for b in changed[:3]:
+                gf, cf = gb[b].get("fingerprint", {}), cb[b].get("fingerprint", {})
+                if all(isinstance(f.get("std"), (int, float)) for f in (gf, cf)):
+                    detail.append(f"{b} std {gf['std']:.6g} -> {cf['std']:.6g}")
+                else:
+                    detail.append(b)
+            more = f", +{len(changed) - 3} more" if len(changed) > 3 else ""
+            out.append(f"{name}: {', '.join(detail)}{more}")
+    return out
+
+
+def _inputs_cause(golden: Mapping[str, Any], current: Mapping[str, Any]) -> str:
+    """``inputs changed: attention_mask`` (each input by name: keyword inputs by keyword)."""
+    named: dict[str, str] = {}
+    for name, g in golden["variants"].items():
+        c = current["variants"].get(name)
+        if c is None:
+            continue
+        gi, ci = g["inputs"], c["inputs"]
+        for key in gi:
+            if key not in ci:
+                named.setdefault(key, f"{key} (not given)")
+            elif _changed(gi[key], ci[key]):
+                named.setdefault(key, key)
+        for key in ci:
+            if key not in gi:
+                named.setdefault(key, f"{key} (new)")
+    shown = ", ".join(list(named.values())[:6]) + (" ..." if len(named) > 6 else "")
+    return f"inputs changed: {shown} (the input fingerprint differs from the golden's)"
 
 
 def _weights_cause(

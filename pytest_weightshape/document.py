@@ -25,7 +25,7 @@ QUANTILE_KEYS: tuple[str, ...] = tuple(f"q{round(q * 100):02d}" for q in QUANTIL
 #: Output statistics measured in the output's own units.
 VALUE_STATS: tuple[str, ...] = ("mean", "std", "min", "max", "mean_abs", *QUANTILE_KEYS)
 #: Output statistics that are fractions of the element count.
-FRACTION_STATS: tuple[str, ...] = ("zero_fraction",)
+FRACTION_STATS: tuple[str, ...] = ("zero_fraction", "sparsity", "sparsity_change")
 #: Integer statistics: compared exactly.
 COUNT_STATS: tuple[str, ...] = ("count", "nan_count", "inf_count")
 #: Divergence measures in the output's units.
@@ -36,6 +36,8 @@ DIVERGENCE_RATIO: tuple[str, ...] = (
     "mean_abs_ratio",
     "max_ratio",
     "parameter_count_ratio",
+    "nonzero_parameter_count_ratio",
+    "flops_ratio",
 )
 #: Bounded dimensionless similarity measures.
 DIVERGENCE_UNIT: tuple[str, ...] = ("cosine", "cka")
@@ -118,6 +120,21 @@ def _divergence_problem(where: str, div: Any) -> str | None:
     return None
 
 
+def _pruning_problem(where: str, var: dict[str, Any]) -> str | None:
+    """The optional fields of issue 14: buffers, sparsity, nonzero parameters, FLOPs."""
+    if "buffers" in var:
+        problem = _tensors_problem(f"{where}.buffers", var["buffers"], "fingerprint")
+        if problem:
+            return problem
+    sparsity = var.get("sparsity")
+    if sparsity is not None and (isinstance(sparsity, bool) or not isinstance(sparsity, _NUM)):
+        return f"{where}.sparsity must be a number or null"
+    for key in ("nonzero_parameter_count", "flops"):
+        if key in var and (not _is_int(var[key]) or var[key] < 0):
+            return f"{where}.{key} must be a non-negative integer"
+    return None
+
+
 def check_problem(check: Any) -> str | None:
     """What is wrong with a check document's structure, or ``None`` if it is well-formed."""
     if not isinstance(check, dict):
@@ -147,6 +164,9 @@ def check_problem(check: Any) -> str | None:
             problem = _tensors_problem(f"{where}.{key}", var.get(key), value_key)
             if problem:
                 return problem
+        problem = _pruning_problem(where, var)
+        if problem:
+            return problem
         problem = _tensors_problem(f"{where}.outputs", var.get("outputs"), "stats")
         if problem:
             return problem

@@ -1,5 +1,9 @@
 """``inputs=`` -> the arrays every variant's forward gets, one :class:`Input` per model argument.
 
+A mapping passes keyword arguments (each :class:`Input` then has its ``keyword`` and is named
+by it); a tuple whose last item is a mapping passes positional and keyword arguments together.
+``integers(...)`` and ``booleans(...)`` (:mod:`.draws`) say what to draw besides float32.
+
 Inputs are made once, on the host, from a framework-independent NumPy stream keyed by the seed,
 so they are bit-identical across framework versions and devices. A drawn input belongs to the
 harness alone: the forwards share it with no copy, and each forward is checked not to have
@@ -12,16 +16,18 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+from .draws import Draw
 from .errors import ModelError, SpecError, exception_line
 from .frameworks import Array, to_numpy
 from .stats import block_digests
 
 Redraw = Callable[[], np.ndarray]
+Resolved = tuple[Any, Redraw | None]
 
 
 class Input:
@@ -32,10 +38,14 @@ class Input:
     handed out as an output) or a copy of it.
     """
 
-    __slots__ = ("again", "host", "name", "shared", "signature", "value")
+    __slots__ = ("again", "host", "keyword", "name", "shared", "signature", "value")
 
-    def __init__(self, name: str, value: Any, again: Redraw | None) -> None:
+    def __init__(
+        self, name: str, value: Any, again: Redraw | None, keyword: str | None = None
+    ) -> None:
         self.name = name
+        #: The keyword argument this input is passed as (``None``: positional).
+        self.keyword = keyword
         self.value = value
         self.again = again
         self.shared = again is not None
@@ -72,29 +82,48 @@ def input_stream(seed: int) -> np.random.Generator:
 
 
 def make_inputs(inputs: Any, seed: int) -> tuple[Any, ...]:
-    """Resolve ``inputs`` to a tuple of arrays/tensors (one per model argument).
+    """Resolve ``inputs`` to a tuple of arrays/tensors (one per model argument; keyword
+    inputs follow the positional ones, in the mapping's order).
 
-    A shape tuple gives a float32 standard-normal array; a tuple of shapes/arrays is a
-    multi-input; a callable is called with a seeded ``numpy.random.Generator`` (or nothing).
+    A shape tuple gives a float32 standard-normal array; ``integers(...)``/``booleans(...)``
+    draw integer or boolean arrays; a tuple of those/arrays is a multi-input; a mapping passes
+    its values as keyword arguments; a callable is called with a seeded
+    ``numpy.random.Generator`` (or nothing) and returns any of these.
     """
     return tuple(value for value, _ in resolve_inputs(inputs, seed))
 
 
 def draw_inputs(inputs: Any, seed: int) -> list[Input]:
-    """``inputs=`` as one :class:`Input` per model argument (``input``, or ``input.0``,
-    ``input.1`` ... for several)."""
-    resolved = resolve_inputs(inputs, seed)
-    several = len(resolved) > 1
-    return [
+    """``inputs=`` as one :class:`Input` per model argument: positional ones are ``input``
+    (or ``input.0``, ``input.1`` ... for several), keyword ones are named by their keyword."""
+    positional, keywords = resolve_arguments(inputs, seed)
+    several = len(positional) > 1
+    out = [
         Input(f"input.{i}" if several else "input", value, again)
-        for i, (value, again) in enumerate(resolved)
+        for i, (value, again) in enumerate(positional)
     ]
+    taken = {i.name for i in out}
+    for key, (value, again) in keywords.items():
+        if key in taken:
+            raise SpecError(
+                f"inputs= has a keyword input named {key!r}, which is also the name of a "
+                "positional input: rename the keyword or pass that input by keyword only"
+            )
+        out.append(Input(key, value, again, keyword=key))
+    return out
 
 
-def resolve_inputs(inputs: Any, seed: int) -> tuple[tuple[Any, Redraw | None], ...]:
+def resolve_inputs(inputs: Any, seed: int) -> tuple[Resolved, ...]:
     """``make_inputs``, each value paired with how to draw it again (``None`` for a value the
     caller gave): no one else holds a drawn array, so the harness may hand it to the forwards
     as it is, and draw it afresh, bit for bit, if a forward changes it."""
+    positional, keywords = resolve_arguments(inputs, seed)
+    return (*positional, *keywords.values())
+
+
+def resolve_arguments(inputs: Any, seed: int) -> tuple[list[Resolved], dict[str, Resolved]]:
+    """``inputs=`` -> (positional arguments, keyword arguments), each value paired with how to
+    draw it again. Positional values are drawn first, then keyword values in mapping order."""
     rng = input_stream(seed)
     if callable(inputs) and not _is_shape(inputs):
         try:
@@ -107,17 +136,56 @@ def resolve_inputs(inputs: Any, seed: int) -> tuple[tuple[Any, Redraw | None], .
             raise SpecError(f"the inputs= callable raised {exception_line(exc)}") from None
         if _is_shape(inputs):
             raise SpecError("the inputs= callable returned a shape; return the array itself")
-    if _is_shape(inputs):
-        return (_drawn(rng, inputs),)
+    if isinstance(inputs, Mapping):
+        if not inputs:
+            raise SpecError(
+                "inputs= is an empty mapping: give keyword inputs such as "
+                "{'input_ids': integers((1, 8), high=100)}"
+            )
+        return [], _keywords(rng, inputs)
+    if _is_shape(inputs) or isinstance(inputs, Draw):
+        return [_item(rng, inputs)], {}
     if isinstance(inputs, list) and inputs and all(isinstance(d, int) for d in inputs):
         raise SpecError(f"inputs={inputs!r}: a shape is a tuple, e.g. inputs={tuple(inputs)!r}")
     if isinstance(inputs, (tuple, list)):
         if not inputs:
             raise SpecError("inputs= is empty: give a shape such as (1, 784), an array, or a tuple")
-        return tuple(
-            _drawn(rng, item) if _is_shape(item) else (_one(item), None) for item in inputs
-        )
-    return ((_one(inputs), None),)
+        items, keywords = list(inputs), {}
+        if isinstance(items[-1], Mapping):  # (positional..., {keyword: value})
+            keywords = items.pop()
+        if any(isinstance(item, Mapping) for item in items):
+            raise SpecError(
+                "inputs= holds a mapping before its last item: keyword inputs go in one "
+                "mapping at the end, e.g. inputs=((1, 8), {'mask': booleans((1, 8))})"
+            )
+        positional = [_item(rng, item) for item in items]
+        return positional, (_keywords(rng, keywords) if keywords else {})
+    return [(_one(inputs), None)], {}
+
+
+def _item(rng: np.random.Generator, item: Any) -> Resolved:
+    if _is_shape(item):
+        shape = item
+        return _drawn(rng, lambda r: _draw(r, shape))
+    if isinstance(item, Draw):
+        draw = item
+        return _drawn(rng, lambda r: _draw_spec(r, draw))
+    return _one(item), None
+
+
+def _keywords(rng: np.random.Generator, mapping: Mapping[Any, Any]) -> dict[str, Resolved]:
+    out: dict[str, Resolved] = {}
+    for key, value in mapping.items():
+        if not isinstance(key, str) or not key.isidentifier():
+            raise SpecError(
+                f"inputs= mapping key {key!r} is not a keyword argument name: keys name the "
+                "model's keyword arguments, e.g. {'input_ids': ..., 'attention_mask': ...}"
+            )
+        try:
+            out[key] = _item(rng, value)
+        except SpecError as exc:
+            raise SpecError(f"keyword input {key!r}: {exc}") from None
+    return out
 
 
 def _is_shape(value: Any) -> bool:
@@ -128,7 +196,9 @@ def _is_shape(value: Any) -> bool:
     )
 
 
-def _drawn(rng: np.random.Generator, shape: tuple[int, ...]) -> tuple[np.ndarray, Redraw]:
+def _drawn(
+    rng: np.random.Generator, make: Callable[[np.random.Generator], np.ndarray]
+) -> tuple[np.ndarray, Redraw]:
     """A drawn array, and how to draw the same one again (from the stream's state before it;
     nothing else, such as an ``inputs=`` callable, runs again)."""
     state = rng.bit_generator.state
@@ -136,9 +206,17 @@ def _drawn(rng: np.random.Generator, shape: tuple[int, ...]) -> tuple[np.ndarray
     def again() -> np.ndarray:
         replay = np.random.Generator(np.random.PCG64())
         replay.bit_generator.state = state
-        return _draw(replay, shape)
+        return make(replay)
 
-    return _draw(rng, shape), again
+    return make(rng), again
+
+
+def _draw_spec(rng: np.random.Generator, draw: Draw) -> np.ndarray:
+    """An ``integers(...)`` or ``booleans(...)`` draw."""
+    try:
+        return np.ascontiguousarray(draw.draw(rng))
+    except (MemoryError, ValueError) as exc:
+        raise SpecError(f"inputs= {draw!r} could not be drawn ({exception_line(exc)})") from None
 
 
 def _draw(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
@@ -173,6 +251,7 @@ def _one(value: Any) -> Any:
     if converted is None:
         raise SpecError(
             f"inputs= got {type(value).__name__}; give a shape tuple such as (1, 784), "
-            "an array or tensor, a tuple of those, or a callable returning them"
+            "an array or tensor, integers(...) or booleans(...), a tuple of those, a mapping of "
+            "keyword inputs, or a callable returning one of these"
         )
     return value

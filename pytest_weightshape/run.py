@@ -23,6 +23,7 @@ from .frameworks import (
     Array,
     adapter_for,
     kept_globals,
+    keyword_problem,
     numerics,
     placed,
     seeded,
@@ -34,6 +35,8 @@ from .inputs import make_inputs as make_inputs  # re-exported: moved to inputs
 from .inputs import resolve_inputs as resolve_inputs  # re-exported: moved to inputs
 from .portable import redraw
 from .sensitivity import measure, nudged, scaled
+from .sparsity import divergence_fields, same_outputs, same_weights, variant_fields
+from .sparsity import tensors as sparsity_tensors
 from .spec import Variant, VariantSpec, check_weights, format_value
 from .stats import fingerprint
 
@@ -84,6 +87,7 @@ class Observer:
         weights: str | None = None,
         deterministic: bool = False,
         calibrate: bool = False,
+        flops: bool = False,
         sensitivity: bool = False,
     ) -> None:
         if not callable(build):
@@ -96,6 +100,11 @@ class Observer:
         self.device = device
         self.deterministic = deterministic
         self.calibrate = calibrate
+        #: Count each torch variant's FLOPs in its measured forward (``torch.utils.flop_counter``).
+        self.flops = flops
+        self._counted: dict[str, int] = {}  # the measured forward's FLOPs, when counted
+        #: Variants whose weights and outputs equal the base's: one line each, for a warning.
+        self.unchanged: list[str] = []
         #: Measure what the golden can detect (see :mod:`.sensitivity`): two more forwards per
         #: variant, so only when a golden will be recorded.
         self.sensitivity = sensitivity
@@ -126,8 +135,11 @@ class Observer:
                 device = adapter.device(model)
                 last = variant is self.spec.variants[-1]
                 last = last and not (self.calibrate or self.sensitivity)
-                outputs = self._forward(variant, adapter, model, last)
+                self._counted.clear()
+                outputs = self._forward(variant, adapter, model, last, count=self.flops)
             doc = self._measure(variant, adapter, model, device, outputs)
+            if "flops" in self._counted:
+                doc["flops"] = self._counted["flops"]
             if self.calibrate:
                 with kept_globals(changed):
                     self._calibrate(variant, adapter, model, outputs, doc)
@@ -140,6 +152,9 @@ class Observer:
             else:
                 assert base is not None  # the spec's first variant is its base
                 doc["divergence"] = _divergence(base, doc, outputs, adapter.feature_axis)
+                doc["divergence"]["parameters"].update(divergence_fields(base.doc, doc))
+                if same_weights(base.doc, doc) and same_outputs(base.doc, doc):
+                    self.unchanged.append(variant.name)
             variants[variant.name] = doc
             del model, outputs
         return {
@@ -177,17 +192,41 @@ class Observer:
             ) from None
 
     def _forward(
-        self, variant: Variant, adapter: Adapter, model: Any, last: bool = False
+        self,
+        variant: Variant,
+        adapter: Adapter,
+        model: Any,
+        last: bool = False,
+        *,
+        count: bool = False,
     ) -> list[Array]:
         """Run one forward; unless it is the ``last`` to read the inputs, keep them as drawn
         for the next (see :meth:`.inputs.Input.keep`)."""
         # each forward gets its own inputs (see Adapter.convert_input), or shares the drawn
         # ones: a model that works in place on its input must not change what the next
         # variant sees
-        converted = tuple(adapter.convert_input(i.value, model, i.shared) for i in self.inputs)
+        converted = tuple(
+            adapter.convert_input(i.value, model, i.shared)
+            for i in self.inputs
+            if i.keyword is None
+        )
+        keywords = {
+            i.keyword: adapter.convert_input(i.value, model, i.shared)
+            for i in self.inputs
+            if i.keyword is not None
+        }
+        if keywords:
+            problem = keyword_problem(adapter, model, keywords)
+            if problem:
+                raise ModelError(f"variant {variant.name}: {problem}")
         with seeded(self.spec.seed):
             try:
-                raw = adapter.forward(model, converted)
+                if keywords:
+                    raw = self._run(
+                        adapter, lambda: adapter.forward(model, converted, keywords), count
+                    )
+                else:
+                    raw = self._run(adapter, lambda: adapter.forward(model, converted), count)
             except Exception as exc:
                 shapes = ", ".join(
                     f"{name} {info['shape']} {info['dtype']}"
@@ -206,25 +245,40 @@ class Observer:
                 each.keep(outputs)
         return outputs
 
+    def _run(self, adapter: Adapter, forward: Callable[[], Any], count: bool) -> Any:
+        """``forward()``; with ``count`` on a torch model, its FLOPs are kept for the document."""
+        if not count or adapter.name != "torch":
+            return forward()
+        from .frameworks.torch_adapter import count_flops
+
+        raw, self._counted["flops"] = count_flops(forward)
+        return raw
+
     def _measure(
         self, variant: Variant, adapter: Adapter, model: Any, device: str, outputs: list[Array]
     ) -> dict[str, Any]:
-        """One variant's part of the document: what it is, its parameters and its outputs."""
+        """One variant's part of the document: what it is, its parameters (each with its zero
+        fraction), buffers, sparsity and outputs."""
         params = adapter.parameters(model)  # after the forward: lazy models build there
-        return {
+        doc = {
             "base": variant.is_base,
             "kwargs": _json_kwargs(variant.kwargs),
             "framework": adapter.name,
             "model": type(model).__name__,
             "device": device,
             "parameter_count": int(sum(p.value.size for p in params)),
-            "parameters": _tensor_info(params),
+            "parameters": sparsity_tensors(params),
             "inputs": self.input_info,
             "outputs": {
                 o.name: {"shape": list(o.shape), "dtype": o.dtype, "stats": summarize_output(o)}
                 for o in outputs
             },
         }
+        buffers = getattr(adapter, "buffers", None)
+        if buffers is not None:
+            doc["buffers"] = sparsity_tensors(buffers(model))
+        doc.update(variant_fields(params))
+        return doc
 
     def _calibrate(
         self, variant: Variant, adapter: Adapter, model: Any, outputs: list[Array], doc: Any

@@ -79,8 +79,10 @@ class Adapter(Protocol):
         ``shared``: ``value`` is then the harness's own drawn array, which it checks after
         each forward (``inputs.Input.keep``)."""
 
-    def forward(self, model: Any, inputs: tuple[Any, ...]) -> Any:
-        """Run the model without gradients."""
+    def forward(
+        self, model: Any, inputs: tuple[Any, ...], keywords: Mapping[str, Any] | None = None
+    ) -> Any:
+        """Run the model without gradients; ``keywords`` are keyword inputs (issue 14)."""
 
     def parameters(self, model: Any) -> list[Array]:
         """Named parameters in a stable order."""
@@ -338,3 +340,85 @@ def flatten(
     if not out:
         raise ModelError("the model returned no array output (None or an empty container)")
     return out
+
+
+# -- keyword inputs (issue 14) ----------------------------------------------------------------
+
+
+def keyword_problem(adapter: Adapter, model: Any, keywords: Any) -> str | None:
+    """Why ``model`` cannot take the keyword inputs ``keywords`` (names), or ``None``.
+
+    The signature read is the one the adapter calls: a torch module's ``forward``, a Keras
+    functional model's named inputs or a Keras layer's ``call``, a plain callable itself. A
+    signature that cannot be read, or takes ``**kwargs``, accepts every keyword.
+    """
+    import inspect
+
+    names = list(keywords)
+    if not names:
+        return None
+    if adapter.name == "keras":
+        inputs = _load("keras_adapter").input_names(model)
+        if inputs is not None:
+            unknown = [n for n in names if n not in inputs]
+            if unknown:
+                return (
+                    f"the model has no input named {unknown[0]!r}: its inputs are "
+                    f"{', '.join(inputs) or '(none)'} (Keras functional models take keyword "
+                    "inputs by their Input layers' names)"
+                )
+            return None
+        target, shown = model.call, f"{type(model).__name__}.call"
+    elif adapter.name == "torch":
+        target, shown = model.forward, f"{type(model).__name__}.forward"
+    else:
+        target, shown = model, getattr(model, "__name__", type(model).__name__)
+    try:
+        signature = inspect.signature(target)
+    except (TypeError, ValueError):
+        return None
+    params = signature.parameters.values()
+    accepted = {
+        p.name
+        for p in params
+        if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    }
+    for p in params:
+        if p.kind is inspect.Parameter.VAR_KEYWORD:
+            typed = _typed_kwargs(p.annotation)
+            if typed is None:
+                return None  # **kwargs: every keyword is accepted
+            accepted |= typed
+    unknown = [n for n in names if n not in accepted]
+    if not unknown:
+        return None
+    text = str(
+        signature.replace(
+            parameters=[p.replace(annotation=inspect.Parameter.empty) for p in params],
+            return_annotation=inspect.Signature.empty,
+        )
+    )
+    if len(text) > 300:
+        text = text[:297] + "..."
+    which = ", ".join(repr(n) for n in unknown)
+    return (
+        f"the model takes no keyword argument {which}: its signature is {shown}{text}; "
+        "rename the key in inputs= or pass that input positionally"
+    )
+
+
+def _typed_kwargs(annotation: Any) -> set[str] | None:
+    """The keys of ``**kwargs: Unpack[SomeTypedDict]`` (how HuggingFace types a model's extra
+    keywords); ``None`` when ``**kwargs`` takes anything."""
+    import typing
+
+    unpack = getattr(typing, "Unpack", None)  # Python 3.11+
+    if unpack is None or typing.get_origin(annotation) is not unpack:
+        return None
+    (inner,) = typing.get_args(annotation) or (None,)
+    if not typing.is_typeddict(inner):
+        return None
+    keys: set[str] = set()
+    for klass in getattr(inner, "__mro__", (inner,)):
+        keys |= set(getattr(klass, "__annotations__", {}))
+    return keys

@@ -159,7 +159,11 @@ class KerasAdapter:
             return clone() if callable(clone) else value
         return value  # tensorflow and jax tensors are immutable: nothing to protect
 
-    def forward(self, model: Any, inputs: tuple[Any, ...]) -> Any:
+    def forward(
+        self, model: Any, inputs: tuple[Any, ...], keywords: Mapping[str, Any] | None = None
+    ) -> Any:
+        if keywords:
+            return _keyword_forward(model, inputs, keywords)
         args = inputs[0] if len(inputs) == 1 else list(inputs)
         if backend() == "torch":
             import torch
@@ -201,3 +205,37 @@ class KerasAdapter:
 
 
 ADAPTER = KerasAdapter()
+
+
+# -- keyword inputs (issue 14) ----------------------------------------------------------------
+
+
+def input_names(model: Any) -> list[str] | None:
+    """A functional model's input names (its keyword inputs are passed as one dict keyed by
+    them); ``None`` for a layer or subclassed model (keywords go to its ``call``)."""
+    if not isinstance(model, keras.Model) or not hasattr(model, "_inputs_struct"):
+        return None
+    inputs = getattr(model, "inputs", None)
+    if not isinstance(inputs, list):
+        return None
+    return [str(getattr(i, "name", "")) for i in inputs]
+
+
+def _keyword_forward(model: Any, inputs: tuple[Any, ...], keywords: Mapping[str, Any]) -> Any:
+    """A functional model gets its keyword inputs as one dict keyed by input name (with no
+    positional inputs); a layer or subclassed model gets them as keyword arguments."""
+    if input_names(model) is not None:
+        if inputs:
+            raise ModelError(
+                "a Keras functional model takes its inputs either positionally or all by "
+                "name (a mapping in inputs=), not both"
+            )
+        call: Callable[[], Any] = lambda: model(dict(keywords), training=False)  # noqa: E731
+    else:
+        call = lambda: model(*inputs, **keywords, training=False)  # noqa: E731
+    if backend() == "torch":
+        import torch
+
+        with torch.no_grad():
+            return call()
+    return call()

@@ -37,8 +37,10 @@ class NumpyAdapter:
             return converted[0]
         return converted[0].copy()  # the forward's own: the callable may work in place
 
-    def forward(self, model: Any, inputs: tuple[Any, ...]) -> Any:
-        return model(*inputs)
+    def forward(
+        self, model: Any, inputs: tuple[Any, ...], keywords: Mapping[str, Any] | None = None
+    ) -> Any:
+        return model(*inputs, **(keywords or {}))
 
     def parameters(self, model: Any) -> list[Array]:
         attrs = getattr(model, "__dict__", {})

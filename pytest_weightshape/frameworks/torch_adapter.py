@@ -178,22 +178,35 @@ class TorchAdapter:
             return torch.from_numpy(value.copy(order="K"))
         return tensor.clone()
 
-    def forward(self, model: Any, inputs: tuple[Any, ...]) -> Any:
+    def forward(
+        self, model: Any, inputs: tuple[Any, ...], keywords: Mapping[str, Any] | None = None
+    ) -> Any:
         with torch.no_grad():
-            return model(*inputs)
+            return model(*inputs, **(keywords or {}))
 
     def parameters(self, model: Any) -> list[Array]:
+        """Named parameters; a pruned or parametrized tensor as its effective value under the
+        module's own name (see :func:`effective_parameters`)."""
         out = []
-        for name, param in model.named_parameters():
-            host = to_numpy(param)
+        for name, tensor, _ in effective_parameters(model):
+            host = to_numpy(tensor)
+            assert host is not None
+            out.append(Array(name, host[0], host[1]))
+        return out
+
+    def buffers(self, model: Any) -> list[Array]:
+        """Persistent buffers (see :func:`persistent_buffers`)."""
+        out = []
+        for name, tensor in persistent_buffers(model):
+            host = to_numpy(tensor)
             assert host is not None
             out.append(Array(name, host[0], host[1]))
         return out
 
     def set_parameters(self, model: Any, values: Mapping[str, np.ndarray]) -> None:
         with torch.no_grad():
-            for name, param in model.named_parameters():
-                param.copy_(torch.from_numpy(values[name]).to(param.dtype))
+            for name, tensor, write in effective_parameters(model):
+                write(torch.from_numpy(values[name]).to(tensor.dtype))
 
     def float64_copy(self, model: Any) -> Any | None:
         return copy.deepcopy(model).double()
@@ -216,6 +229,123 @@ class TorchAdapter:
     def feature_axis(self, ndim: int) -> int:
         # torch convolutions are channels-first (N, C, ...); sequences and dense are last-axis.
         return 1 if ndim >= 4 else -1
+
+
+# -- pruning, parametrizations, buffers and FLOPs (issue 14) ----------------------------------
+
+
+def _pruned_names(module: torch.nn.Module) -> set[str]:
+    """Tensors ``torch.nn.utils.prune`` prunes on ``module`` (its forward pre-hooks)."""
+    from torch.nn.utils import prune
+
+    return {
+        str(hook._tensor_name)
+        for hook in module._forward_pre_hooks.values()
+        if isinstance(hook, prune.BasePruningMethod)
+    }
+
+
+def effective_parameters(
+    model: torch.nn.Module,
+) -> list[tuple[str, torch.Tensor, Callable[[torch.Tensor], Any]]]:
+    """(name, tensor, how to write it) for every parameter, in ``named_parameters`` order.
+
+    A tensor pruned by ``torch.nn.utils.prune`` (``weight_orig`` with a ``weight_mask``
+    buffer) is its effective value ``weight`` (what the forward uses: ``orig * mask``), under
+    the module's own name; a tensor with a ``torch.nn.utils.parametrize`` parametrization
+    (``parametrizations.weight.original``) is its parametrized value ``weight``. Writing the
+    first writes ``weight_orig`` (the mask still applies); writing the second goes through the
+    parametrization's ``right_inverse``.
+    """
+    from torch.nn.utils import parametrize
+
+    out: list[tuple[str, torch.Tensor, Callable[[torch.Tensor], Any]]] = []
+    seen: set[str] = set()
+    for name, param in model.named_parameters():
+        owner_name, _, leaf = name.rpartition(".")
+        parts = name.split(".")
+        if "parametrizations" in parts:
+            at = len(parts) - 1 - parts[::-1].index("parametrizations")
+            prefix, tensor_name = ".".join(parts[:at]), parts[at + 1]
+            owner = model.get_submodule(prefix)
+            if parametrize.is_parametrized(owner, tensor_name) and leaf.startswith("original"):
+                effective = f"{prefix}.{tensor_name}" if prefix else tensor_name
+                if effective not in seen:
+                    seen.add(effective)
+                    out.append(
+                        (
+                            effective,
+                            getattr(owner, tensor_name),
+                            _parametrized_writer(owner, tensor_name),
+                        )
+                    )
+                continue
+        owner = model.get_submodule(owner_name)
+        if leaf.endswith("_orig") and leaf.removesuffix("_orig") in _pruned_names(owner):
+            base = leaf.removesuffix("_orig")
+            effective = f"{owner_name}.{base}" if owner_name else base
+            seen.add(effective)
+            out.append((effective, _effective(owner, base), param.copy_))
+            continue
+        seen.add(name)
+        out.append((name, param, param.copy_))
+    return out
+
+
+def _effective(owner: torch.nn.Module, base: str) -> torch.Tensor:
+    """A pruned tensor's value now: ``orig * mask`` (the attribute ``prune`` sets is only
+    refreshed by a forward)."""
+    orig = getattr(owner, f"{base}_orig")
+    mask = getattr(owner, f"{base}_mask")
+    value: torch.Tensor = (orig * mask.to(orig.dtype)).detach()
+    return value
+
+
+def _parametrized_writer(owner: torch.nn.Module, name: str) -> Callable[[torch.Tensor], Any]:
+    """Write a parametrized tensor through its ``right_inverse``; a parametrization without
+    one gets the value as its ``original`` (when the shapes agree), else a clear error."""
+
+    def write(value: torch.Tensor) -> None:
+        try:
+            setattr(owner, name, value)
+            return
+        except (RuntimeError, NotImplementedError):
+            pass
+        plist = getattr(owner.parametrizations, name)
+        original = getattr(plist, "original", None)
+        if isinstance(original, torch.Tensor) and original.shape == value.shape:
+            original.copy_(value)
+            return
+        raise ModelError(
+            f"{type(owner).__name__}.{name} is parametrized without a right_inverse and its "
+            "original has another shape, so weights='portable' cannot write it: give the "
+            "parametrization a right_inverse, or use weights='framework'"
+        )
+
+    return write
+
+
+def persistent_buffers(model: torch.nn.Module) -> list[tuple[str, torch.Tensor]]:
+    """Buffers a ``state_dict`` keeps (BatchNorm running statistics, ``num_batches_tracked``,
+    pruning masks), in ``named_buffers`` order; non-persistent buffers are left out."""
+    out = []
+    for name, buffer in model.named_buffers():
+        owner_name, _, leaf = name.rpartition(".")
+        owner = model.get_submodule(owner_name)
+        if leaf in owner._non_persistent_buffers_set or buffer is None:
+            continue
+        out.append((name, buffer))
+    return out
+
+
+def count_flops(run: Callable[[], Any]) -> tuple[Any, int]:
+    """``run()``'s result and the FLOPs torch counted in it (``torch.utils.flop_counter``:
+    matrix multiplications and convolutions, 2 per multiply-add)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        result = run()
+    return result, int(counter.get_total_flops())
 
 
 ADAPTER = TorchAdapter()

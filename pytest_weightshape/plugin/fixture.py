@@ -168,9 +168,16 @@ class ShapeVariant:
             weights=weights,
             deterministic=settings.deterministic,
             calibrate=settings.calibrate,
+            flops=settings.flops,
             sensitivity=self._may_record(plan),
         )
         document = observer.observe()
+        self._warnings += [
+            f"{self._request.node.nodeid} [{plan.check}]: variant {unchanged} has the base's "
+            "weights, buffers and outputs, byte for byte: it changes nothing the check can see "
+            "(pruning that pruned nothing, or an axis the builder ignores)"
+            for unchanged in observer.unchanged
+        ]
         self._warnings += [
             f"{self._request.node.nodeid} [{plan.check}]: {change}, a process-wide setting; "
             "it was put back after the variant, so other variants and later checks do not run "

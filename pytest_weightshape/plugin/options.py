@@ -49,6 +49,11 @@ FLAGS: dict[str, tuple[str, str]] = {
         "also run each variant in float64 and store each statistic's float32 rounding noise; "
         "a golden so recorded allows max(tolerance, 10 x noise)",
     ),
+    "flops": (
+        "weightshape_flops",
+        "count each torch variant's FLOPs (torch.utils.flop_counter) and record them with the "
+        "divergence's FLOPs ratio; counting makes a forward several times slower",
+    ),
     "update_failing": (
         "weightshape_update_failing",
         "rewrite only the goldens of failing checks: missing goldens are not recorded and "
@@ -85,6 +90,7 @@ class Settings(NamedTuple):
     update_failing: bool
     strict: bool
     report: Path | None
+    flops: bool = False
     #: Every report file asked for (``--weightshape-report`` may be given more than once:
     #: ``--weightshape-report=run.json --weightshape-report=run.html`` writes both); ``report``
     #: is the first.
@@ -166,6 +172,7 @@ def read_settings(config: pytest.Config) -> Settings:
         golden_per_device=flags["golden_per_device"][0],
         calibrate=flags["calibrate"][0],
         update_failing=flags["update_failing"][0],
+        flops=flags["flops"][0],
         strict=strict,
         report=reports[0] if reports else None,
         reports=reports,

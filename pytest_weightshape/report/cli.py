@@ -70,6 +70,7 @@ def show_check(name: str, check: Mapping[str, Any]) -> list[str]:
         "  parameter count: "
         + ", ".join(f"{v} {variants[v].get('parameter_count')}" for v in names)
     )
+    lines += pruning_lines(variants)
     outputs = list(dict.fromkeys(o for v in variants.values() for o in v.get("outputs", {})))
     for output in outputs:
         lines.append("")
@@ -96,6 +97,47 @@ def show_check(name: str, check: Mapping[str, Any]) -> list[str]:
         keys = list(dict.fromkeys(k for d in divs if d for k in d))
         table = [(k, *(_null_text((d or {}).get(k)) for d in divs)) for k in keys]
         lines += ["  " + line for line in text_table(("measure", *others), table)]
+    return lines
+
+
+#: What ``pruning_lines`` shows: (variant field, label).
+_PRUNING_FIELDS = (
+    ("sparsity", "sparsity"),
+    ("nonzero_parameter_count", "nonzero parameters"),
+    ("flops", "FLOPs"),
+)
+
+
+def pruning_lines(variants: Mapping[str, Any]) -> list[str]:
+    """Sparsity, nonzero parameters, FLOPs and buffers per variant (issue 14); a field the
+    golden does not hold is said to be not recorded, and how to add it (a golden that still
+    matches is never rewritten, so it is deleted and recorded anew)."""
+    names = list(variants)
+    again = "delete the golden and record it with `pytest --snapshot-update` to add"
+    lines = []
+    for key, title in _PRUNING_FIELDS:
+        if all(key in variants[v] for v in names):
+            lines.append(
+                f"  {title}: " + ", ".join(f"{v} {_null_text(variants[v][key])}" for v in names)
+            )
+        elif key == "flops":
+            lines.append(
+                f"  FLOPs: not recorded (torch models, with --weightshape-flops; {again} them)"
+            )
+        else:
+            lines.append(f"  {title}: not recorded ({again} it)")
+    buffers = [
+        (variant, name, _null_text(info["shape"]), str(info["dtype"]))
+        for variant, data in variants.items()
+        for name, info in data.get("buffers", {}).items()
+    ]
+    if buffers:
+        lines += ["", "buffers"]
+        lines += [
+            "  " + line for line in text_table(("variant", "name", "shape", "dtype"), buffers)
+        ]
+    elif not any("buffers" in variants[v] for v in names):
+        lines.append(f"  buffers: not recorded (torch models; {again} them)")
     return lines
 
 
