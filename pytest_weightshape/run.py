@@ -83,6 +83,7 @@ class Observer:
         weights: str | None = None,
         deterministic: bool = False,
         calibrate: bool = False,
+        layers: bool = False,
     ) -> None:
         if not callable(build):
             raise SpecError(
@@ -95,6 +96,9 @@ class Observer:
         self.deterministic = deterministic
         self.calibrate = calibrate
         self.weights = check_weights(weights if weights is not None else spec.weights, "check()")
+        #: Record each variant's layers (``layers``): when the document may become a golden.
+        self.layers = layers
+        self._given_inputs = inputs
         self.inputs = draw_inputs(inputs, spec.seed)
         self.input_info = _tensor_info([i.host for i in self.inputs])
         #: Numeric globals a variant's build or forward changed (put back after it, so no
@@ -120,8 +124,11 @@ class Observer:
                     adapter.set_parameters(model, values)
                 device = adapter.device(model)
                 last = variant is self.spec.variants[-1] and not self.calibrate
-                outputs = self._forward(variant, adapter, model, last)
+                observed: dict[str, Any] | None = {} if self.layers else None
+                outputs = self._forward(variant, adapter, model, last, observed)
             doc = self._measure(variant, adapter, model, device, outputs)
+            if observed is not None:
+                doc["layers"] = observed["layers"]
             if self.calibrate:
                 with kept_globals(changed):
                     self._calibrate(variant, adapter, model, outputs, doc)
@@ -166,17 +173,26 @@ class Observer:
             ) from None
 
     def _forward(
-        self, variant: Variant, adapter: Adapter, model: Any, last: bool = False
+        self,
+        variant: Variant,
+        adapter: Adapter,
+        model: Any,
+        last: bool = False,
+        observed: dict[str, Any] | None = None,
     ) -> list[Array]:
         """Run one forward; unless it is the ``last`` to read the inputs, keep them as drawn
-        for the next (see :meth:`.inputs.Input.keep`)."""
+        for the next (see :meth:`.inputs.Input.keep`). With ``observed``, the model's layers
+        are observed during it and their record is put there (``observed["layers"]``)."""
         # each forward gets its own inputs (see Adapter.convert_input), or shares the drawn
         # ones: a model that works in place on its input must not change what the next
         # variant sees
         converted = tuple(adapter.convert_input(i.value, model, i.shared) for i in self.inputs)
         with seeded(self.spec.seed):
             try:
-                raw = adapter.forward(model, converted)
+                if observed is None:
+                    raw = adapter.forward(model, converted)
+                else:
+                    raw = _observing(adapter, model, converted, observed)
             except Exception as exc:
                 shapes = ", ".join(
                     f"{name} {info['shape']} {info['dtype']}"
@@ -194,6 +210,30 @@ class Observer:
             for each in self.inputs:
                 each.keep(outputs)
         return outputs
+
+    def observe_layers(self, names: list[str]) -> dict[str, dict[str, Any]]:
+        """Build and run the variants ``names`` again, observing their layers: variant ->
+        the layers' record (as ``observe`` records them). Runs only when a check failed, so a
+        passing check never observes layers."""
+        with numerics(self.deterministic), placed(self.device):
+            self.inputs = draw_inputs(self._given_inputs, self.spec.seed)  # as first drawn
+            found: dict[str, dict[str, Any]] = {}
+            for variant in self.spec.variants:
+                if variant.name not in names:
+                    continue
+                observed: dict[str, Any] = {}
+                with kept_globals([]):
+                    adapter, model = self._build(variant)
+                    if self.weights == "portable":
+                        self._forward(variant, adapter, model)
+                        values = redraw(
+                            adapter.parameters(model), self.spec.seed, adapter.convention
+                        )
+                        adapter.set_parameters(model, values)
+                    self._forward(variant, adapter, model, False, observed)
+                found[variant.name] = observed["layers"]
+                del model
+            return found
 
     def _measure(
         self, variant: Variant, adapter: Adapter, model: Any, device: str, outputs: list[Array]
@@ -229,6 +269,18 @@ class Observer:
                 noise = output_noise(mine.value, o.value)
                 if noise:
                     doc["outputs"][o.name]["noise"] = noise
+
+
+def _observing(adapter: Adapter, model: Any, inputs: tuple[Any, ...], into: dict[str, Any]) -> Any:
+    """``adapter.forward`` with the model's layers observed; their record goes to ``into``."""
+    from .layers import unrecorded
+
+    observe = getattr(adapter, "observe_layers", None)
+    if observe is None:
+        into["layers"] = unrecorded(f"the {adapter.name} adapter cannot observe layers")
+        return adapter.forward(model, inputs)
+    raw, into["layers"] = observe(model, lambda: adapter.forward(model, inputs))
+    return raw
 
 
 class _Base:

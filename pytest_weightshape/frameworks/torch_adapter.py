@@ -217,5 +217,99 @@ class TorchAdapter:
         # torch convolutions are channels-first (N, C, ...); sequences and dense are last-axis.
         return 1 if ndim >= 4 else -1
 
+    def observe_layers(self, model: Any, forward: Callable[[], Any]) -> tuple[Any, Any]:
+        """``forward()`` with every leaf module observed -> (its output, the layers' record)."""
+        return observe_layers(model, forward)
+
 
 ADAPTER = TorchAdapter()
+
+
+# -- layer observation (localisation, see ``layers``) -----------------------------------------
+
+
+def _unobservable(model: Any) -> str | None:
+    """Why a model's layers cannot be observed with hooks, or ``None``."""
+    if isinstance(model, torch.jit.ScriptModule):
+        return "a TorchScript model: its layers run inside the script, where hooks do not reach"
+    if type(model).__name__ == "OptimizedModule":
+        return "a torch.compile'd model: hooks on its layers would break its compiled graph"
+    return None
+
+
+def layer_stats(tensor: torch.Tensor) -> dict[str, Any]:
+    """Count, mean, std, mean |x|, min and max of a layer output with torch's reductions,
+    accumulated in float64 on the tensor's device (no float64 copy of the tensor)."""
+    from ..layers import from_sums
+
+    t = tensor.detach()
+    if t.is_complex():
+        t = t.abs()
+    count = t.numel()
+    if not count:
+        return from_sums(0, 0.0, 0.0, 0.0, 0.0, 0.0)
+    if t.dtype == torch.bool:
+        t = t.to(torch.uint8)
+    if not t.is_floating_point():
+        t = t.to(torch.float64)  # integer outputs: exact sums; norms need floats
+    wide = torch.float64 if t.device.type != "mps" else torch.float32
+    total = torch.sum(t, dtype=wide)
+    squares = torch.linalg.vector_norm(t, 2, dtype=wide)
+    absolute = torch.linalg.vector_norm(t, 1, dtype=wide)
+    low, high = torch.aminmax(t)
+    values = torch.stack([total, squares, absolute, low.to(wide), high.to(wide)]).tolist()
+    return from_sums(count, values[0], values[1] ** 2, values[2], values[3], values[4])
+
+
+def _measurable(value: Any) -> bool:
+    return (
+        isinstance(value, torch.Tensor)
+        and value.layout == torch.strided
+        and not value.is_meta
+        and not value.is_quantized
+        and not value.is_nested
+    )
+
+
+def observe_layers(model: Any, forward: Callable[[], Any]) -> tuple[Any, Any]:
+    """Run ``forward`` with a hook on every leaf module of ``model``; return its output and
+    the layers' record (see ``layers``). Every hook is removed, also when ``forward`` raises."""
+    from ..layers import LayerOutput, to_golden, unique_names, unrecorded
+
+    why = _unobservable(model)
+    if why is not None:
+        return forward(), unrecorded(why)
+    calls: list[tuple[str, str, Any]] = []
+    handles = []
+
+    def hook_for(name: str) -> Callable[..., None]:
+        def hook(module: torch.nn.Module, args: Any, output: Any) -> None:
+            calls.append((name, type(module).__name__, _summaries(output)))
+
+        return hook
+
+    try:
+        for name, module in model.named_modules():
+            if next(module.children(), None) is None:  # a leaf
+                handles.append(module.register_forward_hook(hook_for(name or "(model)")))
+        raw = forward()
+    finally:
+        for handle in handles:
+            handle.remove()
+    if not calls:
+        return raw, unrecorded("no leaf module ran in the forward")
+    outputs = []
+    for name, (_, kind, parts) in zip(unique_names(c[0] for c in calls), calls, strict=True):
+        for suffix, dtype, shape, stats in parts:
+            outputs.append(LayerOutput(name + suffix, kind, dtype, shape, stats))
+    return raw, to_golden(outputs)
+
+
+def _summaries(output: Any) -> list[tuple[str, str, tuple[int, ...], dict[str, Any]]]:
+    """A layer's output, flattened and measured at once (nothing is kept alive)."""
+    from ..layers import flatten_output
+
+    return [
+        (suffix, dtype_name(t.dtype), tuple(t.shape), layer_stats(t))
+        for suffix, t in flatten_output(output, _measurable)
+    ]

@@ -19,6 +19,7 @@ from .. import golden
 from ..compare import Verdict, compare
 from ..document import DEFAULT_CHECK
 from ..errors import GoldenError
+from ..layers import gains_layers
 from ..tolerance import Policy
 
 if TYPE_CHECKING:
@@ -51,6 +52,9 @@ class Candidate:
         #: failed after recording, so its golden is not trusted).
         self.write = write
         self.verdict: Verdict | None = None
+        #: Under ``--snapshot-update``: a golden recorded without layers is rewritten even when
+        #: it matches, so that it gains them (see ``layers``).
+        self.add_layers = False
         #: The golden's check, once syrupy found one to compare against.
         self.recorded: dict[str, Any] | None = None
 
@@ -113,6 +117,8 @@ class WeightShapeExtension(AbstractSyrupyExtension):
         recalled = getattr(snapshot_data, "document", None)
         candidate.recorded = recalled if recalled is not None else json.loads(str(snapshot_data))
         candidate.verdict = compare(candidate.recorded, candidate.document, candidate.policy)
+        if candidate.verdict.ok and candidate.add_layers:
+            return not gains_layers(candidate.recorded, candidate.document)
         return candidate.verdict.ok
 
     # -- locations ------------------------------------------------------------------------

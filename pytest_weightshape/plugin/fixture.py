@@ -167,6 +167,7 @@ class ShapeVariant:
             weights=weights,
             deterministic=settings.deterministic,
             calibrate=settings.calibrate,
+            layers=self._records_layers(plan),
         )
         document = observer.observe()
         self._warnings += [
@@ -176,7 +177,52 @@ class ShapeVariant:
             for change in observer.changed_globals
         ]
         candidate, outcome = self._assert(plan, document)
-        return self._conclude(plan, document, candidate, outcome)
+        localised = self._localise(observer, candidate, outcome)
+        return self._conclude(plan, document, candidate, outcome, localised)
+
+    def _records_layers(self, plan: _Plan) -> bool:
+        """Whether this check's document may become a golden (an update flag is on): only
+        then are its layers observed while it runs."""
+        settings = settings_of(self._request.config)
+        return syrupy_bridge.may_update(plan.assertion) or settings.update_failing
+
+    def _localise(
+        self, observer: Any, candidate: Candidate, outcome: syrupy_bridge.Outcome
+    ) -> list[Any]:
+        """For a check that moved: its failing variants run again with their layers observed,
+        and are compared with the golden's layers (``layers.localise``). Nothing runs for a
+        passing check, nor for a golden without layers (it is only told so)."""
+        from .. import layers
+        from ..errors import ModelError
+
+        verdict, recorded = candidate.verdict, candidate.recorded
+        if outcome.success or verdict is None or verdict.ok or recorded is None:
+            return []
+        current = candidate.document["variants"]
+        failing = [
+            name
+            for name in dict.fromkeys(d.variant for d in verdict.differences)
+            if name in current and name in recorded["variants"]
+        ]
+        if not failing:
+            return []
+        if layers.missing_layers(recorded):
+            return layers.localise(recorded, {name: {} for name in failing}, candidate.policy)
+        rerun = [
+            n for n in failing if "unrecorded" not in recorded["variants"][n].get("layers", {})
+        ]
+        try:
+            observed = observer.observe_layers(rerun) if rerun else {}
+        except ModelError as exc:
+            why = str(exc).splitlines()[0]
+            observed = {
+                n: layers.unrecorded(f"the rerun to observe them failed: {why}") for n in rerun
+            }
+        for name in failing:
+            observed.setdefault(name, recorded["variants"][name].get("layers", {}))
+        device = str(candidate.document.get("environment", {}).get("device", "cpu"))
+        ordered = {name: observed[name] for name in failing}
+        return layers.localise(recorded, ordered, candidate.policy, device)
 
     def _plan(
         self,
@@ -261,6 +307,9 @@ class ShapeVariant:
             plan.check,
             write=lambda: state is None or not state.has_failed(nodeid),
         )
+        candidate.add_layers = syrupy_bridge.may_update(plan.assertion) and not (
+            settings.update_failing
+        )
         # modes that never record a new golden do not ask syrupy to
         refuse_new = (settings.strict or settings.update_failing) and plan.check not in known
         outcome = syrupy_bridge.assert_match(
@@ -274,6 +323,7 @@ class ShapeVariant:
         document: dict[str, Any],
         candidate: Candidate,
         outcome: syrupy_bridge.Outcome,
+        localised: list[Any] | None = None,
     ) -> CheckResult:
         """Record the outcome; pass with a :class:`CheckResult`, or fail with a message."""
         from ..report import messages
@@ -304,6 +354,7 @@ class ShapeVariant:
                 candidate=candidate,
                 path=plan.path,
                 message=message,
+                localised=localised,
             )
 
         refused = None  # an update flag would record it, but this mode does not
@@ -318,7 +369,9 @@ class ShapeVariant:
         if not outcome.success:
             assert candidate.verdict is not None
             verbose = config.get_verbosity() >= 2
-            message = messages.failure(candidate.verdict, **where, verbose=verbose)
+            message = messages.failure(
+                candidate.verdict, **where, verbose=verbose, localised=localised
+            )
             record("drifted", message)
             raise _Failed(message)
         status = "recorded" if outcome.created else "updated" if outcome.updated else "passed"
@@ -336,6 +389,7 @@ class ShapeVariant:
         candidate: Candidate | None = None,
         path: str = "",
         message: str | None = None,
+        localised: list[Any] | None = None,
     ) -> None:
         """Attach the check's outcome to the test: a JUnit property (status, largest drift /
         tolerance, environment changes) and the full record for the summary, reports and
@@ -356,6 +410,8 @@ class ShapeVariant:
             verdict=verdict,
             message=message,
         )
+        if localised:
+            record["layers"] = records.layers_record(localised)
         self._request.node.stash.setdefault(RECORDS, []).append(record)
         worst = record["worst"]
         summary = records.plain(
