@@ -253,3 +253,101 @@ def test_old_goldens_without_layers_keep_working_and_say_how_to_localise(pyteste
         again["variants"]["width=8"]["outputs"]
         == data["checks"]["default"]["variants"]["width=8"]["outputs"]
     )
+
+
+#: A 20-layer Keras functional model (a nested Sequential head included), automatic layer
+#: names; parametrized over the weighted layer k that SCALE multiplies.
+KERAS_MODEL = textwrap.dedent(
+    """
+    import os
+
+    import keras
+    import numpy as np
+    import pytest
+
+    SCALE = float(os.environ.get("SCALE", "1"))
+    EPS = os.environ.get("EPS")
+
+
+    def build(width, k):
+        weighted = []
+        stream = np.random.default_rng(1)
+
+        def add(layer, x):
+            y = layer(x)
+            if layer.weights:
+                weighted.append(layer)
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.moving_mean.assign(stream.uniform(-0.5, 0.5, width).astype("float32"))
+                layer.moving_variance.assign(stream.uniform(0.5, 1.5, width).astype("float32"))
+            return y
+
+        inputs = keras.Input((12,))
+        x = add(keras.layers.Dense(width), inputs)
+        x = add(keras.layers.BatchNormalization(), x)
+        x = add(keras.layers.Activation("gelu"), x)
+        for i in range(5):
+            x = add(keras.layers.Dense(width), x)
+            eps = 1e-2 if EPS == str(i) else 1e-3
+            x = add(keras.layers.BatchNormalization(epsilon=eps), x)
+            x = add(keras.layers.Activation("tanh"), x)
+        head = keras.Sequential(
+            [keras.Input((width,)), keras.layers.LayerNormalization(), keras.layers.Dense(8)],
+            name="head",
+        )
+        outputs = head(x)
+        weighted += head.layers
+        model = keras.Model(inputs, outputs)
+        for weight in weighted[k].weights:
+            if weight.trainable:
+                weight.assign(weight * SCALE)
+        return model
+
+
+    @pytest.mark.parametrize("k", range(14))
+    @pytest.mark.shape_variant(width=[16, 24])
+    def test_net(shape_variant, k):
+        shape_variant.check(lambda width: build(width, k), inputs=(6, 12))
+    """
+)
+KERAS_WEIGHTED = [
+    ("dense", "Dense"),
+    ("batch_normalization", "BatchNormalization"),
+    *[
+        (name, kind)
+        for i in range(1, 6)
+        for name, kind in (
+            (f"dense_{i}", "Dense"),
+            (f"batch_normalization_{i}", "BatchNormalization"),
+        )
+    ],
+    ("head.layer_normalization", "LayerNormalization"),
+    ("head.dense_6", "Dense"),
+]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("keras") is None, reason="needs keras")
+@pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None, reason="needs tensorflow")
+def test_keras_functional_scaling_any_layer_by_1e3_names_it(pytester, monkeypatch):
+    """As for torch, on a Keras functional model (TensorFlow backend, a subprocess: Keras
+    reads KERAS_BACKEND when imported); a BatchNormalization epsilon is named too."""
+    monkeypatch.setenv("KERAS_BACKEND", "tensorflow")
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "3")
+    pytester.makepyfile(test_net=KERAS_MODEL)
+    run(pytester, "--snapshot-update", "-q").assert_outcomes(passed=14)
+    recorded = json.loads(golden_of(pytester, "test_net", "test_net[0]").read_text())
+    names = list(recorded["checks"]["default"]["variants"]["width=16"]["layers"]["entries"])
+    assert len(names) == 20 and names[-2:] == ["head.layer_normalization", "head.dense_6"]
+    monkeypatch.setenv("SCALE", "1.001")
+    result = run(pytester, "--weightshape-report=report.json")
+    result.assert_outcomes(failed=14)
+    assert_clean_failure(result)
+    checks = _checks(pytester)
+    for k, (name, kind) in enumerate(KERAS_WEIGHTED):
+        message = checks[f"test_net[{k}]"]["message"]
+        assert f"first moved layer: {name} ({kind})" in message, (k, message)
+    monkeypatch.delenv("SCALE")
+    monkeypatch.setenv("EPS", "3")
+    result = run(pytester, "test_net.py::test_net[0]")
+    result.assert_outcomes(failed=1)
+    assert "first moved layer: batch_normalization_4 (BatchNormalization)" in result.stdout.str()
