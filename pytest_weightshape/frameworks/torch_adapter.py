@@ -284,14 +284,14 @@ def observe_layers(model: Any, forward: Callable[[], Any]) -> tuple[Any, Any]:
 
     def hook_for(name: str) -> Callable[..., None]:
         def hook(module: torch.nn.Module, args: Any, output: Any) -> None:
-            calls.append((name, type(module).__name__, _summaries(output)))
+            calls.append((name, type(module).__name__, _summaries(_named(module, output))))
 
         return hook
 
     try:
         for name, module in model.named_modules():
             if next(module.children(), None) is None:  # a leaf
-                handles.append(module.register_forward_hook(hook_for(name or "(model)")))
+                handles.append(module.register_forward_hook(hook_for(name or "model")))
         raw = forward()
     finally:
         for handle in handles:
@@ -303,6 +303,16 @@ def observe_layers(model: Any, forward: Callable[[], Any]) -> tuple[Any, Any]:
         for suffix, dtype, shape, stats in parts:
             outputs.append(LayerOutput(name + suffix, kind, dtype, shape, stats))
     return raw, to_golden(outputs)
+
+
+def _named(module: Any, raw: Any) -> Any:
+    """A recurrent module's ``(output, (h_n, c_n))`` as named parts, as for model outputs."""
+    names = next((v for k, v in _RNN_NAMES.items() if type(module) is k), None)
+    if names and isinstance(raw, tuple) and len(raw) == 2:
+        state = raw[1] if len(names) > 1 else (raw[1],)
+        if isinstance(state, tuple) and len(state) == len(names):
+            return {"output": raw[0], **dict(zip(names, state, strict=True))}
+    return raw
 
 
 def _summaries(output: Any) -> list[tuple[str, str, tuple[int, ...], dict[str, Any]]]:

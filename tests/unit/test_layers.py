@@ -203,8 +203,8 @@ def test_torch_observation_names_repeats_flattens_and_removes_hooks_on_error():
     model = Net().eval()
     x = torch.randn(5, 4)
     raw, record = ADAPTER.observe_layers(model, lambda: ADAPTER.forward(model, (x,)))
-    assert list(record["entries"]) == ["body.fc", "act", "act#2", "rnn.0", "rnn.1"]
-    assert record["entries"]["rnn.1"][:3] == ["GRU", "float32", "1x5x3"]
+    assert list(record["entries"]) == ["body.fc", "act", "act#2", "rnn.output", "rnn.h_n"]
+    assert record["entries"]["rnn.h_n"][:3] == ["GRU", "float32", "1x5x3"]
     assert torch.equal(raw, model(x))
     model.fail = True
     with pytest.raises(RuntimeError, match="boom"):
