@@ -7,7 +7,7 @@ import textwrap
 
 import pytest
 
-from .helpers import assert_clean_failure, golden_of, run
+from .helpers import assert_clean_failure, golden_of, run, run_module
 
 needs_torch = pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="needs torch")
 
@@ -128,9 +128,20 @@ def test_torch_non_weight_changes_name_their_layer(pytester, monkeypatch):
     pytester.makepyfile(test_net=TORCH_MODEL.replace("range(14)", "[0]"))  # one test
     run(pytester, "--snapshot-update", "-q").assert_outcomes(passed=1)
     monkeypatch.setenv("EPS_LAYER", "blocks.b3.1")
-    result = run(pytester)
+    result = run(pytester, "--weightshape-report=report.html")
     result.assert_outcomes(failed=1)
     assert "first moved layer: blocks.b3.1 (BatchNorm1d)" in assert_clean_failure(result)
+    page = (pytester.path / "report.html").read_text()
+    assert "first moved layer: <code>blocks.b3.1</code> (BatchNorm1d)" in page
+    chart = page.split('aria-label="drift of each layer output')[1].split("</svg>")[0]
+    bars = chart.split("<rect ")[1:]
+    labels = [bar.split("<title>")[1].split(":")[0] for bar in bars]
+    assert len(labels) == 20 and labels[0] == "stem.0 (Linear)"  # execution order
+    red = [label for label, bar in zip(labels, bars, strict=True) if "#d62728" in bar]
+    assert red[0] == "blocks.b3.1 (BatchNorm1d)"  # the first red bar is the culprit
+    run(pytester, "--weightshape-report=report.md").assert_outcomes(failed=1)
+    markdown = (pytester.path / "report.md").read_text()
+    assert "First moved layer: `blocks.b3.1` (BatchNorm1d), variant width=16" in markdown
     monkeypatch.delenv("EPS_LAYER")
     monkeypatch.setenv("GELU_TANH", "1")
     result = run(pytester)
@@ -246,7 +257,12 @@ def test_old_goldens_without_layers_keep_working_and_say_how_to_localise(pyteste
     assert "recorded without layers; recording it again" in out
     assert path.read_text() == old
     monkeypatch.delenv("SCALE")
+    listed = run_module("show", str(path), cwd=pytester.path).stdout
+    assert "layers: not recorded (an older golden: recording it again" in listed
     run(pytester, "--snapshot-update", "-q").assert_outcomes(passed=1)  # gains its layers
+    listed = run_module("show", "--layers", str(path), cwd=pytester.path).stdout
+    assert "layers of width=8 (3 outputs in execution order)" in listed
+    assert "  2      Linear  3x4" in listed
     again = json.loads(path.read_text())["checks"]["default"]
     assert all("entries" in v["layers"] for v in again["variants"].values())
     assert (
