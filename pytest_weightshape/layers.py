@@ -425,6 +425,23 @@ def gains_layers(golden: Mapping[str, Any], current: Mapping[str, Any]) -> bool:
     return observed and missing_layers(golden)
 
 
+def with_layers(golden: Mapping[str, Any], current: Mapping[str, Any]) -> dict[str, Any]:
+    """The golden check with each variant's layers from ``current`` added (where a recording
+    puts them: after the outputs, before the divergence); every other value is the golden's."""
+    variants = {}
+    for name, data in golden.get("variants", {}).items():
+        layers = current.get("variants", {}).get(name, {}).get("layers")
+        out: dict[str, Any] = {}
+        for key, value in data.items():
+            if key == "divergence" and layers is not None:
+                out["layers"] = layers
+            out[key] = value
+        if layers is not None:
+            out.setdefault("layers", layers)
+        variants[name] = out
+    return {**golden, "variants": variants}
+
+
 def message_lines(found: list[Localisation]) -> list[str]:
     """A failing check's lines on its layers: ``first moved layer: NAME (TYPE)`` (or
     ``first changed layer``) with its largest move and a few following layers, per variant;
