@@ -142,15 +142,16 @@ def record(marker: dict[str, Any], build: Callable[..., Any], inputs: Any, layer
 
 
 def timed(marker: dict[str, Any], build: Callable[..., Any], inputs: Any) -> tuple[float, float]:
-    """Best (seconds) of recording without and with layers, runs alternating: on a shared
-    machine the fastest run is the least disturbed one."""
+    """Best CPU time (seconds; torch on one thread, so it is the work done) of recording
+    without and with layers, runs alternating: on a shared machine wall time measures the
+    neighbours, and the fastest run is the least disturbed one."""
     record(marker, build, inputs, True)  # warm up both paths
     without, with_layers = [], []
     for _ in range(REPEATS):
         for layers, into in ((False, without), (True, with_layers)):
-            start = time.perf_counter()
+            start = time.process_time()
             record(marker, build, inputs, layers)
-            into.append(time.perf_counter() - start)
+            into.append(time.process_time() - start)
     return min(without), min(with_layers)
 
 
@@ -180,7 +181,7 @@ def main() -> None:
         f"{platform.machine()}, {os.cpu_count()} cores, Python {sys.version.split()[0]}, "
         f"torch {torch.__version__} ({torch.get_num_threads()} threads); load average "
         f"{', '.join(f'{x:.2f}' for x in os.getloadavg())} at the start (a shared machine: "
-        f"the best of {REPEATS} alternating runs).\n"
+        f"CPU time, the best of {REPEATS} alternating runs).\n"
     )
     print("Recording (`--snapshot-update`) with vs without layer observation; goal <= 1.5x.\n")
     print(
