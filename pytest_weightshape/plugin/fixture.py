@@ -193,7 +193,7 @@ class ShapeVariant:
         and are compared with the golden's layers (``layers.localise``). Nothing runs for a
         passing check, nor for a golden without layers (it is only told so)."""
         from .. import layers
-        from ..errors import ModelError
+        from ..errors import ModelError, exception_line
 
         verdict, recorded = candidate.verdict, candidate.recorded
         if outcome.success or verdict is None or verdict.ok or recorded is None:
@@ -213,8 +213,8 @@ class ShapeVariant:
         ]
         try:
             observed = observer.observe_layers(rerun) if rerun else {}
-        except ModelError as exc:
-            why = str(exc).splitlines()[0]
+        except Exception as exc:  # localising must never hide the failure it explains
+            why = str(exc).splitlines()[0] if isinstance(exc, ModelError) else exception_line(exc)
             observed = {
                 n: layers.unrecorded(f"the rerun to observe them failed: {why}") for n in rerun
             }

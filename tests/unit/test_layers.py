@@ -218,3 +218,30 @@ def test_torch_observation_names_repeats_flattens_and_removes_hooks_on_error():
         scripted = torch.jit.script(torch.nn.Linear(2, 2))
     _, record = ADAPTER.observe_layers(scripted, lambda: scripted(torch.ones(1, 2)))
     assert "TorchScript" in record["unrecorded"]
+
+
+def test_an_older_golden_gains_layers_and_keeps_every_recorded_value():
+    golden = {
+        "seed": 0,
+        "variants": {
+            "a=1": {"base": True, "outputs": {"output": {"stats": {"mean": 1.0}}}},
+            "a=2": {"base": False, "outputs": {}, "divergence": {"x": 1}},
+        },
+    }
+    record = _record(_chain(2))
+    current = {
+        "seed": 0,
+        "variants": {
+            "a=1": {"base": True, "outputs": {"output": {"stats": {"mean": 1.0000001}}}},
+            "a=2": {"base": False, "outputs": {}, "layers": record, "divergence": {"x": 1.1}},
+        },
+    }
+    current["variants"]["a=1"]["layers"] = record
+    assert layers.gains_layers(golden, current)
+    merged = layers.with_layers(golden, current)
+    assert merged["variants"]["a=1"]["outputs"]["output"]["stats"]["mean"] == 1.0
+    assert list(merged["variants"]["a=2"]) == ["base", "outputs", "layers", "divergence"]
+    assert merged["variants"]["a=2"]["divergence"] == {"x": 1}
+    assert not layers.gains_layers(merged, current)  # once is enough
+    numpy_only = {"variants": {"a=1": {"layers": layers.unrecorded("a NumPy callable")}}}
+    assert not layers.gains_layers(golden, numpy_only)  # nothing observed: no rewrite
