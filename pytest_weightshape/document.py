@@ -47,6 +47,11 @@ FLOAT_STATS: frozenset[str] = frozenset(
 )
 ALL_STATS: frozenset[str] = FLOAT_STATS | frozenset(COUNT_STATS)
 
+#: The statistics of a layer output (``layers``), in the order a golden's entries hold them.
+LAYER_STATS: tuple[str, ...] = ("count", "mean", "std", "mean_abs", "min", "max")
+#: A recorded layer output's fields, in order (a variant's optional ``layers``).
+LAYER_FIELDS: tuple[str, ...] = ("type", "dtype", "shape", *LAYER_STATS)
+
 
 # -- schema ---------------------------------------------------------------------------------
 
@@ -135,6 +140,38 @@ def _pruning_problem(where: str, var: dict[str, Any]) -> str | None:
     return None
 
 
+def layers_problem(where: str, layers: Any) -> str | None:
+    """What is wrong with a variant's ``layers`` in a golden, or ``None``."""
+    if not isinstance(layers, dict):
+        return f"{where} must be an object"
+    if "unrecorded" in layers:
+        if not isinstance(layers["unrecorded"], str):
+            return f"{where}.unrecorded must be a string"
+        return None
+    fields = layers.get("fields")
+    if not isinstance(fields, list) or not all(isinstance(f, str) for f in fields):
+        return f"{where}.fields must be a list of names"
+    missing = [f for f in ("type", "dtype", "shape") if f not in fields]
+    if missing:
+        return f"{where}.fields must name {', '.join(missing)}"
+    entries = layers.get("entries")
+    if not isinstance(entries, dict):
+        return f"{where}.entries must be an object"
+    for name, entry in entries.items():
+        if not isinstance(entry, list) or len(entry) != len(fields):
+            return f"{where}.entries[{name!r}] must be a list of {len(fields)} values"
+        for key, value in zip(fields, entry, strict=True):
+            if key in ("type", "dtype", "shape"):
+                if not isinstance(value, str):
+                    return f"{where}.entries[{name!r}].{key} must be a string"
+            elif isinstance(value, bool) or not (value is None or isinstance(value, (int, float))):
+                return f"{where}.entries[{name!r}].{key} must be a number or null"
+    total = layers.get("total", 0)
+    if isinstance(total, bool) or not isinstance(total, int) or total < 0:
+        return f"{where}.total must be a non-negative integer"
+    return None
+
+
 def check_problem(check: Any) -> str | None:
     """What is wrong with a check document's structure, or ``None`` if it is well-formed."""
     if not isinstance(check, dict):
@@ -177,6 +214,10 @@ def check_problem(check: Any) -> str | None:
                     isinstance(v, _NUM) and not isinstance(v, bool) for v in numbers.values()
                 ):
                     return f"{where}.outputs.{oname}.{key} must be an object of numbers"
+        if "layers" in var:  # optional: goldens recorded before layers were have none
+            problem = layers_problem(f"{where}.layers", var["layers"])
+            if problem:
+                return problem
         if "divergence" in var:
             problem = _divergence_problem(f"{where}.divergence", var["divergence"])
             if problem:

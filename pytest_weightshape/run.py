@@ -89,6 +89,7 @@ class Observer:
         calibrate: bool = False,
         flops: bool = False,
         sensitivity: bool = False,
+        layers: bool = False,
     ) -> None:
         if not callable(build):
             raise SpecError(
@@ -109,6 +110,9 @@ class Observer:
         #: variant, so only when a golden will be recorded.
         self.sensitivity = sensitivity
         self.weights = check_weights(weights if weights is not None else spec.weights, "check()")
+        #: Record each variant's layers (``layers``): when the document may become a golden.
+        self.layers = layers
+        self._given_inputs = inputs
         self.inputs = draw_inputs(inputs, spec.seed)
         self.input_info = _tensor_info([i.host for i in self.inputs])
         #: Numeric globals a variant's build or forward changed (put back after it, so no
@@ -136,10 +140,13 @@ class Observer:
                 last = variant is self.spec.variants[-1]
                 last = last and not (self.calibrate or self.sensitivity)
                 self._counted.clear()
-                outputs = self._forward(variant, adapter, model, last, count=self.flops)
+                observed: dict[str, Any] | None = {} if self.layers else None
+                outputs = self._forward(variant, adapter, model, last, observed, count=self.flops)
             doc = self._measure(variant, adapter, model, device, outputs)
             if "flops" in self._counted:
                 doc["flops"] = self._counted["flops"]
+            if observed is not None:
+                doc["layers"] = observed["layers"]
             if self.calibrate:
                 with kept_globals(changed):
                     self._calibrate(variant, adapter, model, outputs, doc)
@@ -197,11 +204,13 @@ class Observer:
         adapter: Adapter,
         model: Any,
         last: bool = False,
+        observed: dict[str, Any] | None = None,
         *,
         count: bool = False,
     ) -> list[Array]:
         """Run one forward; unless it is the ``last`` to read the inputs, keep them as drawn
-        for the next (see :meth:`.inputs.Input.keep`)."""
+        for the next (see :meth:`.inputs.Input.keep`). With ``observed``, the model's layers
+        are observed during it and their record is put there (``observed["layers"]``)."""
         # each forward gets its own inputs (see Adapter.convert_input), or shares the drawn
         # ones: a model that works in place on its input must not change what the next
         # variant sees
@@ -222,11 +231,12 @@ class Observer:
         with seeded(self.spec.seed):
             try:
                 if keywords:
-                    raw = self._run(
-                        adapter, lambda: adapter.forward(model, converted, keywords), count
-                    )
+                    forward = lambda: adapter.forward(model, converted, keywords)  # noqa: E731
                 else:
-                    raw = self._run(adapter, lambda: adapter.forward(model, converted), count)
+                    forward = lambda: adapter.forward(model, converted)  # noqa: E731
+                if observed is not None:
+                    forward = _observing(adapter, model, forward, observed)
+                raw = self._run(adapter, forward, count)
             except Exception as exc:
                 shapes = ", ".join(
                     f"{name} {info['shape']} {info['dtype']}"
@@ -253,6 +263,30 @@ class Observer:
 
         raw, self._counted["flops"] = count_flops(forward)
         return raw
+
+    def observe_layers(self, names: list[str]) -> dict[str, dict[str, Any]]:
+        """Build and run the variants ``names`` again, observing their layers: variant ->
+        the layers' record (as ``observe`` records them). Runs only when a check failed, so a
+        passing check never observes layers."""
+        with numerics(self.deterministic), placed(self.device):
+            self.inputs = draw_inputs(self._given_inputs, self.spec.seed)  # as first drawn
+            found: dict[str, dict[str, Any]] = {}
+            for variant in self.spec.variants:
+                if variant.name not in names:
+                    continue
+                observed: dict[str, Any] = {}
+                with kept_globals([]):
+                    adapter, model = self._build(variant)
+                    if self.weights == "portable":
+                        self._forward(variant, adapter, model)
+                        values = redraw(
+                            adapter.parameters(model), self.spec.seed, adapter.convention
+                        )
+                        adapter.set_parameters(model, values)
+                    self._forward(variant, adapter, model, False, observed)
+                found[variant.name] = observed["layers"]
+                del model
+            return found
 
     def _measure(
         self, variant: Variant, adapter: Adapter, model: Any, device: str, outputs: list[Array]
@@ -314,6 +348,24 @@ class Observer:
         for name, out in doc["outputs"].items():
             if name in up and name in nudge:
                 out.update(measure(out["stats"], up[name], nudge[name]))
+
+
+def _observing(
+    adapter: Adapter, model: Any, forward: Callable[[], Any], into: dict[str, Any]
+) -> Callable[[], Any]:
+    """``forward`` with the model's layers observed; their record goes to ``into``."""
+    from .layers import unrecorded
+
+    observe = getattr(adapter, "observe_layers", None)
+    if observe is None:
+        into["layers"] = unrecorded(f"the {adapter.name} adapter cannot observe layers")
+        return forward
+
+    def observed() -> Any:
+        raw, into["layers"] = observe(model, forward)
+        return raw
+
+    return observed
 
 
 class _Base:

@@ -102,6 +102,11 @@ class Adapter(Protocol):
     def feature_axis(self, ndim: int) -> int:
         """The channel/feature axis of an output with ``ndim`` dims, when no width differs."""
 
+    def observe_layers(self, model: Any, forward: Callable[[], Any]) -> tuple[Any, Any]:
+        """Run ``forward()`` observing every leaf layer of ``model``: its raw output and the
+        layers' record for a golden (``layers.to_golden``, or ``layers.unrecorded`` saying why
+        they cannot be observed). Observation is removed again, also when the forward raises."""
+
 
 #: (module that must already be imported, adapter module) in detection order.
 #: Keras comes first: on its torch backend, Keras layers are also ``torch.nn.Module``s.

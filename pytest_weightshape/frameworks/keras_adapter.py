@@ -203,6 +203,10 @@ class KerasAdapter:
     def feature_axis(self, ndim: int) -> int:
         return -1  # Keras is channels-last
 
+    def observe_layers(self, model: Any, forward: Callable[[], Any]) -> tuple[Any, Any]:
+        """``forward()`` with every leaf layer observed -> (its output, the layers' record)."""
+        return observe_layers(model, forward)
+
 
 ADAPTER = KerasAdapter()
 
@@ -239,3 +243,88 @@ def _keyword_forward(model: Any, inputs: tuple[Any, ...], keywords: Mapping[str,
         with torch.no_grad():
             return call()
     return call()
+
+
+# -- layer observation (localisation, see ``layers``) -----------------------------------------
+
+
+def _leaf_layers(model: Any) -> list[tuple[list[str], Any]]:
+    """(path of layer names from the model down, layer) for every leaf layer, nested models
+    included, in the order Keras tracks them."""
+    found: list[tuple[list[str], Any]] = []
+
+    def walk(layer: Any, path: list[str], depth: int) -> None:
+        children = list(layer._flatten_layers(include_self=False, recursive=False))
+        if not children:
+            if type(layer).__name__ != "InputLayer":
+                found.append((path, layer))
+            return
+        if depth > 32:
+            return
+        for child in children:
+            walk(child, [*path, str(child.name)], depth + 1)
+
+    walk(model, [] if isinstance(model, keras.Model) else [str(model.name)], 0)
+    return found
+
+
+def observe_layers(model: Any, forward: Callable[[], Any]) -> tuple[Any, Any]:
+    """Run ``forward`` with every leaf layer's ``call`` observed; return its output and the
+    layers' record (see ``layers``). Each layer gets its class's ``call`` back, also when the
+    forward raises."""
+    from ..layers import (
+        LayerOutput,
+        flatten_output,
+        host_stats,
+        to_golden,
+        unique_names,
+        unrecorded,
+    )
+
+    leaves = _leaf_layers(model)
+    paths = stable_names(
+        ["/".join(p) or str(model.name) for p, _ in leaves], None, _automatic_bases(model)
+    )
+    calls: list[tuple[str, str, list[tuple[str, str, tuple[int, ...], dict[str, Any]]]]] = []
+
+    def observed(name: str, layer: Any, call: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            output = call(*args, **kwargs)
+            parts = []
+            for suffix, tensor in flatten_output(output, _is_tensor):
+                host = to_numpy(tensor)
+                if host is not None:
+                    parts.append((suffix, host[1], tuple(host[0].shape), host_stats(host[0])))
+            calls.append((name, type(layer).__name__, parts))
+            return output
+
+        return wrapper
+
+    patched = []
+    try:
+        for (_, layer), name in zip(leaves, paths, strict=True):
+            had_own = "call" in vars(layer)
+            original = layer.call
+            object.__setattr__(layer, "call", observed(name.replace("/", "."), layer, original))
+            patched.append((layer, had_own, original))
+        raw = forward()
+    finally:
+        for layer, had_own, original in reversed(patched):
+            if had_own:
+                object.__setattr__(layer, "call", original)
+            else:
+                object.__delattr__(layer, "call")
+    if not calls:
+        return raw, unrecorded(
+            "no layer of the model was called in its forward (a subclassed model computing "
+            "with raw operations)"
+        )
+    outputs = []
+    for name, (_, kind, parts) in zip(unique_names(c[0] for c in calls), calls, strict=True):
+        for suffix, dtype, shape, stats in parts:
+            outputs.append(LayerOutput(name + suffix, kind, dtype, shape, stats))
+    return raw, to_golden(outputs)
+
+
+def _is_tensor(value: Any) -> bool:
+    return bool(keras.ops.is_tensor(value))

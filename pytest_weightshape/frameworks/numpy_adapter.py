@@ -7,7 +7,7 @@ a plain function has none. Builders draw weights from ``np.random`` (seeded per 
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -69,6 +69,12 @@ class NumpyAdapter:
 
     def feature_axis(self, ndim: int) -> int:
         return -1
+
+    def observe_layers(self, model: Any, forward: Callable[[], Any]) -> tuple[Any, Any]:
+        """A NumPy callable has no layers to observe: ``forward()`` and a record saying so."""
+        from ..layers import unrecorded
+
+        return forward(), unrecorded("a NumPy callable has no layers to observe")
 
 
 ADAPTER = NumpyAdapter()

@@ -230,6 +230,10 @@ class TorchAdapter:
         # torch convolutions are channels-first (N, C, ...); sequences and dense are last-axis.
         return 1 if ndim >= 4 else -1
 
+    def observe_layers(self, model: Any, forward: Callable[[], Any]) -> tuple[Any, Any]:
+        """``forward()`` with every leaf module observed -> (its output, the layers' record)."""
+        return observe_layers(model, forward)
+
 
 # -- pruning, parametrizations, buffers and FLOPs (issue 14) ----------------------------------
 
@@ -349,3 +353,149 @@ def count_flops(run: Callable[[], Any]) -> tuple[Any, int]:
 
 
 ADAPTER = TorchAdapter()
+
+
+# -- layer observation (localisation, see ``layers``) -----------------------------------------
+
+
+def _unobservable(model: Any) -> str | None:
+    """Why a model's layers cannot be observed with hooks, or ``None``."""
+    if isinstance(model, torch.jit.ScriptModule):
+        return "a TorchScript model: its layers run inside the script, where hooks do not reach"
+    if type(model).__name__ == "OptimizedModule":
+        return "a torch.compile'd model: hooks on its layers would break its compiled graph"
+    return None
+
+
+#: Values per partial sum in ``layer_stats``: each row of this many values is summed by
+#: torch's vectorised (cascade) reduction in float32, and the rows' sums in float64.
+LAYER_ROW = 1024
+
+
+def layer_stats(tensor: torch.Tensor, scratch: list[torch.Tensor] | None = None) -> dict[str, Any]:
+    """Count, mean, std, mean |x|, min and max of a layer output with torch's reductions on
+    the tensor's device: sums of x, x**2 and |x| over rows of ``LAYER_ROW`` values (float32
+    for half and single precision, float64 otherwise), accumulated in float64 across rows.
+    No float64 copy of the output is made; |x| goes to ``scratch`` (a buffer kept across the
+    layers of one forward: a fresh one per layer costs more in page faults than the sums)."""
+    from ..layers import from_sums
+
+    t = tensor.detach()
+    if t.is_complex():
+        t = t.abs()
+    count = t.numel()
+    if not count:
+        return from_sums(0, 0.0, 0.0, 0.0, 0.0, 0.0)
+    if t.dtype == torch.bool:
+        t = t.to(torch.uint8)
+    wide = torch.float64 if t.device.type != "mps" else torch.float32  # MPS has no float64
+    narrow = wide if t.dtype == torch.float64 or not t.is_floating_point() else torch.float32
+    flat = t.reshape(-1)
+    whole = count - count % LAYER_ROW
+    parts = []
+    if whole:
+        rows = flat[:whole].view(-1, LAYER_ROW)
+        parts.append(_row_sums(rows, narrow, wide, scratch))
+    if whole < count:
+        parts.append(_row_sums(flat[whole:].to(wide).view(1, -1), wide, wide, None))
+    sums = parts[0] if len(parts) == 1 else parts[0] + parts[1]
+    low, high = torch.aminmax(flat)
+    values = torch.cat([sums, torch.stack([low.to(wide), high.to(wide)])]).tolist()
+    return from_sums(count, values[0], values[1], values[2], values[3], values[4])
+
+
+def _row_sums(
+    rows: torch.Tensor, dtype: torch.dtype, wide: torch.dtype, scratch: list[torch.Tensor] | None
+) -> torch.Tensor:
+    """The sum, the sum of squares and the sum of |x| of ``rows``: reduced per row in
+    ``dtype``, the rows' sums added in ``wide`` (few torch calls: each costs ~10 us)."""
+    if rows.dtype != dtype:
+        rows = rows.to(dtype)
+    norms = torch.linalg.vector_norm(rows, 2, dim=1)
+    per_row = torch.stack([rows.sum(dim=1), norms * norms, _absolute(rows, scratch).sum(dim=1)])
+    return per_row.to(wide).sum(dim=1)
+
+
+def _absolute(rows: torch.Tensor, scratch: list[torch.Tensor] | None) -> torch.Tensor:
+    """|rows|, written into the scratch buffer when one is given (grown as needed)."""
+    if scratch is None:
+        return rows.abs()
+    size = rows.numel()
+    held = scratch[0] if scratch else None
+    if (
+        held is None
+        or held.numel() < size
+        or held.dtype != rows.dtype
+        or held.device != rows.device
+    ):
+        held = torch.empty(size, dtype=rows.dtype, device=rows.device)
+        scratch[:] = [held]
+    return torch.abs(rows, out=held[:size].view(rows.shape))
+
+
+def _measurable(value: Any) -> bool:
+    return (
+        isinstance(value, torch.Tensor)
+        and value.layout == torch.strided
+        and not value.is_meta
+        and not value.is_quantized
+        and not value.is_nested
+    )
+
+
+def observe_layers(model: Any, forward: Callable[[], Any]) -> tuple[Any, Any]:
+    """Run ``forward`` with a hook on every leaf module of ``model``; return its output and
+    the layers' record (see ``layers``). Every hook is removed, also when ``forward`` raises."""
+    from ..layers import LayerOutput, to_golden, unique_names, unrecorded
+
+    why = _unobservable(model)
+    if why is not None:
+        return forward(), unrecorded(why)
+    calls: list[tuple[str, str, Any]] = []
+    handles = []
+    scratch: list[torch.Tensor] = []  # one |x| buffer for every layer of this forward
+
+    def hook_for(name: str) -> Callable[..., None]:
+        def hook(module: torch.nn.Module, args: Any, output: Any) -> None:
+            parts = _summaries(_named(module, output), scratch)
+            calls.append((name, type(module).__name__, parts))
+
+        return hook
+
+    try:
+        for name, module in model.named_modules():
+            if next(module.children(), None) is None:  # a leaf
+                handles.append(module.register_forward_hook(hook_for(name or "model")))
+        raw = forward()
+    finally:
+        for handle in handles:
+            handle.remove()
+    if not calls:
+        return raw, unrecorded("no leaf module ran in the forward")
+    outputs = []
+    for name, (_, kind, parts) in zip(unique_names(c[0] for c in calls), calls, strict=True):
+        for suffix, dtype, shape, stats in parts:
+            outputs.append(LayerOutput(name + suffix, kind, dtype, shape, stats))
+    return raw, to_golden(outputs)
+
+
+def _named(module: Any, raw: Any) -> Any:
+    """A recurrent module's ``(output, (h_n, c_n))`` as named parts, as for model outputs."""
+    names = next((v for k, v in _RNN_NAMES.items() if type(module) is k), None)
+    if names and isinstance(raw, tuple) and len(raw) == 2:
+        state = raw[1] if len(names) > 1 else (raw[1],)
+        if isinstance(state, tuple) and len(state) == len(names):
+            return {"output": raw[0], **dict(zip(names, state, strict=True))}
+    return raw
+
+
+def _summaries(
+    output: Any, scratch: list[torch.Tensor]
+) -> list[tuple[str, str, tuple[int, ...], dict[str, Any]]]:
+    """A layer's output, flattened and measured at once (nothing is kept alive)."""
+    from ..layers import flatten_output
+
+    return [
+        (suffix, dtype_name(t.dtype), tuple(t.shape), layer_stats(t, scratch))
+        for suffix, t in flatten_output(output, _measurable)
+    ]

@@ -19,6 +19,7 @@ from .. import golden
 from ..compare import Verdict, compare
 from ..document import DEFAULT_CHECK
 from ..errors import GoldenError
+from ..layers import gains_layers, with_layers
 from ..tolerance import Policy
 
 if TYPE_CHECKING:
@@ -51,6 +52,11 @@ class Candidate:
         #: failed after recording, so its golden is not trusted).
         self.write = write
         self.verdict: Verdict | None = None
+        #: Under ``--snapshot-update``: a golden recorded without layers gains them even when
+        #: it matches; ``written`` is then what is written: the golden's own values, with the
+        #: observed layers added (see ``layers.with_layers``), so nothing else churns.
+        self.add_layers = False
+        self.written: dict[str, Any] | None = None
         #: The golden's check, once syrupy found one to compare against.
         self.recorded: dict[str, Any] | None = None
 
@@ -113,6 +119,10 @@ class WeightShapeExtension(AbstractSyrupyExtension):
         recalled = getattr(snapshot_data, "document", None)
         candidate.recorded = recalled if recalled is not None else json.loads(str(snapshot_data))
         candidate.verdict = compare(candidate.recorded, candidate.document, candidate.policy)
+        gains = candidate.add_layers and gains_layers(candidate.recorded, candidate.document)
+        if candidate.verdict.ok and gains:
+            candidate.written = with_layers(candidate.recorded, candidate.document)
+            return False
         return candidate.verdict.ok
 
     # -- locations ------------------------------------------------------------------------
@@ -207,7 +217,10 @@ class WeightShapeExtension(AbstractSyrupyExtension):
                 raise TypeError("the weightshape extension writes shape_variant checks only")
             if candidate.write():
                 test = candidate.test
-                updates[candidate.check] = json.loads(str(snapshot.data))
+                written = candidate.written
+                updates[candidate.check] = (
+                    written if written is not None else json.loads(str(snapshot.data))
+                )
         if updates:
             golden.merge_write(Path(snapshot_collection.location), test, updates)
 

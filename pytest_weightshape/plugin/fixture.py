@@ -160,6 +160,7 @@ class ShapeVariant:
 
         plan = self._plan(name, rtol, atol, tolerance, device)
         settings = settings_of(self._request.config)
+        may_record = self._may_record(plan)
         observer = Observer(
             self.spec,
             build,
@@ -169,7 +170,8 @@ class ShapeVariant:
             deterministic=settings.deterministic,
             calibrate=settings.calibrate,
             flops=settings.flops,
-            sensitivity=self._may_record(plan),
+            sensitivity=may_record,
+            layers=may_record,
         )
         document = observer.observe()
         self._warnings += [
@@ -185,7 +187,46 @@ class ShapeVariant:
             for change in observer.changed_globals
         ]
         candidate, outcome = self._assert(plan, document)
-        return self._conclude(plan, document, candidate, outcome)
+        localised = self._localise(observer, candidate, outcome)
+        return self._conclude(plan, document, candidate, outcome, localised)
+
+    def _localise(
+        self, observer: Any, candidate: Candidate, outcome: syrupy_bridge.Outcome
+    ) -> list[Any]:
+        """For a check that moved: its failing variants run again with their layers observed,
+        and are compared with the golden's layers (``layers.localise``). Nothing runs for a
+        passing check, nor for a golden without layers (it is only told so)."""
+        from .. import layers
+        from ..errors import ModelError, exception_line
+
+        verdict, recorded = candidate.verdict, candidate.recorded
+        if outcome.success or verdict is None or verdict.ok or recorded is None:
+            return []
+        current = candidate.document["variants"]
+        failing = [
+            name
+            for name in dict.fromkeys(d.variant for d in verdict.differences)
+            if name in current and name in recorded["variants"]
+        ]
+        if not failing:
+            return []
+        if layers.missing_layers(recorded):
+            return layers.localise(recorded, {name: {} for name in failing}, candidate.policy)
+        rerun = [
+            n for n in failing if "unrecorded" not in recorded["variants"][n].get("layers", {})
+        ]
+        try:
+            observed = observer.observe_layers(rerun) if rerun else {}
+        except Exception as exc:  # localising must never hide the failure it explains
+            why = str(exc).splitlines()[0] if isinstance(exc, ModelError) else exception_line(exc)
+            observed = {
+                n: layers.unrecorded(f"the rerun to observe them failed: {why}") for n in rerun
+            }
+        for name in failing:
+            observed.setdefault(name, recorded["variants"][name].get("layers", {}))
+        device = str(candidate.document.get("environment", {}).get("device", "cpu"))
+        ordered = {name: observed[name] for name in failing}
+        return layers.localise(recorded, ordered, candidate.policy, device)
 
     def _plan(
         self,
@@ -244,11 +285,13 @@ class ShapeVariant:
         return _Plan(check, placement.device, policy, self._assertion, where.path, where.test)
 
     def _may_record(self, plan: _Plan) -> bool:
-        """Whether this check may write its golden (an update, or no golden yet): only then is
-        its sensitivity measured (two more forwards per variant, see ``sensitivity``)."""
+        """Whether this check may write its golden (an update flag, or no golden yet): only then
+        are its sensitivity (two more forwards per variant, see ``sensitivity``) and its layers
+        (see ``layers``) measured, so a plain passing check pays for neither."""
         from .. import golden
 
-        if syrupy_bridge.may_update(plan.assertion):
+        settings = settings_of(self._request.config)
+        if syrupy_bridge.may_update(plan.assertion) or settings.update_failing:
             return True
         try:
             _, known = golden.read_checks(Path(plan.path))
@@ -284,6 +327,9 @@ class ShapeVariant:
             plan.check,
             write=lambda: state is None or not state.has_failed(nodeid),
         )
+        candidate.add_layers = syrupy_bridge.may_update(plan.assertion) and not (
+            settings.update_failing
+        )
         # modes that never record a new golden do not ask syrupy to
         refuse_new = (settings.strict or settings.update_failing) and plan.check not in known
         outcome = syrupy_bridge.assert_match(
@@ -297,6 +343,7 @@ class ShapeVariant:
         document: dict[str, Any],
         candidate: Candidate,
         outcome: syrupy_bridge.Outcome,
+        localised: list[Any] | None = None,
     ) -> CheckResult:
         """Record the outcome; pass with a :class:`CheckResult`, or fail with a message."""
         from ..report import messages
@@ -327,6 +374,7 @@ class ShapeVariant:
                 candidate=candidate,
                 path=plan.path,
                 message=message,
+                localised=localised,
             )
 
         refused = None  # an update flag would record it, but this mode does not
@@ -341,7 +389,9 @@ class ShapeVariant:
         if not outcome.success:
             assert candidate.verdict is not None
             verbose = config.get_verbosity() >= 2
-            message = messages.failure(candidate.verdict, **where, verbose=verbose)
+            message = messages.failure(
+                candidate.verdict, **where, verbose=verbose, localised=localised
+            )
             record("drifted", message)
             raise _Failed(message)
         status = "recorded" if outcome.created else "updated" if outcome.updated else "passed"
@@ -373,6 +423,7 @@ class ShapeVariant:
         candidate: Candidate | None = None,
         path: str = "",
         message: str | None = None,
+        localised: list[Any] | None = None,
     ) -> None:
         """Attach the check's outcome to the test: a JUnit property (status, largest drift /
         tolerance, environment changes) and the full record for the summary, reports and
@@ -394,6 +445,8 @@ class ShapeVariant:
             message=message,
             policy=candidate.policy if candidate is not None else None,
         )
+        if localised:
+            record["layers"] = records.layers_record(localised)
         self._request.node.stash.setdefault(RECORDS, []).append(record)
         worst = record["worst"]
         summary = records.plain(

@@ -36,8 +36,9 @@ DIFF_ROWS = 12
 # -- show -----------------------------------------------------------------------------------
 
 
-def show_check(name: str, check: Mapping[str, Any]) -> list[str]:
-    """One golden check as tables: parameters, output statistics, divergence from the base."""
+def show_check(name: str, check: Mapping[str, Any], layers: bool = False) -> list[str]:
+    """One golden check as tables: parameters, output statistics, divergence from the base
+    (and, with ``layers``, each variant's recorded layers; else how many were recorded)."""
     env = check.get("environment", {})
     versions = ", ".join(
         f"{k} {env[k]}" for k in ("torch", "tensorflow", "keras", "numpy") if env.get(k)
@@ -97,6 +98,60 @@ def show_check(name: str, check: Mapping[str, Any]) -> list[str]:
         keys = list(dict.fromkeys(k for d in divs if d for k in d))
         table = [(k, *(_null_text((d or {}).get(k)) for d in divs)) for k in keys]
         lines += ["  " + line for line in text_table(("measure", *others), table)]
+    return lines + (layer_tables(variants) if layers else [_layer_count(variants)])
+
+
+def _layer_count(variants: Mapping[str, Any]) -> str:
+    if all(data.get("layers") is None for data in variants.values()):
+        return (
+            "\nlayers: not recorded (an older golden: recording it again with "
+            "pytest --snapshot-update adds them)"
+        )
+    counts = []
+    for variant, data in variants.items():
+        recorded = data.get("layers")
+        if recorded is None:
+            counts.append(f"{variant} not recorded")
+        elif "unrecorded" in recorded:
+            counts.append(f"{variant} not recorded ({recorded['unrecorded']})")
+        else:
+            counts.append(f"{variant} {recorded.get('total') or len(recorded['entries'])}")
+    return "\nlayers: " + "; ".join(counts) + " (--layers lists them)"
+
+
+def layer_tables(variants: Mapping[str, Any]) -> list[str]:
+    """Each variant's recorded layers, in execution order (or why there are none)."""
+    from ..layers import entries
+
+    lines: list[str] = []
+    for variant, data in variants.items():
+        recorded = data.get("layers")
+        lines.append("")
+        if recorded is None:
+            lines.append(
+                f"layers of {variant}: not recorded (a golden recorded before layers were; "
+                "recording it again with pytest --snapshot-update adds them)"
+            )
+            continue
+        if "unrecorded" in recorded:
+            lines.append(f"layers of {variant}: not recorded: {recorded['unrecorded']}")
+            continue
+        found = entries(recorded)
+        total = recorded.get("total") or len(found)
+        more = f", the first {len(found)} of {total} kept" if total > len(found) else ""
+        lines.append(f"layers of {variant} ({len(found)} outputs in execution order{more})")
+        header = ("layer", "type", "shape", "dtype", "mean", "std", "min", "max")
+        rows = [
+            (
+                e.name,
+                e.type,
+                e.shape,
+                e.dtype,
+                *(_null_text(e.stats.get(k)) for k in ("mean", "std", "min", "max")),
+            )
+            for e in found
+        ]
+        lines += ["  " + line for line in text_table(header, rows)]
     return lines
 
 
@@ -150,7 +205,7 @@ def _golden_files(raw: str) -> list[Path]:
     return [path]
 
 
-def cmd_show(paths: Sequence[str], check: str | None) -> int:
+def cmd_show(paths: Sequence[str], check: str | None, layers: bool = False) -> int:
     status = 0
     for path in (p for raw in paths for p in _golden_files(raw)):
         try:
@@ -175,7 +230,7 @@ def cmd_show(paths: Sequence[str], check: str | None) -> int:
             if check is not None and name != check:
                 continue
             print()
-            print("\n".join(show_check(name, document)))
+            print("\n".join(show_check(name, document, layers)))
         print()
     return status
 
@@ -346,7 +401,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "paths", nargs="+", help="golden files or folders (golden/.../test_x.json, golden/)"
     )
     show.add_argument("--check", help="only this check (name=...) of each file")
+    show.add_argument(
+        "--layers",
+        action="store_true",
+        help="also list each variant's recorded layers (output shape and statistics per layer)",
+    )
     args = parser.parse_args(argv)
     if args.command == "diff":
         return cmd_diff(args.cache_dir, args.all, args.exit_code, args.verbose)
-    return cmd_show(args.paths, args.check)
+    return cmd_show(args.paths, args.check, args.layers)

@@ -202,6 +202,7 @@ def to_markdown(
             lines.append(f"| ... {len(moved) - MD_ROWS} more | | | | | | |")
         if r["environment"]["changes"]:
             lines += ["", "Environment (golden → now): " + ", ".join(r["environment"]["changes"])]
+        lines += _layer_lines(r)
         lines += ["", "</details>"]
     lines += _markdown_sensitivity(ranked)
     return "\n".join(lines) + "\n"
@@ -224,6 +225,23 @@ def _markdown_sensitivity(records: Sequence[Mapping[str, Any]]) -> list[str]:
         degenerate = "; ".join(r.get("degenerate") or [])
         lines.append(f"| `{_cell(label(r))}` | {_cell(stated)} | {_cell(degenerate)} |")
     return [*lines, "", "</details>"]
+
+
+def _layer_lines(record: Mapping[str, Any]) -> list[str]:
+    """Markdown lines naming each failing variant's first moved (or changed) layer."""
+    lines = []
+    for located in record.get("layers") or []:
+        first = located.get("first")
+        if first is not None:
+            word = "changed" if located.get("status") == "changed" else "moved"
+            lines += [
+                "",
+                f"First {word} layer: `{_cell(first['name'])}` ({_cell(first['type'])}), "
+                f"variant {_cell(located['variant'])}: {_cell(first['detail'])}",
+            ]
+        elif located.get("note"):
+            lines += ["", f"Layers (variant {_cell(located['variant'])}): {_cell(located['note'])}"]
+    return lines
 
 
 def append_step_summary(path: Path, records: Sequence[Mapping[str, Any]]) -> None:

@@ -232,6 +232,102 @@ def drift_chart(statistics: Sequence[Mapping[str, Any]]) -> str:
     return "".join(parts) + (f"<div class=meta>{more}</div>" if more else "")
 
 
+#: Layer outputs drawn per variant in the per-layer drift chart.
+LAYER_BARS = 200
+
+
+def layer_chart(located: Mapping[str, Any]) -> str:
+    """SVG: each layer output's largest drift / tolerance, in execution order (top to
+    bottom), on a log scale with the tolerance marked: the first red bar is the culprit."""
+    drifts = located.get("drifts") or []
+    if not drifts:
+        return ""
+
+    def ratio(value: Any) -> float:
+        r = number(value)
+        return float("inf") if r is None else r
+
+    finite = [ratio(d[2]) for d in drifts if math.isfinite(ratio(d[2])) and ratio(d[2]) > 0]
+    log_max = max(LOG_MAX, math.ceil(math.log10(max(finite)))) if finite else LOG_MAX
+    shown = drifts[:LAYER_BARS]
+    name_w, bar_w, row_h, top = 260, 300 + 40 * int(log_max - LOG_MAX), 12, 20
+    height = top + row_h * len(shown) + 26
+    width = name_w + bar_w + 70
+
+    def x(r: float) -> float:
+        if r <= 0:
+            return name_w
+        level = min(max(math.log10(r), LOG_MIN), log_max)
+        return name_w + bar_w * (level - LOG_MIN) / (log_max - LOG_MIN)
+
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        'role="img" aria-label="drift of each layer output relative to its tolerance">'
+    ]
+    for k in range(int(LOG_MIN), int(log_max) + 1):
+        gx = x(10.0**k)
+        parts.append(
+            f'<line x1="{gx:.1f}" x2="{gx:.1f}" y1="{top - 4}" y2="{height - 22}" '
+            'stroke="#eee"/>'
+            f'<text x="{gx:.1f}" y="{height - 8}" font-size="10" text-anchor="middle">'
+            f"1e{k}</text>"
+        )
+    for i, (name, kind, value) in enumerate(shown):
+        r = ratio(value)
+        yy = top + i * row_h
+        color = OK_COLOR if r <= 1.0 else BAD_COLOR
+        label_text = f"{name} ({kind})"
+        if len(label_text) > 40:
+            label_text = "…" + label_text[-39:]
+        end = x(r) if math.isfinite(r) else name_w + bar_w
+        text = "changed" if not math.isfinite(r) else f"{r:.2g}"
+        parts.append(
+            f'<text x="{name_w - 6}" y="{yy + 9}" font-size="9.5" text-anchor="end">'
+            f"{escape(label_text)}</text>"
+            f'<rect x="{name_w}" y="{yy + 2}" width="{max(end - name_w, 1.5):.1f}" '
+            f'height="{row_h - 4}" fill="{color}"><title>{escape(label_text)}: {text}</title>'
+            "</rect>"
+        )
+    tx = x(1.0)
+    parts.append(
+        f'<line x1="{tx:.1f}" x2="{tx:.1f}" y1="{top - 8}" y2="{height - 22}" '
+        f'stroke="{BAD_COLOR}" stroke-width="1.5" stroke-dasharray="4,3"/>'
+        f'<text x="{tx + 3:.1f}" y="{top - 9}" font-size="10" fill="{BAD_COLOR}">'
+        "tolerance</text></svg>"
+    )
+    hidden = len(drifts) - len(shown)
+    return "".join(parts) + (
+        f"<div class=meta>({hidden} later layer outputs not drawn)</div>" if hidden else ""
+    )
+
+
+def _layer_parts(record: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+    """The first moved/changed layer lines, and one per-layer drift figure per variant."""
+    lines, figures = [], []
+    for located in record.get("layers") or []:
+        first = located.get("first")
+        variant = escape(str(located.get("variant")))
+        if first is not None:
+            word = "changed" if located.get("status") == "changed" else "moved"
+            lines.append(
+                f'<div class="cause">first {word} layer: <code>{escape(str(first["name"]))}'
+                f"</code> ({escape(str(first['type']))}), variant {variant}: "
+                f"{escape(str(first['detail']))}</div>"
+            )
+        elif located.get("note"):
+            lines.append(
+                f'<div class="meta">layers (variant {variant}): '
+                f"{escape(str(located['note']))}</div>"
+            )
+        svg = layer_chart(located)
+        if svg:
+            figures.append(
+                f"<figure>{svg}<figcaption>variant <b>{variant}</b>: drift of each layer "
+                "output / its tolerance, in execution order</figcaption></figure>"
+            )
+    return lines, figures
+
+
 # -- page -----------------------------------------------------------------------------------
 
 
@@ -273,6 +369,8 @@ def _check_section(index: int, record: Mapping[str, Any]) -> str:
         parts.append(
             f'<div class="meta">environment (golden → now): {escape(", ".join(changes))}</div>'
         )
+    layer_lines, layer_figures = _layer_parts(record)
+    parts += layer_lines
     current = record["distributions"]["current"]
     recorded = record["distributions"]["golden"]
     outputs = list(dict.fromkeys(o for v in (*current.values(), *recorded.values()) for o in v))
@@ -284,6 +382,7 @@ def _check_section(index: int, record: Mapping[str, Any]) -> str:
             if recorded:
                 caption += " (dashed: golden)"
             figures.append(f"<figure>{svg}<figcaption>{caption}</figcaption></figure>")
+    figures += layer_figures
     drift = drift_chart(record["statistics"])
     if drift:
         figures.append(

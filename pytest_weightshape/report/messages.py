@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import Any
 
 from ..compare import Difference, Verdict
 from .text import allowed_text, text_table, value_text
@@ -37,9 +38,19 @@ def _table(rows: list[Difference]) -> list[str]:
 
 
 def failure(
-    verdict: Verdict, *, test: str, check: str, path: str, nodeid: str, verbose: bool = False
+    verdict: Verdict,
+    *,
+    test: str,
+    check: str,
+    path: str,
+    nodeid: str,
+    verbose: bool = False,
+    localised: list[Any] | None = None,
 ) -> str:
     """The message of a check whose values moved beyond tolerance.
+
+    ``localised`` (``layers.Localisation`` per failing variant) adds where it started: the
+    ``first moved layer: NAME (TYPE)`` line and the layers after it.
 
     When the structure changed (shapes, names), the value tables that follow from it are
     summarised in one line unless ``verbose``; each table shows its largest drifts first.
@@ -54,6 +65,7 @@ def failure(
         lines.append(f"likely cause: {cause}")
     if verdict.environment_changes:
         lines.append("environment (golden -> now): " + ", ".join(verdict.environment_changes))
+    lines.extend(_layer_lines(localised))
     structural = any(d.allowed is None for d in verdict.differences)
     grouped: dict[tuple[str, str], list[Difference]] = defaultdict(list)
     hidden = 0
@@ -79,6 +91,14 @@ def failure(
     lines.append("")
     lines.append(f"If the change is intended, accept it: pytest --snapshot-update {nodeid}")
     return "\n".join(lines)
+
+
+def _layer_lines(localised: list[Any] | None) -> list[str]:
+    if not localised:
+        return []
+    from ..layers import message_lines
+
+    return message_lines(localised)
 
 
 def missing(*, test: str, check: str, path: str, nodeid: str, refused: str | None = None) -> str:

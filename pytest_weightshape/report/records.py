@@ -187,6 +187,13 @@ def _sensitivity(
     }
 
 
+def layers_record(localised: Iterable[Any]) -> list[dict[str, Any]]:
+    """A failing check's localisation (``layers.Localisation`` per failing variant) as plain
+    JSON: the first moved or changed layer, the layers after it, and every layer's drift in
+    tolerances, in execution order (the HTML report draws them)."""
+    return [plain(each.as_record()) for each in localised]
+
+
 def counts(records: Iterable[Mapping[str, Any]]) -> dict[str, int]:
     """status -> number of checks, in :data:`STATUSES` order."""
     found: dict[str, int] = {}

@@ -1,0 +1,213 @@
+"""What recording layers costs (issue 15): time and golden bytes.
+
+    PYTHONPATH=. python benchmarks/layers.py            # prints the Markdown section
+
+(1) Recording time with vs without layer observation (``Observer(..., layers=True)``, what
+    ``--snapshot-update`` runs), on the examples and on a 50-layer CNN: medians of alternating
+    runs. A passing check runs ``Observer(..., layers=False)``, the code path without hooks, so
+    it costs nothing extra by construction (``tests/sessions/test_layers.py`` asserts no hook
+    is registered).
+(2) Golden bytes per recorded layer output on a ResNet-50 built by hand (bottleneck blocks
+    [3, 4, 6, 3], no torchvision), and the golden's size with and without layers.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import torch
+from torch import nn
+
+from pytest_weightshape import golden
+from pytest_weightshape.run import Observer
+from pytest_weightshape.spec import parse_marker
+
+REPEATS = int(os.environ.get("REPEATS", "7"))
+
+
+# -- models ---------------------------------------------------------------------------------
+
+
+def cnn50(width: int) -> nn.Module:
+    """50 convolutions (Conv2d + BatchNorm + ReLU each: 150 leaf layers), then a classifier."""
+    layers: list[nn.Module] = [nn.Conv2d(3, width, 3, padding=1)]
+    for i in range(50):
+        if i:
+            layers.append(nn.Conv2d(width, width, 3, padding=1))
+        layers += [nn.BatchNorm2d(width), nn.ReLU()]
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, 10)]
+    return nn.Sequential(*layers)
+
+
+class Bottleneck(nn.Module):
+    def __init__(self, cin: int, mid: int, stride: int) -> None:
+        super().__init__()
+        cout = mid * 4
+        self.conv1 = nn.Conv2d(cin, mid, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(mid)
+        self.conv2 = nn.Conv2d(mid, mid, 3, stride, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(mid)
+        self.conv3 = nn.Conv2d(mid, cout, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(cout)
+        self.relu = nn.ReLU()
+        self.downsample = (
+            nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+            if stride != 1 or cin != cout
+            else None
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        skip = x if self.downsample is None else self.downsample(x)
+        return self.relu(out + skip)
+
+
+def resnet50(classes: int = 1000) -> nn.Module:
+    """ResNet-50 (25.6M parameters at 1000 classes), as torchvision builds it."""
+    stages, cin = [], 64
+    for mid, blocks, stride in ((64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2)):
+        layer = []
+        for b in range(blocks):
+            layer.append(Bottleneck(cin, mid, stride if b == 0 else 1))
+            cin = mid * 4
+        stages.append(nn.Sequential(*layer))
+    return nn.Sequential(
+        nn.Conv2d(3, 64, 7, 2, 3, bias=False),
+        nn.BatchNorm2d(64),
+        nn.ReLU(),
+        nn.MaxPool2d(3, 2, 1),
+        *stages,
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(2048, classes),
+    )
+
+
+def examples() -> list[tuple[str, dict[str, Any], Callable[..., Any], Any]]:
+    """The examples' checks: (name, marker, builder, inputs)."""
+
+    def linear_relu(init: Any) -> nn.Module:
+        layer = nn.Linear(784, 128)
+        init(layer.weight)
+        return nn.Sequential(layer, nn.ReLU())
+
+    import keras
+
+    def dense(units: int) -> Any:
+        return keras.Sequential([keras.Input((784,)), keras.layers.Dense(units, "relu")])
+
+    def lstm(units: int) -> Any:
+        return keras.Sequential([keras.Input((12, 8)), keras.layers.LSTM(units)])
+
+    return [
+        (
+            "torch conv2d_kernel_size",
+            {"kernel_size": [3, 5], "padding": [1, 2]},
+            lambda kernel_size, padding: nn.Conv2d(1, 32, kernel_size, padding=padding),
+            (1, 1, 28, 28),
+        ),
+        (
+            "torch lstm_hidden_size",
+            {"hidden_size": [10, 20]},
+            lambda hidden_size: nn.LSTM(10, hidden_size, batch_first=True),
+            (1, 10, 10),
+        ),
+        (
+            "torch linear_relu_init",
+            {"init": [nn.init.xavier_uniform_, nn.init.kaiming_uniform_]},
+            linear_relu,
+            (64, 784),
+        ),
+        ("keras dense_units", {"units": [10, 5]}, dense, (1, 784)),
+        ("keras lstm_units", {"units": [10, 20]}, lstm, (4, 12, 8)),
+        ("torch 50-layer CNN (150 leaf layers)", {"width": [32, 16]}, cnn50, (8, 3, 32, 32)),
+    ]
+
+
+# -- measuring ------------------------------------------------------------------------------
+
+
+def record(marker: dict[str, Any], build: Callable[..., Any], inputs: Any, layers: bool) -> Any:
+    return Observer(parse_marker((), marker), build, inputs, layers=layers).observe()
+
+
+def timed(marker: dict[str, Any], build: Callable[..., Any], inputs: Any) -> tuple[float, float]:
+    """Best CPU time (seconds; torch on one thread, so it is the work done) of recording
+    without and with layers, runs alternating: on a shared machine wall time measures the
+    neighbours, and the fastest run is the least disturbed one."""
+    record(marker, build, inputs, True)  # warm up both paths
+    without, with_layers = [], []
+    for _ in range(REPEATS):
+        for layers, into in ((False, without), (True, with_layers)):
+            start = time.process_time()
+            record(marker, build, inputs, layers)
+            into.append(time.process_time() - start)
+    return min(without), min(with_layers)
+
+
+def golden_bytes(document: dict[str, Any]) -> tuple[int, int, int]:
+    """(golden bytes with layers, without them, layer outputs recorded)."""
+    text = golden.render_file("test_x", {"default": document})
+    bare = {
+        **document,
+        "variants": {
+            name: {k: v for k, v in data.items() if k != "layers"}
+            for name, data in document["variants"].items()
+        },
+    }
+    entries = sum(len(v["layers"].get("entries", {})) for v in document["variants"].values())
+    return (
+        len(text.encode()),
+        len(golden.render_file("test_x", {"default": bare}).encode()),
+        entries,
+    )
+
+
+def main() -> None:
+    torch.set_num_threads(int(os.environ.get("THREADS", "1")))
+    print("## Localisation: recording layers (issue 15)\n")
+    print(
+        f"`PYTHONPATH=. python benchmarks/layers.py` wrote this section. Machine: "
+        f"{platform.machine()}, {os.cpu_count()} cores, Python {sys.version.split()[0]}, "
+        f"torch {torch.__version__} ({torch.get_num_threads()} threads); load average "
+        f"{', '.join(f'{x:.2f}' for x in os.getloadavg())} at the start (a shared machine: "
+        f"CPU time, the best of {REPEATS} alternating runs).\n"
+    )
+    print("Recording (`--snapshot-update`) with vs without layer observation; goal <= 1.5x.\n")
+    print(
+        "| check | layer outputs / variant | without layers | with layers | ratio "
+        "| bytes / layer output |"
+    )
+    print("|---|---|---|---|---|---|")
+    for name, marker, build, inputs in examples():
+        without, with_layers = timed(marker, build, inputs)
+        size, bare, entries = golden_bytes(record(marker, build, inputs, True))
+        per_variant = entries // len(next(iter(marker.values())))
+        print(
+            f"| {name} | {per_variant} | {without * 1e3:.1f} ms | {with_layers * 1e3:.1f} ms "
+            f"| {with_layers / without:.2f}x | {(size - bare) / entries:.0f} |"
+        )
+    print()
+    doc = record({"classes": [1000, 10]}, resnet50, (1, 3, 224, 224), True)
+    size, bare, entries = golden_bytes(doc)
+    params = doc["variants"]["classes=1000"]["parameter_count"]
+    print(
+        f"ResNet-50 built by hand ({params / 1e6:.1f}M parameters), two variants "
+        f"(classes=1000, 10), input (1, 3, 224, 224): {entries // 2} layer outputs per variant; "
+        f"golden {size:,} B with layers, {bare:,} B without: "
+        f"{(size - bare) / entries:.0f} B per layer output (goal ~200).\n"
+    )
+
+
+if __name__ == "__main__":
+    main()

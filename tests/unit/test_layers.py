@@ -1,0 +1,247 @@
+"""layers: the golden form of layer records, the comparison that names the first moved
+layer, and the torch adapter's observation (hooks on leaf modules, always removed)."""
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+
+from pytest_weightshape import layers
+from pytest_weightshape.document import check_problem, layers_problem
+from pytest_weightshape.layers import LayerOutput, compare_layers, localise, message_lines
+from pytest_weightshape.tolerance import Override, Policy
+
+
+def _stats(values):
+    return layers.host_stats(np.asarray(values, dtype=np.float64))
+
+
+def _record(values_by_layer, dtype="float32"):
+    return layers.to_golden(
+        [
+            LayerOutput(name, kind, dtype, (len(values),), _stats(values))
+            for name, kind, values in values_by_layer
+        ]
+    )
+
+
+def _chain(n, moved=None, factor=1.0 + 1e-3):
+    """n layers whose outputs follow each other; from layer ``moved`` on they are scaled."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(64)
+    out = []
+    for i in range(n):
+        x = np.tanh(x * 1.3 + 0.1)
+        y = x * factor if moved is not None and i >= moved else x
+        out.append((f"blocks.{i}.layer", "Linear", y))
+    return out
+
+
+def test_host_stats_are_float64_moments():
+    stats = _stats([1.0, -3.0, 2.0, 4.0])
+    assert stats == {
+        "count": 4,
+        "mean": 1.0,
+        "std": pytest.approx(math.sqrt(6.5)),
+        "mean_abs": 2.5,
+        "min": -3.0,
+        "max": 4.0,
+    }
+    assert _stats([1.0, np.nan])["mean"] is None  # a golden holds no NaN
+    assert layers.host_stats(np.zeros(0))["count"] == 0
+
+
+def test_golden_form_is_compact_valid_and_reads_back():
+    record = _record([("a.0", "Linear", [1.0, 2.0]), ("a.1", "ReLU", [0.5, 0.25])])
+    assert record["fields"] == list(layers.FIELDS)
+    assert record["entries"]["a.0"][:4] == ["Linear", "float32", "2", 2]
+    assert layers_problem("layers", record) is None
+    back = layers.entries(record)
+    assert [e.name for e in back] == ["a.0", "a.1"] and back[1].stats["max"] == 0.5
+    assert layers_problem("layers", {"unrecorded": "why"}) is None
+    assert "must be a list of 9" in layers_problem("layers", {**record, "entries": {"x": [1]}})
+    assert "must be a string" in layers_problem("layers", {"unrecorded": 3})
+
+
+def test_a_golden_variant_with_bad_layers_is_refused_and_old_goldens_need_none():
+    from pytest_weightshape.run import Observer
+    from pytest_weightshape.spec import parse_marker
+
+    spec = parse_marker((), {"units": [4, 2]})
+
+    def build(units):
+        return lambda x: x[:, :units] * 2.0
+
+    doc = Observer(spec, build, (3, 5), layers=True).observe()
+    assert doc["variants"]["units=4"]["layers"] == {
+        "unrecorded": "a NumPy callable has no layers to observe"
+    }
+    assert check_problem(doc) is None
+    old = Observer(spec, build, (3, 5)).observe()  # no update flag: no layers observed
+    assert "layers" not in old["variants"]["units=4"] and check_problem(old) is None
+    doc["variants"]["units=4"]["layers"] = {"fields": ["type"], "entries": {}}
+    assert "fields must name dtype, shape" in check_problem(doc)
+
+
+def test_rounding_keeps_far_below_every_tolerance():
+    value = 0.123456789123
+    rounded = layers.to_golden([LayerOutput("a", "T", "float64", (1,), {"mean": value})])
+    kept = rounded["entries"]["a"][4]
+    assert kept != value and abs(kept - value) / value < 1e-8  # float64 rtol is 1e-7
+
+
+@pytest.mark.parametrize("k", range(20))
+def test_scaling_layer_k_names_layer_k(k):
+    golden = _record(_chain(20))
+    current = _record(_chain(20, moved=k))
+    found = compare_layers("v", golden, current, Policy())
+    assert found.status == "moved" and found.first is not None
+    assert found.first.name == f"blocks.{k}.layer"
+    assert all(not d.moved for d in found.drifts[:k])
+    lines = message_lines([found])
+    assert lines[0] == f"first moved layer: blocks.{k}.layer (Linear)"
+
+
+def test_nothing_moved_holds_and_says_where_to_look():
+    golden = _record(_chain(5))
+    found = compare_layers("v", golden, _record(_chain(5)), Policy())
+    assert found.status == "held" and found.first is None
+    assert "outside the leaf layers" in message_lines([found])[0]
+
+
+def test_same_tolerance_machinery_with_per_dtype_defaults_and_overrides():
+    golden, current = _record(_chain(3)), _record(_chain(3, moved=1, factor=1 + 1e-4))
+    assert compare_layers("v", golden, current, Policy()).first.name == "blocks.1.layer"
+    loose = Policy(default=Override(rtol=1e-3))
+    assert compare_layers("v", golden, current, loose).status == "held"
+    half_g = _record(_chain(3), dtype="float16")  # float16 allows 1e-3
+    half_c = _record(_chain(3, moved=1, factor=1 + 1e-4), dtype="float16")
+    assert compare_layers("v", half_g, half_c, Policy()).status == "held"
+
+
+def test_structure_changes_name_the_first_changed_layer():
+    golden = _record([("a", "Linear", [1.0, 2.0]), ("b", "ReLU", [1.0, 2.0])])
+    wider = _record([("a", "Linear", [1.0, 2.0]), ("b", "ReLU", [1.0, 2.0, 3.0])])
+    found = compare_layers("v", golden, wider, Policy())
+    assert found.status == "changed" and found.first.name == "b"
+    assert message_lines([found])[:2] == [
+        "first changed layer: b (ReLU)",
+        "  variant v: shape 2 -> 3",
+    ]
+    swapped = _record([("a", "Linear", [1.0, 2.0]), ("c", "GELU", [1.0, 2.0])])
+    found = compare_layers("v", golden, swapped, Policy())
+    assert found.first.name == "b" and "runs c (GELU) here now" in found.first.detail()
+    longer = _record([("a", "Linear", [1.0, 2.0]), ("b", "ReLU", [1.0, 2.0]), ("n", "X", [1.0])])
+    assert compare_layers("v", golden, longer, Policy()).first.name == "n"
+    shorter = _record([("a", "Linear", [1.0, 2.0])])
+    assert compare_layers("v", golden, shorter, Policy()).first.detail() == "no longer runs"
+
+
+def test_variants_naming_the_same_layer_share_a_line_and_unrecorded_ones_say_why():
+    golden = _record(_chain(4))
+    current = _record(_chain(4, moved=2))
+    both = [compare_layers(v, golden, current, Policy()) for v in ("a=1", "a=2")]
+    lines = message_lines(both)
+    assert lines.count("first moved layer: blocks.2.layer (Linear)") == 1
+    assert lines[1].startswith("  variants a=1, a=2: ")
+    assert "  the 2 layer outputs before it hold" in lines
+    script = compare_layers("v", layers.unrecorded("a TorchScript model"), current, Policy())
+    assert message_lines([script]) == ["layers (variant v): not recorded: a TorchScript model"]
+
+
+def test_localise_tells_old_goldens_and_applies_the_device_floor():
+    golden_layers = _record(_chain(3))
+    moved = _record(_chain(3, moved=0, factor=1 + 1e-4))
+    check = {"environment": {"device": "cpu"}, "variants": {"v": {"layers": golden_layers}}}
+    assert localise(check, {"v": moved}, Policy())[0].status == "moved"
+    across = localise(check, {"v": moved}, Policy(), device="cuda:0")  # cross-device: 1e-3
+    assert across[0].status == "held"
+    old = localise({"variants": {"v": {}}}, {"v": {}}, Policy())[0]
+    assert old.status == "old golden" and "--snapshot-update" in old.note
+
+
+def test_large_models_keep_the_first_layers_and_say_so():
+    many = [LayerOutput(f"l{i}", "ReLU", "float32", (2,), _stats([i, i])) for i in range(2005)]
+    record = layers.to_golden(many)
+    assert len(record["entries"]) == layers.MAX_LAYERS and record["total"] == 2005
+    found = compare_layers("v", record, record, Policy())
+    assert "the first 2000 of 2005 layer outputs were recorded" in found.note
+
+
+def test_flatten_output_names_parts_as_model_outputs():
+    is_leaf = lambda v: isinstance(v, np.ndarray)  # noqa: E731
+    a, b = np.zeros(1), np.ones(1)
+    assert layers.flatten_output(a, is_leaf) == [("", a)]
+    parts = layers.flatten_output((a, {"h_n": b, "skip": None}, "text"), is_leaf)
+    assert [p[0] for p in parts] == [".0", ".1.h_n"]
+    assert layers.unique_names(["a", "b", "a", "a"]) == ["a", "b", "a#2", "a#3"]
+
+
+# -- the torch adapter ------------------------------------------------------------------------
+
+
+def test_torch_observation_names_repeats_flattens_and_removes_hooks_on_error():
+    torch = pytest.importorskip("torch")
+    from pytest_weightshape.frameworks.torch_adapter import ADAPTER, layer_stats
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = torch.nn.ModuleDict({"fc": torch.nn.Linear(4, 4)})
+            self.act = torch.nn.ReLU()
+            self.rnn = torch.nn.GRU(4, 3, batch_first=True)
+            self.fail = False
+
+        def forward(self, x):
+            x = self.act(self.body["fc"](x))
+            x = self.act(x - 0.5)
+            if self.fail:
+                raise RuntimeError("boom")
+            return self.rnn(x.unsqueeze(1))[0]
+
+    model = Net().eval()
+    x = torch.randn(5, 4)
+    raw, record = ADAPTER.observe_layers(model, lambda: ADAPTER.forward(model, (x,)))
+    assert list(record["entries"]) == ["body.fc", "act", "act#2", "rnn.output", "rnn.h_n"]
+    assert record["entries"]["rnn.h_n"][:3] == ["GRU", "float32", "1x5x3"]
+    assert torch.equal(raw, model(x))
+    model.fail = True
+    with pytest.raises(RuntimeError, match="boom"):
+        ADAPTER.observe_layers(model, lambda: ADAPTER.forward(model, (x,)))
+    assert all(not m._forward_hooks for m in model.modules())
+    t = torch.tensor([[1.0, -3.0], [2.0, 4.0]])
+    assert layer_stats(t) == _stats([1.0, -3.0, 2.0, 4.0])
+    assert layer_stats(t.half())["max"] == 4.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # torch 2.10+: jit is deprecated
+        scripted = torch.jit.script(torch.nn.Linear(2, 2))
+    _, record = ADAPTER.observe_layers(scripted, lambda: scripted(torch.ones(1, 2)))
+    assert "TorchScript" in record["unrecorded"]
+
+
+def test_an_older_golden_gains_layers_and_keeps_every_recorded_value():
+    golden = {
+        "seed": 0,
+        "variants": {
+            "a=1": {"base": True, "outputs": {"output": {"stats": {"mean": 1.0}}}},
+            "a=2": {"base": False, "outputs": {}, "divergence": {"x": 1}},
+        },
+    }
+    record = _record(_chain(2))
+    current = {
+        "seed": 0,
+        "variants": {
+            "a=1": {"base": True, "outputs": {"output": {"stats": {"mean": 1.0000001}}}},
+            "a=2": {"base": False, "outputs": {}, "layers": record, "divergence": {"x": 1.1}},
+        },
+    }
+    current["variants"]["a=1"]["layers"] = record
+    assert layers.gains_layers(golden, current)
+    merged = layers.with_layers(golden, current)
+    assert merged["variants"]["a=1"]["outputs"]["output"]["stats"]["mean"] == 1.0
+    assert list(merged["variants"]["a=2"]) == ["base", "outputs", "layers", "divergence"]
+    assert merged["variants"]["a=2"]["divergence"] == {"x": 1}
+    assert not layers.gains_layers(merged, current)  # once is enough
+    numpy_only = {"variants": {"a=1": {"layers": layers.unrecorded("a NumPy callable")}}}
+    assert not layers.gains_layers(golden, numpy_only)  # nothing observed: no rewrite
