@@ -8,6 +8,7 @@ document is well-formed; every other module takes that vocabulary from here.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 SCHEMA_VERSION = 1
@@ -235,3 +236,27 @@ def same_digest(a: Any, b: Any) -> bool | None:
     if a.startswith(DIGEST_PREFIX) != b.startswith(DIGEST_PREFIX):
         return None
     return a == b
+
+
+#: Parts of a check that a newer recording never fills in: the environment is the one the
+#: golden was recorded under, and a variant's layers are one record (or why there are none).
+_RECORDED_AS_A_WHOLE = frozenset({"environment", "layers"})
+
+
+def with_missing(golden: Mapping[str, Any], current: Mapping[str, Any]) -> dict[str, Any]:
+    """The golden check with what ``current`` measured and the golden does not hold yet (a
+    golden recorded by an older pytest-weightshape: layers, sensitivity, buffers, sparsity,
+    zero fractions, FLOPs) added; every value the golden holds is kept as it is. Keys come in
+    the order a recording writes them. ``--snapshot-update`` writes this for a golden that
+    still matches, so an older golden gains the new fields once and nothing else churns."""
+    out: dict[str, Any] = {}
+    for key, value in current.items():
+        if key not in golden:
+            out[key] = value
+            continue
+        kept = golden[key]
+        both = isinstance(kept, Mapping) and isinstance(value, Mapping)
+        out[key] = with_missing(kept, value) if both and key not in _RECORDED_AS_A_WHOLE else kept
+    for key, value in golden.items():
+        out.setdefault(key, value)
+    return out

@@ -418,30 +418,6 @@ def missing_layers(golden: Mapping[str, Any]) -> bool:
     return not any("layers" in v for v in golden.get("variants", {}).values())
 
 
-def gains_layers(golden: Mapping[str, Any], current: Mapping[str, Any]) -> bool:
-    """Whether recording ``current`` would add observed layers to a golden check that was
-    recorded before layers were (``--snapshot-update`` then rewrites it)."""
-    observed = any("entries" in v.get("layers", {}) for v in current.get("variants", {}).values())
-    return observed and missing_layers(golden)
-
-
-def with_layers(golden: Mapping[str, Any], current: Mapping[str, Any]) -> dict[str, Any]:
-    """The golden check with each variant's layers from ``current`` added (where a recording
-    puts them: after the outputs, before the divergence); every other value is the golden's."""
-    variants = {}
-    for name, data in golden.get("variants", {}).items():
-        layers = current.get("variants", {}).get(name, {}).get("layers")
-        out: dict[str, Any] = {}
-        for key, value in data.items():
-            if key == "divergence" and layers is not None:
-                out["layers"] = layers
-            out[key] = value
-        if layers is not None:
-            out.setdefault("layers", layers)
-        variants[name] = out
-    return {**golden, "variants": variants}
-
-
 def message_lines(found: list[Localisation]) -> list[str]:
     """A failing check's lines on its layers: ``first moved layer: NAME (TYPE)`` (or
     ``first changed layer``) with its largest move and a few following layers, per variant;

@@ -40,8 +40,8 @@ DELTA = 1e-3
 OVERRIDE_FACTOR = 10.0
 #: What a golden recorded without sensitivity says.
 NOT_STATED = (
-    "sensitivity not stated (recorded before pytest-weightshape stated it); re-record to add "
-    "it: delete the check's golden and run pytest --snapshot-update"
+    "sensitivity not stated (recorded before pytest-weightshape stated it): "
+    "pytest --snapshot-update adds it, keeping the recorded values"
 )
 
 

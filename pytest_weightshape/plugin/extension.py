@@ -17,9 +17,8 @@ from syrupy.extensions.base import AbstractSyrupyExtension
 
 from .. import golden
 from ..compare import Verdict, compare
-from ..document import DEFAULT_CHECK
+from ..document import DEFAULT_CHECK, with_missing
 from ..errors import GoldenError
-from ..layers import gains_layers, with_layers
 from ..tolerance import Policy
 
 if TYPE_CHECKING:
@@ -52,10 +51,11 @@ class Candidate:
         #: failed after recording, so its golden is not trusted).
         self.write = write
         self.verdict: Verdict | None = None
-        #: Under ``--snapshot-update``: a golden recorded without layers gains them even when
-        #: it matches; ``written`` is then what is written: the golden's own values, with the
-        #: observed layers added (see ``layers.with_layers``), so nothing else churns.
-        self.add_layers = False
+        #: Under ``--snapshot-update``: a golden recorded by an older pytest-weightshape gains
+        #: what it lacks (layers, sensitivity, buffers ...) even when it matches; ``written`` is
+        #: then what is written: the golden's own values with the new fields added (see
+        #: ``document.with_missing``), so nothing else churns.
+        self.fill_missing = False
         self.written: dict[str, Any] | None = None
         #: The golden's check, once syrupy found one to compare against.
         self.recorded: dict[str, Any] | None = None
@@ -119,10 +119,11 @@ class WeightShapeExtension(AbstractSyrupyExtension):
         recalled = getattr(snapshot_data, "document", None)
         candidate.recorded = recalled if recalled is not None else json.loads(str(snapshot_data))
         candidate.verdict = compare(candidate.recorded, candidate.document, candidate.policy)
-        gains = candidate.add_layers and gains_layers(candidate.recorded, candidate.document)
-        if candidate.verdict.ok and gains:
-            candidate.written = with_layers(candidate.recorded, candidate.document)
-            return False
+        if candidate.verdict.ok and candidate.fill_missing:
+            filled = with_missing(candidate.recorded, candidate.document)
+            if filled != candidate.recorded:
+                candidate.written = filled
+                return False
         return candidate.verdict.ok
 
     # -- locations ------------------------------------------------------------------------

@@ -327,7 +327,7 @@ class ShapeVariant:
             plan.check,
             write=lambda: state is None or not state.has_failed(nodeid),
         )
-        candidate.add_layers = syrupy_bridge.may_update(plan.assertion) and not (
+        candidate.fill_missing = syrupy_bridge.may_update(plan.assertion) and not (
             settings.update_failing
         )
         # modes that never record a new golden do not ask syrupy to

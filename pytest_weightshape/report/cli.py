@@ -165,10 +165,10 @@ _PRUNING_FIELDS = (
 
 def pruning_lines(variants: Mapping[str, Any]) -> list[str]:
     """Sparsity, nonzero parameters, FLOPs and buffers per variant (issue 14); a field the
-    golden does not hold is said to be not recorded, and how to add it (a golden that still
-    matches is never rewritten, so it is deleted and recorded anew)."""
+    golden does not hold is said to be not recorded, and how to add it (``--snapshot-update``
+    adds what an older golden lacks, keeping its values)."""
     names = list(variants)
-    again = "delete the golden and record it with `pytest --snapshot-update` to add"
+    again = "pytest --snapshot-update adds"
     lines = []
     for key, title in _PRUNING_FIELDS:
         if all(key in variants[v] for v in names):
@@ -177,10 +177,11 @@ def pruning_lines(variants: Mapping[str, Any]) -> list[str]:
             )
         elif key == "flops":
             lines.append(
-                f"  FLOPs: not recorded (torch models, with --weightshape-flops; {again} them)"
+                f"  FLOPs: not recorded (torch models, with --weightshape-flops; {again} them, "
+                "keeping the recorded values)"
             )
         else:
-            lines.append(f"  {title}: not recorded ({again} it)")
+            lines.append(f"  {title}: not recorded ({again} it, keeping the recorded values)")
     buffers = [
         (variant, name, _null_text(info["shape"]), str(info["dtype"]))
         for variant, data in variants.items()

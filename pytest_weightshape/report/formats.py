@@ -84,8 +84,8 @@ def _sensitivity_lines(records: Sequence[Mapping[str, Any]]) -> list[str]:
                 if len(unstated) != 1
                 else " does not state what it detects"
             )
-            + " (recorded before sensitivity was measured); re-record to add it: delete the "
-            "golden and run pytest --snapshot-update"
+            + " (recorded before sensitivity was measured): pytest --snapshot-update adds it, "
+            "keeping the recorded values"
         )
     degenerate = [r for r in records if r.get("degenerate")]
     if degenerate:

@@ -79,7 +79,22 @@ def test_goldens_state_their_sensitivity_and_older_ones_say_they_do_not(pytester
     old.assert_outcomes(passed=1)
     assert "1 golden does not state what it detects" in old.stdout.str()
     shown = run_module("show", str(path), cwd=pytester.path).stdout
-    assert "sensitivity not stated" in shown and "re-record" in shown
+    assert "sensitivity not stated" in shown and "--snapshot-update adds it" in shown
+    # --snapshot-update adds what the older golden lacks and keeps every recorded value; once
+    stats_before = {
+        (c, v, o): out["stats"]
+        for c, check in data["checks"].items()
+        for v, variant in check["variants"].items()
+        for o, out in variant["outputs"].items()
+    }
+    run(pytester, "--snapshot-update").assert_outcomes(passed=1)
+    filled = json.loads(path.read_text())
+    for (c, v, o), stats in stats_before.items():
+        out = filled["checks"][c]["variants"][v]["outputs"][o]
+        assert out["stats"] == stats and "response" in out and "floor" in out
+    written = path.read_bytes()
+    run(pytester, "--snapshot-update").assert_outcomes(passed=1)
+    assert path.read_bytes() == written
 
 
 def test_frameworks_the_check_did_not_use_are_not_reported_absent(pytester):

@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 import pytest
 
-from pytest_weightshape import layers
+from pytest_weightshape import document, layers
 from pytest_weightshape.document import check_problem, layers_problem
 from pytest_weightshape.layers import LayerOutput, compare_layers, localise, message_lines
 from pytest_weightshape.tolerance import Override, Policy
@@ -220,9 +220,10 @@ def test_torch_observation_names_repeats_flattens_and_removes_hooks_on_error():
     assert "TorchScript" in record["unrecorded"]
 
 
-def test_an_older_golden_gains_layers_and_keeps_every_recorded_value():
+def test_an_older_golden_gains_what_it_lacks_and_keeps_every_recorded_value():
     golden = {
         "seed": 0,
+        "environment": {"torch": "2.13.0"},
         "variants": {
             "a=1": {"base": True, "outputs": {"output": {"stats": {"mean": 1.0}}}},
             "a=2": {"base": False, "outputs": {}, "divergence": {"x": 1}},
@@ -231,17 +232,28 @@ def test_an_older_golden_gains_layers_and_keeps_every_recorded_value():
     record = _record(_chain(2))
     current = {
         "seed": 0,
+        "environment": {"torch": "2.14.1", "threads": 2},
         "variants": {
-            "a=1": {"base": True, "outputs": {"output": {"stats": {"mean": 1.0000001}}}},
+            "a=1": {
+                "base": True,
+                "outputs": {"output": {"stats": {"mean": 1.0000001}, "floor": {"mean": 1e-9}}},
+                "layers": record,
+            },
             "a=2": {"base": False, "outputs": {}, "layers": record, "divergence": {"x": 1.1}},
         },
     }
-    current["variants"]["a=1"]["layers"] = record
-    assert layers.gains_layers(golden, current)
-    merged = layers.with_layers(golden, current)
-    assert merged["variants"]["a=1"]["outputs"]["output"]["stats"]["mean"] == 1.0
+    merged = document.with_missing(golden, current)
+    assert merged != golden
+    one = merged["variants"]["a=1"]
+    assert one["outputs"]["output"] == {"stats": {"mean": 1.0}, "floor": {"mean": 1e-9}}
+    assert one["layers"] == record
     assert list(merged["variants"]["a=2"]) == ["base", "outputs", "layers", "divergence"]
     assert merged["variants"]["a=2"]["divergence"] == {"x": 1}
-    assert not layers.gains_layers(merged, current)  # once is enough
-    numpy_only = {"variants": {"a=1": {"layers": layers.unrecorded("a NumPy callable")}}}
-    assert not layers.gains_layers(golden, numpy_only)  # nothing observed: no rewrite
+    assert merged["environment"] == {"torch": "2.13.0"}  # the recorded one, never mixed
+    assert document.with_missing(merged, current) == merged  # once is enough
+    # a variant's layers are one record: an unrecorded note is not completed with entries
+    noted = {"variants": {"a=1": {"layers": layers.unrecorded("a NumPy callable")}}}
+    assert (
+        document.with_missing(noted, current)["variants"]["a=1"]["layers"]
+        == noted["variants"]["a=1"]["layers"]
+    )

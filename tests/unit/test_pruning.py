@@ -295,5 +295,5 @@ def test_show_lists_sparsity_flops_and_buffers_or_says_they_were_not_recorded():
     assert "sparsity: amount=0.0 " in text and "FLOPs: amount=0.0 " in text
     assert "amount=0.5  conv1.weight_mask" in text
     old = "\n".join(pruning_lines(strip_new_fields(doc)["variants"]))
-    assert "sparsity: not recorded (delete the golden and record it with" in old
+    assert "sparsity: not recorded (pytest --snapshot-update adds it, keeping the" in old
     assert "buffers: not recorded" in old and "FLOPs: not recorded" in old

@@ -72,7 +72,7 @@ def test_a_golden_recorded_without_it_is_not_stated(doc):
     old = observe(record=False)
     assert sensitivity.under(old, Policy()) is None
     assert sensitivity.text(old, Policy()) == sensitivity.NOT_STATED
-    assert "re-record" in sensitivity.NOT_STATED
+    assert "--snapshot-update adds it" in sensitivity.NOT_STATED
 
 
 def test_a_constant_output_detects_no_weight_change():
