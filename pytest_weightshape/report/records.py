@@ -198,8 +198,13 @@ KEPT_ROWS = 5
 
 
 def _ratio_key(row: Mapping[str, Any]) -> float:
-    r = number(row.get("ratio"))
-    return math.inf if r is None and not row.get("ok", True) else (r or 0.0)
+    """How much a row says about drift: its ratio to what was allowed; an exact comparison
+    that held (a shape, a count) says least."""
+    if not row.get("ok", True):
+        return number(row.get("ratio")) or math.inf
+    if row.get("allowed") is None:
+        return -1.0
+    return number(row.get("ratio")) or 0.0
 
 
 def kept_rows(record: Mapping[str, Any], limit: int = KEPT_ROWS) -> tuple[list[Any], int]:

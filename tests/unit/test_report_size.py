@@ -84,6 +84,7 @@ def test_a_passing_check_keeps_its_largest_drifts_and_every_statistics_worst():
     largest = sorted((r["ratio"] or 0.0 for r in rows), reverse=True)[:KEPT_ROWS]
     assert sorted((r["ratio"] for r in kept), reverse=True) == largest
     assert [rows.index(r) for r in kept] == sorted(rows.index(r) for r in kept)  # in order
+    assert all(r["allowed"] is not None for r in kept)  # an exact value that held says least
     summary = drift_by_statistic(rows)
     assert set(summary) == {"mean", "std", "cka", "div.mean", "div.std", "div.cka"}
     for stat, (count, relative, ratio) in summary.items():
