@@ -87,10 +87,11 @@ def assert_clean_failure(result):
     return out
 
 
-def drifted_suite(pytester, *args):
-    """test_dense drifts, test_other holds (a loose tolerance), test_new has no golden."""
+def drifted_suite(pytester, *args, inline=False):
+    """test_dense drifts, test_other holds (a loose tolerance), test_new has no golden;
+    ``inline`` records in this process (see ``run_inline``)."""
     pytester.makepyfile(test_dense=TEST + OTHER)
-    run(pytester, "--snapshot-update", *args).assert_outcomes(passed=2)
+    (run_inline if inline else run)(pytester, "--snapshot-update", *args).assert_outcomes(passed=2)
     pytester.makepyfile(test_dense=TEST.replace("SCALE = 1.0", "SCALE = 1.001") + OTHER + NEW)
 
 
