@@ -61,6 +61,52 @@ def linear_model(n: int) -> tuple[Callable[..., Any], tuple[int, ...], dict[str,
     )
 
 
+def wide_model(n: int) -> tuple[Callable[..., Any], tuple[int, ...], dict[str, list[int]], str]:
+    """Large outputs and weights (issue 18): ``Linear(1000, 10000)`` vs ``Linear(1000, 5000)``
+    on a (1000, 1000) input, 1.5e7 weights and 1.5e7 output values; ``n`` is ignored."""
+    from torch import nn
+
+    return (
+        lambda width: nn.Linear(1000, width),
+        (1000, 1000),
+        {"width": [10000, 5000]},
+        "Linear(1000, 10000) vs Linear(1000, 5000), input (1000, 1000)",
+    )
+
+
+def wide_pieces(repeats: int) -> list[list[str]]:
+    """Where the wide check's time goes: each piece timed alone on the same arrays."""
+    import torch
+
+    from pytest_weightshape.divergence import output_divergence
+    from pytest_weightshape.inputs import make_inputs
+    from pytest_weightshape.stats import fingerprint, summarize
+
+    (x,) = make_inputs((1000, 1000), 0)
+    torch.manual_seed(0)
+    wide, narrow = torch.nn.Linear(1000, 10000).eval(), torch.nn.Linear(1000, 5000).eval()
+    with torch.no_grad():
+        a, b = wide(torch.from_numpy(x)).numpy(), narrow(torch.from_numpy(x)).numpy()
+    weights = [p.detach().numpy() for m in (wide, narrow) for p in m.parameters()]
+    sa, sb = summarize(a), summarize(b)
+    pieces = [
+        (
+            "parameter fingerprints (CRC-32, mean, std) of 1.5e7 weights",
+            lambda: [fingerprint(w) for w in weights],
+        ),
+        (
+            "output statistics of 1.5e7 values (exact quantiles)",
+            lambda: (summarize(a), summarize(b)),
+        ),
+        (
+            "divergence (CKA on 2048 x 1024 at most, float64)",
+            lambda: output_divergence(a, b, sa, sb, -1),
+        ),
+        ("input fingerprint of 1e6 values", lambda: fingerprint(x)),
+    ]
+    return [[what, ms(median_time(fn, repeats))] for what, fn in pieces]
+
+
 def conv_model(n: int) -> tuple[Callable[..., Any], tuple[int, ...], dict[str, list[int]], str]:
     """A realistic layer: a ResNet stage-1 ``Conv2d(64, c, 3, padding=1)`` + ReLU on 56x56
     feature maps (a small 4x4 map for the 1e3 row), base 64 channels vs a 32-channel variant."""
@@ -585,7 +631,25 @@ def machine() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument(
+        "--wide-only",
+        action="store_true",
+        help="only the large-outputs-and-weights row of (a) and its pieces (issue 18); "
+        "prints, writes nothing",
+    )
     args = parser.parse_args()
+    if args.wide_only:
+        r = check_overhead(wide_model, 0, 15)
+        print(
+            table(
+                ["model", "forward", "check", "extra / forward"],
+                [[r["model"], ms(r["forward"]), ms(r["check"]), f"{r['ratio']:.2f}x"]],
+            )
+        )
+        print()
+        print(table(["piece of the check", "time"], wide_pieces(7)))
+        print(f"\nLoad average at the end: {', '.join(f'{v:.2f}' for v in os.getloadavg())}.")
+        return
     repeats = 3 if args.quick else 7
     sizes = [1_000, 1_000_000] if args.quick else [1_000, 1_000_000, 10_000_000]
     big = 10_000_000 if args.quick else 100_000_000
@@ -598,7 +662,7 @@ def main() -> None:
         check_overhead(m, n, small_pairs if n <= 1_000 else large_pairs)
         for m in (linear_model, conv_model, block_model)
         for n in sizes
-    ]
+    ] + [check_overhead(wide_model, 15_000_000, large_pairs)]
     sections.append(
         "## (a) `.check` beyond the forward passes\n\nForward = drawing the input, building "
         "and running base and variant (what a test pays anyway); check = `Observer.observe()`, "
@@ -631,6 +695,16 @@ def main() -> None:
         )
     )
     for r in overhead:
+        if r["model"].startswith("Linear(1000,"):  # the large-weights row (issue 18)
+            summary.append(
+                [
+                    "(a) extra / forward, Linear(1000, 10000) vs 5000 on (1000, 1000)",
+                    f"{r['ratio']:.2f}x",
+                    "<= 0.25x",
+                    verdict(r["ratio"] <= 0.25),
+                ]
+            )
+            continue
         kind = {"L": "Linear (worst case)", "C": "Conv2d (realistic)", "2": "two-conv block"}[
             r["model"][0]
         ]

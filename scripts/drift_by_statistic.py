@@ -18,6 +18,13 @@ from pathlib import Path
 def table(report: dict) -> list[tuple[str, int, float, float]]:
     worst: dict[str, tuple[int, float, float]] = {}
     for check in report["checks"]:
+        summary = check.get("drift_by_statistic")
+        if summary is not None:  # a passing check keeps only its largest drifts as rows
+            for stat, (count, relative, ratio) in summary.items():
+                ratio = float(ratio) if isinstance(ratio, str) else ratio  # 'inf'
+                n, rel, rat = worst.get(stat, (0, 0.0, 0.0))
+                worst[stat] = (n + count, max(rel, relative), max(rat, ratio))
+            continue
         for row in check["statistics"]:
             if row["allowed"] is None or not isinstance(row["difference"], (int, float)):
                 continue

@@ -1,13 +1,36 @@
+import os
+
 import pytest
 
 pytest_plugins = ["pytester"]
 
+#: Plugins of the outer run that no inner session uses: hypothesis's plugin imports hypothesis
+#: at every session end (~1 s of compiling in each subprocess), anyio's is imported for nothing.
+INNER_ADDOPTS = "-p no:hypothesispytest -p no:anyio"
+
+
+@pytest.fixture(scope="session")
+def inner_pycache(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """One bytecode folder for every inner session of this run: a subprocess
+    session compiles pytest, syrupy and the plugin once (with assertions rewritten, which
+    ``PYTHONDONTWRITEBYTECODE`` would otherwise redo in every subprocess), outside the
+    repository and the virtual environment."""
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # all workers'
+    where = shared / "inner-pycache"
+    where.mkdir(exist_ok=True)
+    return str(where)
+
 
 @pytest.fixture
-def pytester(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+def pytester(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, inner_pycache: str
+) -> pytest.Pytester:
     """Inner sessions get an ini of their own (no outer addopts), syrupy colours off, and an
     environment without the outer run's switches: ``CI`` makes the plugin strict, and an
-    outer xdist worker's variables would make syrupy in the inner session act as a worker."""
+    outer xdist worker's variables would make syrupy in the inner session act as a worker.
+    Subprocess sessions keep their bytecode in one shared folder (``inner_pycache``) and load
+    no plugin they do not use (``INNER_ADDOPTS``): both only save start-up time."""
     pytester.makeini("[pytest]\naddopts = -p no:cacheprovider --snapshot-no-colors\n")
     for name in (
         "CI",
@@ -15,6 +38,9 @@ def pytester(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pyte
         "PYTEST_XDIST_WORKER",
         "PYTEST_XDIST_WORKER_COUNT",
         "PYTEST_XDIST_TESTRUNUID",
+        "PYTHONDONTWRITEBYTECODE",
     ):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PYTHONPYCACHEPREFIX", inner_pycache)
+    monkeypatch.setenv("PYTEST_ADDOPTS", INNER_ADDOPTS)
     return pytester

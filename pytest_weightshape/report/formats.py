@@ -16,7 +16,16 @@ from typing import Any
 from .. import golden
 from .last_run import CACHE_KEY as CACHE_KEY  # re-exported: moved to last_run
 from .last_run import last_run as last_run  # re-exported: moved to last_run
-from .records import RECORD_VERSION, counts, label, number, ordered, plain
+from .records import (
+    RECORD_VERSION,
+    counts,
+    drift_by_statistic,
+    kept_rows,
+    label,
+    number,
+    ordered,
+    plain,
+)
 from .text import allowed_text, value_text
 
 #: Differences listed per failing check in the Markdown report.
@@ -101,15 +110,26 @@ def _sensitivity_lines(records: Sequence[Mapping[str, Any]]) -> list[str]:
 
 
 def to_json(records: Sequence[Mapping[str, Any]], extra: Mapping[str, Any] | None = None) -> str:
-    """Every check: status, every statistic (golden, current, difference, allowed), the
-    divergence, the environment of golden and run. Standard JSON ('nan'/'inf' as strings)."""
+    """Every check: status, the compared statistics (golden, current, difference, allowed;
+    every one of a failing check, the largest drifts of a passing one, see ``kept_rows``),
+    the drift per statistic, the divergence, the environment of golden and run. Standard
+    JSON ('nan'/'inf' as strings)."""
     data = {
         "weightshape_report": RECORD_VERSION,
         "summary": counts(records),
         **(extra or {}),
-        "checks": [{k: v for k, v in r.items() if k != "document"} for r in ordered(records)],
+        "checks": [_json_check(r) for r in ordered(records)],
     }
     return json.dumps(plain(data), indent=1, sort_keys=False, allow_nan=False) + "\n"
+
+
+def _json_check(record: Mapping[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in record.items() if k != "document"}
+    rows, omitted = kept_rows(record)
+    out["statistics"] = rows
+    out["statistics_omitted"] = omitted
+    out["drift_by_statistic"] = drift_by_statistic(record.get("statistics") or [])
+    return out
 
 
 # -- Markdown -------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from html import escape
 from typing import Any
 
-from .records import QUANTILE_LEVELS, counts, label, number, ordered
+from .records import QUANTILE_LEVELS, counts, kept_rows, label, number, ordered
 from .text import value_text
 
 #: Re-exported: the number format moved to :mod:`.text` (``value_text``).
@@ -34,6 +34,8 @@ OK_COLOR = "#2ca02c"
 BAD_COLOR = "#d62728"
 #: Statistics drawn per check in the drift chart (the largest drifts).
 DRIFT_BARS = 24
+#: Compared values listed for a check whose values all held (all of a failing check's are).
+TABLE_ROWS = 12
 #: The drift chart's log10 range of |difference| / allowed (the top grows with the data).
 LOG_MIN, LOG_MAX = -4.0, 2.0
 
@@ -399,7 +401,7 @@ def _check_section(index: int, record: Mapping[str, Any]) -> str:
             f"<details><summary>failure message</summary><pre>{escape(record['message'])}"
             "</pre></details>"
         )
-    stats = record["statistics"]
+    stats, omitted = kept_rows(record, TABLE_ROWS)
     if stats:
         body = [
             (
@@ -416,8 +418,15 @@ def _check_section(index: int, record: Mapping[str, Any]) -> str:
             )
             for s in stats
         ]
+        left_out = (
+            f'<div class="meta">{omitted} more values held within tolerance (not listed; '
+            "the JSON report has the largest drift per statistic)</div>"
+            if omitted
+            else ""
+        )
         parts.append(
             "<details><summary>the compared values</summary>"
+            + left_out
             + _table(
                 ("variant", "where", "statistic", "golden", "current", "difference", "allowed"),
                 body,

@@ -222,3 +222,49 @@ def label(record: Mapping[str, Any]) -> str:
     """``tests/test_x.py::test_y`` or ``tests/test_x.py::test_y [name]`` for a named check."""
     check = record["check"]
     return record["nodeid"] if check == DEFAULT_CHECK else f"{record['nodeid']} [{check}]"
+
+
+#: Compared values a report keeps of a check whose values all held: the largest drifts, for
+#: context (every value of a failing check is kept). The rest is summarised per statistic
+#: (``drift_by_statistic``), so a passing check costs a few KB whatever the model's size.
+KEPT_ROWS = 5
+
+
+def _ratio_key(row: Mapping[str, Any]) -> float:
+    """How much a row says about drift: its ratio to what was allowed; an exact comparison
+    that held (a shape, a count) says least."""
+    if not row.get("ok", True):
+        return number(row.get("ratio")) or math.inf
+    if row.get("allowed") is None:
+        return -1.0
+    return number(row.get("ratio")) or 0.0
+
+
+def kept_rows(record: Mapping[str, Any], limit: int = KEPT_ROWS) -> tuple[list[Any], int]:
+    """The compared values a report shows of ``record``, and how many it leaves out: every
+    value when one moved beyond tolerance, else the ``limit`` largest drifts."""
+    rows = list(record.get("statistics") or [])
+    if any(not r.get("ok", True) for r in rows) or len(rows) <= limit:
+        return rows, 0
+    ranked = sorted(range(len(rows)), key=lambda i: -_ratio_key(rows[i]))[:limit]
+    return [rows[i] for i in sorted(ranked)], len(rows) - limit
+
+
+def drift_by_statistic(rows: Iterable[Mapping[str, Any]]) -> dict[str, list[Any]]:
+    """Per statistic (``div.`` before a divergence measure): how many values were compared
+    within a tolerance, the largest relative change |current - golden| / |golden| and the
+    largest change as a fraction of what was allowed ('inf' when an exact value moved)."""
+    worst: dict[str, list[Any]] = {}
+    for row in rows:
+        difference = number(row.get("difference"))
+        if row.get("allowed") is None or difference is None:
+            continue
+        golden_value = number(row.get("golden"))
+        relative = abs(difference) / abs(golden_value) if golden_value else abs(difference)
+        ratio = number(row.get("ratio"))
+        ratio = math.inf if ratio is None else ratio
+        where = str(row.get("where", ""))
+        stat = f"div.{row['stat']}" if where.startswith("divergence") else str(row["stat"])
+        n, rel, rat = worst.get(stat, [0, 0.0, 0.0])
+        worst[stat] = [n + 1, max(rel, relative), max(rat, ratio)]
+    return worst

@@ -41,7 +41,38 @@ NEW = BODY.replace("def test_dense(", "def test_new(").replace("[10, 5]", "[12, 
 
 
 def run(pytester, *args):
+    """An inner session in a subprocess: fresh imports and RNG (what a test that imports a
+    framework, or checks what a session imports, needs)."""
     return pytester.runpytest_subprocess(*args)
+
+
+def run_inline(pytester, *args):
+    """An inner session in this process, for inner tests that import NumPy at most: no
+    interpreter, pytest or NumPy start-up (~1-2 s of CPU per session). The calling test module
+    calls ``load_for_inline()`` at its top, and the inner tests import no framework (torch
+    and TensorFlow cannot be loaded twice in one process: use ``run``)."""
+    return pytester.runpytest_inprocess(*args)
+
+
+def load_for_inline():
+    """Load numpy and every module of the plugin but the framework adapters, as a test module
+    that uses ``run_inline`` must at its top: pytester's in-process sessions unload what they
+    imported, and a module loaded again would hold classes of another identity than the
+    plugin's session state (and numpy cannot be loaded twice in one process)."""
+    import importlib
+    import pkgutil
+
+    import numpy  # noqa: F401
+
+    import pytest_weightshape
+
+    for module in pkgutil.walk_packages(pytest_weightshape.__path__, "pytest_weightshape."):
+        name = module.name
+        if name.endswith("__main__") or (
+            ".frameworks." in name and not name.endswith("numpy_adapter")
+        ):
+            continue
+        importlib.import_module(name)
 
 
 def golden_of(pytester, module="test_dense", test="test_dense"):
@@ -56,10 +87,11 @@ def assert_clean_failure(result):
     return out
 
 
-def drifted_suite(pytester, *args):
-    """test_dense drifts, test_other holds (a loose tolerance), test_new has no golden."""
+def drifted_suite(pytester, *args, inline=False):
+    """test_dense drifts, test_other holds (a loose tolerance), test_new has no golden;
+    ``inline`` records in this process (see ``run_inline``)."""
     pytester.makepyfile(test_dense=TEST + OTHER)
-    run(pytester, "--snapshot-update", *args).assert_outcomes(passed=2)
+    (run_inline if inline else run)(pytester, "--snapshot-update", *args).assert_outcomes(passed=2)
     pytester.makepyfile(test_dense=TEST.replace("SCALE = 1.0", "SCALE = 1.001") + OTHER + NEW)
 
 

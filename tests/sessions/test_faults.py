@@ -8,7 +8,18 @@ import textwrap
 
 import pytest
 
-from .helpers import BODY, TEST, assert_clean_failure, golden_of, run, run_module
+from .helpers import (
+    BODY,
+    TEST,
+    assert_clean_failure,
+    golden_of,
+    load_for_inline,
+    run,
+    run_inline,
+    run_module,
+)
+
+load_for_inline()  # the NumPy sessions here run in this process
 
 OTHER = BODY.replace("def test_dense(", "def test_other(")
 
@@ -36,11 +47,11 @@ def test_an_unreadable_golden_fails_its_test_only_and_is_left_untouched(pytester
     names it too."""
     spoil, message = UNREADABLE[case]
     pytester.makepyfile(test_dense=TEST + OTHER)
-    run(pytester, "--snapshot-update").assert_outcomes(passed=2)
+    run_inline(pytester, "--snapshot-update").assert_outcomes(passed=2)
     path = golden_of(pytester)
     spoil(path)
     before = path.read_bytes() if path.is_file() and not path.is_symlink() else None
-    result = run(pytester)
+    result = run_inline(pytester)
     out = assert_clean_failure(result)
     result.assert_outcomes(passed=1, failed=1)
     assert message in out and "golden/test_dense/test_dense.json" in out
@@ -56,21 +67,21 @@ def test_an_unreadable_golden_fails_its_test_only_and_is_left_untouched(pytester
 def test_an_update_records_a_golden_it_cannot_read_again(pytester, case):
     spoil, _ = UNREADABLE[case]
     pytester.makepyfile(test_dense=TEST + OTHER)
-    run(pytester, "--snapshot-update").assert_outcomes(passed=2)
+    run_inline(pytester, "--snapshot-update").assert_outcomes(passed=2)
     spoil(golden_of(pytester))
-    result = run(pytester, "--snapshot-update")
+    result = run_inline(pytester, "--snapshot-update")
     result.assert_outcomes(passed=2)
     assert "Traceback" not in result.stdout.str()
     assert json.loads(golden_of(pytester).read_text())["checks"]["default"]
-    run(pytester).assert_outcomes(passed=2)
+    run_inline(pytester).assert_outcomes(passed=2)
 
 
 def test_a_golden_with_a_byte_order_mark_is_read(pytester):
     pytester.makepyfile(test_dense=TEST)
-    run(pytester, "--snapshot-update").assert_outcomes(passed=1)
+    run_inline(pytester, "--snapshot-update").assert_outcomes(passed=1)
     path = golden_of(pytester)
     path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes().replace(b"\n", b"\r\n"))
-    run(pytester).assert_outcomes(passed=1)
+    run_inline(pytester).assert_outcomes(passed=1)
 
 
 LEAKY = textwrap.dedent(
@@ -151,7 +162,7 @@ def test_a_golden_that_cannot_be_written_fails_the_run_and_the_others_are_writte
 def test_a_folder_at_a_golden_path_is_named_and_not_replaced_by_an_update(pytester):
     pytester.makepyfile(test_dense=TEST)
     (pytester.path / "golden" / "test_dense" / "test_dense.json").mkdir(parents=True)
-    result = run(pytester, "--snapshot-update")
+    result = run_inline(pytester, "--snapshot-update")
     out = result.stdout.str()
     assert result.ret == 1 and "Traceback" not in out
     assert "golden/test_dense/test_dense.json: IsADirectoryError" in out
@@ -256,11 +267,11 @@ def test_an_unreadable_golden_of_a_removed_test_is_named_not_silently_kept(pytes
     """syrupy would call it deleted, keep it (we never delete what we cannot read) and call it
     unused again on the next run, forever: the update names it instead."""
     pytester.makepyfile(test_dense=TEST + OTHER)
-    run(pytester, "--snapshot-update").assert_outcomes(passed=2)
+    run_inline(pytester, "--snapshot-update").assert_outcomes(passed=2)
     gone = golden_of(pytester, test="test_other")
     gone.write_bytes(b"\xff not utf-8")
     pytester.makepyfile(test_dense=TEST)
-    result = run(pytester, "--snapshot-update")
+    result = run_inline(pytester, "--snapshot-update")
     out = result.stdout.str()
     assert result.ret == 1 and "Traceback" not in out
     assert "golden/test_dense/test_other.json: not removed although unused" in out
@@ -272,7 +283,7 @@ def test_diff_exit_code_counts_goldens_that_were_not_written(pytester):
     pytester.makepyfile(test_a=TEST, test_b=TEST)
     (pytester.path / "golden").mkdir()
     (pytester.path / "golden" / "test_b").write_text("not a folder")
-    assert run(pytester, "--snapshot-update").ret == 1
+    assert run_inline(pytester, "--snapshot-update").ret == 1
     diff = run_module("diff", "--exit-code", cwd=pytester.path)
     assert diff.returncode == 1, diff.stdout
     assert "not written, rerun pytest --snapshot-update" in diff.stdout

@@ -7,31 +7,33 @@ import subprocess
 import sys
 import textwrap
 
-from .helpers import DENSE, TEST, assert_clean_failure, golden_of, run
+from .helpers import DENSE, TEST, assert_clean_failure, golden_of, load_for_inline, run_inline
+
+load_for_inline()  # the NumPy sessions here run in this process
 
 
 def test_corrupt_golden_fails_that_test_only_and_is_left_untouched(pytester):
     pytester.makepyfile(
         test_dense=TEST + TEST.replace("def test_dense(", "def test_other(").split(DENSE)[1]
     )
-    run(pytester, "--snapshot-update").assert_outcomes(passed=2)
+    run_inline(pytester, "--snapshot-update").assert_outcomes(passed=2)
     path = golden_of(pytester)
     text = path.read_text()
     path.write_text(text[: len(text) // 2])
     corrupt = path.read_bytes()
-    result = run(pytester)
+    result = run_inline(pytester)
     result.assert_outcomes(passed=1, failed=1)
     out = assert_clean_failure(result)
     assert "golden/test_dense/test_dense.json is not valid JSON" in out
     assert "--snapshot-update" in out
     assert path.read_bytes() == corrupt
-    run(pytester, "--snapshot-update").assert_outcomes(passed=2)
+    run_inline(pytester, "--snapshot-update").assert_outcomes(passed=2)
     assert json.loads(path.read_text())["checks"]["default"]
 
 
 def test_a_golden_from_a_newer_version_is_never_overwritten(pytester):
     pytester.makepyfile(test_dense=TEST)
-    run(pytester, "--snapshot-update").assert_outcomes(passed=1)
+    run_inline(pytester, "--snapshot-update").assert_outcomes(passed=1)
     path = golden_of(pytester)
     document = json.loads(path.read_text())
     document["schema_version"] = 99
@@ -39,7 +41,7 @@ def test_a_golden_from_a_newer_version_is_never_overwritten(pytester):
     path.write_text(json.dumps(document))
     newer = path.read_bytes()
     for args in ([], ["--snapshot-update"]):
-        result = run(pytester, *args)
+        result = run_inline(pytester, *args)
         result.assert_outcomes(failed=1)
         assert "written by a newer pytest-weightshape" in result.stdout.str()
         assert path.read_bytes() == newer
@@ -73,13 +75,13 @@ def test_failing_tests_never_lose_or_write_goldens_on_update(pytester, monkeypat
     )
     folder = pytester.path / "golden" / "test_dense"
     monkeypatch.setenv("BROKEN", "after")
-    result = run(pytester, "--snapshot-update")
+    result = run_inline(pytester, "--snapshot-update")
     result.assert_outcomes(passed=2, failed=1)
     assert sorted(p.name for p in folder.iterdir()) == ["test_model.json", "test_setup.json"]
     assert "3 checks: 1 not written, 2 recorded" in result.stdout.str()
 
     monkeypatch.setenv("BROKEN", "")
-    run(pytester, "--snapshot-update").assert_outcomes(passed=3)
+    run_inline(pytester, "--snapshot-update").assert_outcomes(passed=3)
     before = {p.name: p.read_bytes() for p in folder.iterdir()}
     source = (pytester.path / "test_dense.py").read_text()
     (pytester.path / "test_dense.py").write_text(
@@ -88,25 +90,25 @@ def test_failing_tests_never_lose_or_write_goldens_on_update(pytester, monkeypat
         )
     )
     monkeypatch.setenv("BROKEN", "model")
-    result = run(pytester, "--snapshot-update")
+    result = run_inline(pytester, "--snapshot-update")
     result.assert_outcomes(passed=1, failed=1, errors=1)
     assert "Deleted" not in result.stdout.str() and "unused" not in result.stdout.str()
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
-    result = run(pytester)  # a plain run does not call the goldens of failed tests unused
+    result = run_inline(pytester)  # a plain run does not call the goldens of failed tests unused
     result.assert_outcomes(passed=1, failed=1, errors=1)
     assert "unused" not in result.stdout.str()
 
 
 def test_nested_module_folders_and_foreign_files_are_left_alone(pytester):
     pytester.makepyfile(**{"test_a": TEST, "test_a/test_c": TEST})
-    run(pytester, "--snapshot-update").assert_outcomes(passed=2)
+    run_inline(pytester, "--snapshot-update").assert_outcomes(passed=2)
     nested = pytester.path / "golden" / "test_a" / "test_c" / "test_dense.json"
     notes = pytester.path / "golden" / "test_a" / "README.md"
     notes.write_text("notes kept beside the goldens\n")
     assert nested.exists()
-    run(pytester, "--snapshot-update", "--ignore=test_a/test_c.py").assert_outcomes(passed=1)
+    run_inline(pytester, "--snapshot-update", "--ignore=test_a/test_c.py").assert_outcomes(passed=1)
     assert nested.exists() and notes.exists()
-    run(pytester).assert_outcomes(passed=2)
+    run_inline(pytester).assert_outcomes(passed=2)
 
 
 def test_hostile_parametrize_ids_stay_inside_golden_and_never_share_a_file(pytester):
@@ -122,13 +124,13 @@ def test_hostile_parametrize_ids_stay_inside_golden_and_never_share_a_file(pytes
             """
         )
     )
-    run(pytester, "--snapshot-update").assert_outcomes(passed=len(ids))
+    run_inline(pytester, "--snapshot-update").assert_outcomes(passed=len(ids))
     root = (pytester.path / "golden").resolve()
     files = [p for p in pytester.path.rglob("*.json")]
     assert len(files) == len(ids)
     assert all(root in p.resolve().parents for p in files)
     assert {p.parent for p in files} == {root / "test_dense"}
-    run(pytester).assert_outcomes(passed=len(ids))
+    run_inline(pytester).assert_outcomes(passed=len(ids))
 
 
 def test_updating_a_subset_never_deletes_other_goldens(pytester):
@@ -136,7 +138,7 @@ def test_updating_a_subset_never_deletes_other_goldens(pytester):
         test_one=TEST + TEST.split(DENSE)[1].replace("def test_dense(", "def test_second("),
         test_two=TEST,
     )
-    run(pytester, "--snapshot-update").assert_outcomes(passed=3)
+    run_inline(pytester, "--snapshot-update").assert_outcomes(passed=3)
     files = sorted(pytester.path.rglob("*.json"))
     before = {p: p.read_bytes() for p in files}
     for args in (
@@ -146,14 +148,14 @@ def test_updating_a_subset_never_deletes_other_goldens(pytester):
         ["--ignore=test_one.py"],
         ["--deselect=test_one.py::test_dense"],
     ):
-        result = run(pytester, "--snapshot-update", *args)
+        result = run_inline(pytester, "--snapshot-update", *args)
         assert result.ret == 0, args
         assert {p: p.read_bytes() for p in sorted(pytester.path.rglob("*.json"))} == before, args
     # --lf after a failure: only the failed test runs, the others keep their goldens
     pytester.makepyfile(test_two=TEST.replace("SCALE = 1.0", "SCALE = 1.5"))
     pytester.makeini("[pytest]\naddopts = --snapshot-no-colors\n")  # with the cache, for --lf
-    run(pytester).assert_outcomes(passed=2, failed=1)
-    run(pytester, "--lf", "--snapshot-update").assert_outcomes(passed=1)
+    run_inline(pytester).assert_outcomes(passed=2, failed=1)
+    run_inline(pytester, "--lf", "--snapshot-update").assert_outcomes(passed=1)
     after = {p: p.read_bytes() for p in sorted(pytester.path.rglob("*.json"))}
     assert set(after) == set(before)
     assert [p.name for p in after if after[p] != before[p]] == ["test_dense.json"]
@@ -177,15 +179,15 @@ def test_nan_and_inf_outputs_are_recorded_as_standard_json_and_match_on_rerun(py
         "[pytest]\naddopts = -p no:cacheprovider --snapshot-no-colors\n"
         "filterwarnings = ignore::RuntimeWarning\n"
     )
-    run(pytester, "--snapshot-update").assert_outcomes(passed=1)
+    run_inline(pytester, "--snapshot-update").assert_outcomes(passed=1)
     text = golden_of(pytester).read_text()
     assert "NaN" not in text and "Infinity" not in text
     stats = json.loads(text)["checks"]["default"]["variants"]["units=10"]["outputs"]["output"][
         "stats"
     ]
     assert stats["nan_count"] > 0 and stats["inf_count"] > 0
-    run(pytester).assert_outcomes(passed=1)
-    run(pytester, "--snapshot-update").assert_outcomes(passed=1)
+    run_inline(pytester).assert_outcomes(passed=1)
+    run_inline(pytester, "--snapshot-update").assert_outcomes(passed=1)
     assert golden_of(pytester).read_text() == text
 
 
@@ -209,7 +211,7 @@ def test_two_processes_updating_one_golden_folder_corrupt_nothing(pytester):
     files = sorted((pytester.path / "golden" / "test_dense").iterdir())
     assert len(files) == 12
     assert all(json.loads(f.read_text())["checks"]["default"] for f in files)
-    run(pytester).assert_outcomes(passed=12)
+    run_inline(pytester).assert_outcomes(passed=12)
 
 
 def test_goldens_are_byte_identical_across_records_and_independent_of_order_and_rng_use(pytester):
@@ -232,15 +234,15 @@ def test_goldens_are_byte_identical_across_records_and_independent_of_order_and_
             """
         )
     )
-    run(pytester, "--snapshot-update").assert_outcomes(passed=2)
+    run_inline(pytester, "--snapshot-update").assert_outcomes(passed=2)
     folder = pytester.path / "golden" / "test_dense"
     first = {p.name: p.read_bytes() for p in folder.iterdir()}
     for p in folder.iterdir():
         p.unlink()
-    run(pytester, "--snapshot-update", "test_dense.py::test_b").assert_outcomes(passed=1)
-    run(pytester, "--snapshot-update", "test_dense.py::test_a_noisy_neighbour").assert_outcomes(
-        passed=1
-    )
+    run_inline(pytester, "--snapshot-update", "test_dense.py::test_b").assert_outcomes(passed=1)
+    run_inline(
+        pytester, "--snapshot-update", "test_dense.py::test_a_noisy_neighbour"
+    ).assert_outcomes(passed=1)
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == first
     # and the checks themselves produce identical documents whichever test ran first
     a = json.loads(first["test_a_noisy_neighbour.json"])["checks"]["default"]["variants"]

@@ -7,14 +7,16 @@ import textwrap
 
 import pytest
 
-from .helpers import DENSE, TEST, assert_clean_failure, golden_of, run
+from .helpers import DENSE, TEST, assert_clean_failure, golden_of, load_for_inline, run, run_inline
+
+load_for_inline()  # the NumPy sessions here run in this process
 
 
 def test_full_life_cycle(pytester):
     pytester.makepyfile(test_dense=TEST)
     path = golden_of(pytester)
 
-    first = run(pytester)
+    first = run_inline(pytester)
     first.assert_outcomes(failed=1)
     out = assert_clean_failure(first)
     assert "no golden for the check of test_dense" in out
@@ -22,18 +24,18 @@ def test_full_life_cycle(pytester):
     assert "pytest --snapshot-update test_dense.py::test_dense" in out
     assert not path.exists()
 
-    run(pytester, "--snapshot-update").assert_outcomes(passed=1)
+    run_inline(pytester, "--snapshot-update").assert_outcomes(passed=1)
     recorded = path.read_bytes()
     document = json.loads(recorded)
     assert list(document["checks"]["default"]["variants"]) == ["units=10", "units=5"]
 
-    run(pytester).assert_outcomes(passed=1)
+    run_inline(pytester).assert_outcomes(passed=1)
     mtime = path.stat().st_mtime_ns
-    run(pytester, "--snapshot-update").assert_outcomes(passed=1)
+    run_inline(pytester, "--snapshot-update").assert_outcomes(passed=1)
     assert path.read_bytes() == recorded and path.stat().st_mtime_ns == mtime  # not rewritten
 
     pytester.makepyfile(test_dense=TEST.replace("SCALE = 1.0", "SCALE = 1.001"))
-    changed = run(pytester)
+    changed = run_inline(pytester)
     changed.assert_outcomes(failed=1)
     out = assert_clean_failure(changed)
     assert "check of test_dense moved beyond tolerance" in out
@@ -41,22 +43,22 @@ def test_full_life_cycle(pytester):
     assert "variant units=10 / output" in out and "allowed" in out
     assert path.read_bytes() == recorded  # a failing check never touches the golden
 
-    run(pytester, "--snapshot-update").assert_outcomes(passed=1)
+    run_inline(pytester, "--snapshot-update").assert_outcomes(passed=1)
     assert path.read_bytes() != recorded
-    run(pytester).assert_outcomes(passed=1)
+    run_inline(pytester).assert_outcomes(passed=1)
 
 
 def test_noise_below_tolerance_passes_and_does_not_rewrite(pytester):
     pytester.makepyfile(test_dense=TEST)
-    run(pytester, "--snapshot-update").assert_outcomes(passed=1)
+    run_inline(pytester, "--snapshot-update").assert_outcomes(passed=1)
     recorded = golden_of(pytester).read_bytes()
     noisy = TEST.replace(
         "return np.maximum(x @ self.kernel + self.bias, 0.0)",
         "return np.maximum(x @ (self.kernel * np.float32(1 + 2e-7)) + self.bias, 0.0)",
     )
     pytester.makepyfile(test_dense=noisy)
-    run(pytester).assert_outcomes(passed=1)
-    run(pytester, "--snapshot-update").assert_outcomes(passed=1)
+    run_inline(pytester).assert_outcomes(passed=1)
+    run_inline(pytester, "--snapshot-update").assert_outcomes(passed=1)
     assert golden_of(pytester).read_bytes() == recorded
 
 
@@ -106,10 +108,10 @@ def test_parametrize_gives_one_golden_per_parameter_set(pytester):
             """
         )
     )
-    run(pytester, "--snapshot-update").assert_outcomes(passed=2)
+    run_inline(pytester, "--snapshot-update").assert_outcomes(passed=2)
     folder = pytester.path / "golden" / "test_dense"
     assert sorted(p.name for p in folder.iterdir()) == ["test_dense[4].json", "test_dense[8].json"]
-    run(pytester).assert_outcomes(passed=2)
+    run_inline(pytester).assert_outcomes(passed=2)
 
 
 def test_several_named_checks_share_the_test_golden(pytester):
@@ -130,12 +132,12 @@ def test_several_named_checks_share_the_test_golden(pytester):
             """
         )
     )
-    result = run(pytester, "--snapshot-update")
+    result = run_inline(pytester, "--snapshot-update")
     result.assert_outcomes(passed=1, failed=1)
     assert "two checks named 'same' in one test" in result.stdout.str()
     checks = json.loads(golden_of(pytester).read_text())["checks"]
     assert list(checks) == ["small_batch", "large_batch"]
-    run(pytester, "-k", "not duplicate").assert_outcomes(passed=1)
+    run_inline(pytester, "-k", "not duplicate").assert_outcomes(passed=1)
 
 
 def test_class_based_tests(pytester):
@@ -150,9 +152,9 @@ def test_class_based_tests(pytester):
             """
         )
     )
-    run(pytester, "--snapshot-update").assert_outcomes(passed=1)
+    run_inline(pytester, "--snapshot-update").assert_outcomes(passed=1)
     assert (pytester.path / "golden" / "test_dense" / "TestDense.test_units.json").exists()
-    run(pytester).assert_outcomes(passed=1)
+    run_inline(pytester).assert_outcomes(passed=1)
 
 
 def test_commands_in_messages_work_from_the_invocation_directory(pytester, monkeypatch):

@@ -3,13 +3,15 @@ sessions (subprocesses)."""
 
 import re
 
-from .helpers import BODY, TEST, drifted_suite, run, run_module
+from .helpers import BODY, TEST, drifted_suite, load_for_inline, run_inline, run_module
+
+load_for_inline()  # the NumPy sessions here run in this process
 
 
 def test_diff_shows_what_an_update_would_change_and_show_prints_a_golden(pytester):
     pytester.makeini("[pytest]\naddopts = --snapshot-no-colors\n")  # with the cache provider
-    drifted_suite(pytester)
-    run(pytester).assert_outcomes(passed=1, failed=2)
+    drifted_suite(pytester, inline=True)
+    run_inline(pytester).assert_outcomes(passed=1, failed=2)
     diff = run_module("diff", cwd=pytester.path)
     assert diff.returncode == 0, diff.stderr
     out = diff.stdout
@@ -25,7 +27,7 @@ def test_diff_shows_what_an_update_would_change_and_show_prints_a_golden(pyteste
 
     # the golden changed after the run: diff does not pretend to know
     pytester.makeini("[pytest]\naddopts = -p no:cacheprovider --snapshot-no-colors\n")
-    run(pytester, "--snapshot-update", "test_dense.py::test_dense").assert_outcomes(passed=1)
+    run_inline(pytester, "--snapshot-update", "test_dense.py::test_dense").assert_outcomes(passed=1)
     stale = run_module("diff", cwd=pytester.path).stdout
     assert "? test_dense.py::test_dense: the golden changed since the last run" in stale
 
@@ -53,8 +55,8 @@ def test_diff_without_a_last_run_says_what_to_do(tmp_path):
 
 def test_diff_finds_the_cache_dir_an_ini_file_sets(pytester):
     pytester.makeini("[pytest]\naddopts = --snapshot-no-colors\ncache_dir = build/cache\n")
-    drifted_suite(pytester)
-    run(pytester).assert_outcomes(passed=1, failed=2)
+    drifted_suite(pytester, inline=True)
+    run_inline(pytester).assert_outcomes(passed=1, failed=2)
     assert not (pytester.path / ".pytest_cache").exists()
     (pytester.path / "sub").mkdir()
     diff = run_module("diff", cwd=pytester.path / "sub")  # found from below the ini's folder
@@ -65,14 +67,14 @@ def test_diff_finds_the_cache_dir_an_ini_file_sets(pytester):
 def test_the_last_run_cache_keeps_other_tests_observations(pytester):
     pytester.makeini("[pytest]\naddopts = --snapshot-no-colors\n")
     pytester.makepyfile(test_dense=TEST + BODY.replace("def test_dense(", "def test_twin("))
-    run(pytester, "--snapshot-update").assert_outcomes(passed=2)
+    run_inline(pytester, "--snapshot-update").assert_outcomes(passed=2)
     pytester.makepyfile(
         test_dense=TEST.replace("SCALE = 1.0", "SCALE = 1.001")
         + BODY.replace("def test_dense(", "def test_twin(")
     )
-    run(pytester).assert_outcomes(failed=2)
+    run_inline(pytester).assert_outcomes(failed=2)
     assert "2 goldens would change" in run_module("diff", cwd=pytester.path).stdout
-    run(pytester, "--snapshot-update", "test_dense.py::test_dense").assert_outcomes(passed=1)
+    run_inline(pytester, "--snapshot-update", "test_dense.py::test_dense").assert_outcomes(passed=1)
     after = run_module("diff", cwd=pytester.path).stdout
     assert "~ test_dense.py::test_twin: would rewrite" in after  # still there to review
     assert "1 golden would change" in after and "observations of 2 checks" in after
@@ -80,7 +82,7 @@ def test_the_last_run_cache_keeps_other_tests_observations(pytester):
 
 def test_show_takes_folders_and_names_a_missing_check(pytester):
     pytester.makepyfile(test_dense=TEST + BODY.replace("def test_dense(", "def test_twin("))
-    run(pytester, "--snapshot-update").assert_outcomes(passed=2)
+    run_inline(pytester, "--snapshot-update").assert_outcomes(passed=2)
     both = run_module("show", "golden", cwd=pytester.path)
     assert both.returncode == 0 and both.stdout.count(": golden of test_") == 2
     wrong = run_module(

@@ -6,7 +6,9 @@ import textwrap
 
 import pytest
 
-from .helpers import DENSE, TEST, assert_clean_failure, run
+from .helpers import DENSE, TEST, assert_clean_failure, load_for_inline, run, run_inline
+
+load_for_inline()  # the NumPy sessions here run in this process
 
 
 @pytest.mark.parametrize(
@@ -34,7 +36,7 @@ def test_marker_errors_are_clear(pytester, marker, message):
             """
         )
     )
-    result = run(pytester)
+    result = run_inline(pytester)
     result.assert_outcomes(errors=1)
     out = assert_clean_failure(result)
     assert "test_dense.py::test_dense: invalid shape_variant marker" in out
@@ -64,7 +66,7 @@ def test_fixture_without_marker_and_builder_errors(pytester):
             """
         )
     )
-    result = run(pytester)
+    result = run_inline(pytester)
     result.assert_outcomes(errors=1, failed=2)
     out = assert_clean_failure(result)
     assert "the shape_variant fixture needs a marker" in out
@@ -74,37 +76,37 @@ def test_fixture_without_marker_and_builder_errors(pytester):
 
 def test_tolerance_settings_from_ini_command_line_marker_and_check(pytester):
     pytester.makepyfile(test_dense=TEST)
-    run(pytester, "--snapshot-update").assert_outcomes(passed=1)
+    run_inline(pytester, "--snapshot-update").assert_outcomes(passed=1)
     pytester.makepyfile(test_dense=TEST.replace("SCALE = 1.0", "SCALE = 1.001"))
-    run(pytester).assert_outcomes(failed=1)
-    run(pytester, "--weightshape-rtol=0.01").assert_outcomes(passed=1)
+    run_inline(pytester).assert_outcomes(failed=1)
+    run_inline(pytester, "--weightshape-rtol=0.01").assert_outcomes(passed=1)
     pytester.makeini(
         "[pytest]\naddopts = -p no:cacheprovider --snapshot-no-colors\nweightshape_rtol = 0.01\n"
     )
-    result = run(pytester)
+    result = run_inline(pytester)
     result.assert_outcomes(passed=1)
     assert (
         "weightshape: goldens in golden/ (default); tolerance rtol=0.01 (ini)"
         in result.stdout.str()
     )
     # command line beats ini, marker beats command line, check beats marker
-    run(pytester, "--weightshape-rtol=1e-6").assert_outcomes(failed=1)
+    run_inline(pytester, "--weightshape-rtol=1e-6").assert_outcomes(failed=1)
     strict_marker = TEST.replace("SCALE = 1.0", "SCALE = 1.001").replace(
         "units=[10, 5])", "units=[10, 5], rtol=1e-6)"
     )
     pytester.makepyfile(test_dense=strict_marker)
-    run(pytester, "--weightshape-rtol=0.01").assert_outcomes(failed=1)
+    run_inline(pytester, "--weightshape-rtol=0.01").assert_outcomes(failed=1)
     pytester.makepyfile(
         test_dense=strict_marker.replace("inputs=(8, 16))", "inputs=(8, 16), rtol=0.01)")
     )
-    run(pytester).assert_outcomes(passed=1)
+    run_inline(pytester).assert_outcomes(passed=1)
 
 
 def test_golden_dir_option(pytester):
     pytester.makepyfile(test_dense=TEST)
-    run(pytester, "--snapshot-update", "--weightshape-golden-dir=expectations").assert_outcomes(
-        passed=1
-    )
+    run_inline(
+        pytester, "--snapshot-update", "--weightshape-golden-dir=expectations"
+    ).assert_outcomes(passed=1)
     assert (pytester.path / "expectations" / "test_dense" / "test_dense.json").exists()
     assert not (pytester.path / "golden").exists()
 
@@ -124,7 +126,7 @@ def test_setups_that_check_nothing_warn(pytester):
             """
         )
     )
-    result = run(pytester)
+    result = run(pytester)  # warnings are counted as a fresh process counts them
     result.assert_outcomes(passed=2, warnings=2)
     out = result.stdout.str()
     assert "marked shape_variant but does not use the shape_variant fixture" in out

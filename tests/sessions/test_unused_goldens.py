@@ -5,7 +5,9 @@ import sys
 
 import pytest
 
-from .helpers import BODY, TEST, golden_of, run
+from .helpers import BODY, TEST, golden_of, load_for_inline, run, run_inline
+
+load_for_inline()  # the NumPy sessions here run in this process
 
 
 def _orphan_setup(pytester):
@@ -13,7 +15,7 @@ def _orphan_setup(pytester):
     sub.mkdir(parents=True)
     (sub / "test_gone.py").write_text(TEST)
     (pytester.path / "tests" / "test_kept.py").write_text(TEST)
-    run(pytester, "--snapshot-update").assert_outcomes(passed=2)
+    run_inline(pytester, "--snapshot-update").assert_outcomes(passed=2)
     orphan = pytester.path / "golden" / "tests" / "sub" / "test_gone" / "test_dense.json"
     assert orphan.exists()
     (sub / "test_gone.py").unlink()
@@ -27,7 +29,7 @@ def test_goldens_of_deleted_test_files_are_reported_and_removed_by_update(pytest
     unreadable.parent.mkdir()
     unreadable.write_text("{ not json")
 
-    result = run(pytester)
+    result = run_inline(pytester)
     result.assert_outcomes(passed=1)
     assert result.ret == pytest.ExitCode.TESTS_FAILED  # like syrupy's unused snapshots
     result.stdout.fnmatch_lines(
@@ -36,35 +38,37 @@ def test_goldens_of_deleted_test_files_are_reported_and_removed_by_update(pytest
             "  golden/tests/sub/test_gone/test_dense.json",
         ]
     )
-    warned = run(pytester, "--snapshot-warn-unused")
+    warned = run_inline(pytester, "--snapshot-warn-unused")
     assert warned.ret == pytest.ExitCode.OK and "test_gone" in warned.stdout.str()
     for narrowed in (["tests/test_kept.py"], ["tests/test_kept.py::test_dense"], ["golden"]):
-        quiet = run(pytester, *narrowed)  # files, node ids, other folders: not in scope
+        quiet = run_inline(pytester, *narrowed)  # files, node ids, other folders: not in scope
         assert "test_gone" not in quiet.stdout.str()
         assert quiet.ret == (pytest.ExitCode.NO_TESTS_COLLECTED if narrowed == ["golden"] else 0)
     for scoped in (["tests/sub"], ["-k", "dense"], ["-m", "shape_variant"]):
-        assert "test_gone" in run(pytester, *scoped).stdout.str()  # the file is gone either way
+        assert (
+            "test_gone" in run_inline(pytester, *scoped).stdout.str()
+        )  # the file is gone either way
 
-    updated = run(pytester, "--snapshot-update")
+    updated = run_inline(pytester, "--snapshot-update")
     assert updated.ret == pytest.ExitCode.OK
     updated.stdout.fnmatch_lines(["1 golden file of deleted test files removed:"])
     assert not orphan.exists() and not orphan.parent.exists()  # and its empty folder
     assert kept.exists() and unreadable.exists()  # never delete what we cannot read
-    assert run(pytester).ret == pytest.ExitCode.OK
+    assert run_inline(pytester).ret == pytest.ExitCode.OK
 
 
 def test_goldens_of_a_renamed_test_are_unused_and_removed_by_update(pytester):
     pytester.makepyfile(test_dense=TEST)
-    run(pytester, "--snapshot-update").assert_outcomes(passed=1)
+    run_inline(pytester, "--snapshot-update").assert_outcomes(passed=1)
     old = golden_of(pytester)
     pytester.makepyfile(test_dense=TEST.replace("def test_dense(", "def test_wide("))
-    plain = run(pytester)
+    plain = run_inline(pytester)
     plain.assert_outcomes(failed=1)  # the renamed test has no golden yet
     plain.stdout.fnmatch_lines(["*1 snapshot unused*"])
     assert old.exists()
-    run(pytester, "--snapshot-update").assert_outcomes(passed=1)
+    run_inline(pytester, "--snapshot-update").assert_outcomes(passed=1)
     assert not old.exists() and golden_of(pytester, test="test_wide").exists()
-    assert run(pytester).ret == pytest.ExitCode.OK
+    assert run_inline(pytester).ret == pytest.ExitCode.OK
 
 
 def test_a_golden_folder_shared_by_two_projects_is_never_cleaned_from_one(pytester):
@@ -86,7 +90,7 @@ def test_a_golden_folder_shared_by_two_projects_is_never_cleaned_from_one(pytest
 
 def test_disabling_unused_detection_also_skips_deleted_files(pytester):
     orphan = _orphan_setup(pytester)
-    result = run(pytester, "--snapshot-disable-unused")
+    result = run_inline(pytester, "--snapshot-disable-unused")
     assert result.ret == pytest.ExitCode.OK and "test_gone" not in result.stdout.str()
     assert orphan.exists()
 
@@ -97,7 +101,7 @@ def test_with_syrupy_disabled_no_golden_is_called_unused(pytester):
     _orphan_setup(pytester)
     pytester.makeini("[pytest]\naddopts = -p no:cacheprovider\n")  # no syrupy options
     pytester.makepyfile(test_plain="def test_plain():\n    assert True\n")
-    result = run(pytester, "-p", "no:syrupy", "test_plain.py", "tests/sub")
+    result = run_inline(pytester, "-p", "no:syrupy", "test_plain.py", "tests/sub")
     out = result.stdout.str()
     assert result.ret == 0, out
     assert "of deleted test files" not in out and "Traceback" not in out
