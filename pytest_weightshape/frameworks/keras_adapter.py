@@ -255,7 +255,9 @@ def _leaf_layers(model: Any) -> list[tuple[list[str], Any]]:
 
     def walk(layer: Any, path: list[str], depth: int) -> None:
         children = list(layer._flatten_layers(include_self=False, recursive=False))
-        if not children:
+        # a recurrent layer is one layer (as torch's nn.LSTM is): its cell runs inside the
+        # backend's loop (jax's scan traces it), where there are no values to observe
+        if not children or isinstance(layer, keras.layers.RNN):
             if type(layer).__name__ != "InputLayer":
                 found.append((path, layer))
             return
@@ -292,10 +294,14 @@ def observe_layers(model: Any, forward: Callable[[], Any]) -> tuple[Any, Any]:
             output = call(*args, **kwargs)
             parts = []
             for suffix, tensor in flatten_output(output, _is_tensor):
-                host = to_numpy(tensor)
+                try:
+                    host = to_numpy(tensor)
+                except Exception:  # a symbolic value: a layer called inside a compiled loop
+                    continue  # (a tf.function, a jax trace) has no values to observe
                 if host is not None:
                     parts.append((suffix, host[1], tuple(host[0].shape), host_stats(host[0])))
-            calls.append((name, type(layer).__name__, parts))
+            if parts:
+                calls.append((name, type(layer).__name__, parts))
             return output
 
         return wrapper
