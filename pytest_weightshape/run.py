@@ -209,7 +209,7 @@ class Observer:
             if i.keyword is not None
         }
         if keywords:
-            problem = keyword_problem(adapter, model, keywords)
+            problem = keyword_problem(adapter, model, keywords, len(converted))
             if problem:
                 raise ModelError(f"variant {variant.name}: {problem}")
         with seeded(self.spec.seed):
