@@ -345,9 +345,7 @@ def flatten(
 # -- keyword inputs (issue 14) ----------------------------------------------------------------
 
 
-def keyword_problem(
-    adapter: Adapter, model: Any, keywords: Any, positional: int = 0
-) -> str | None:
+def keyword_problem(adapter: Adapter, model: Any, keywords: Any, positional: int = 0) -> str | None:
     """Why ``model`` cannot take the keyword inputs ``keywords`` (names), or ``None``.
 
     The signature read is the one the adapter calls: a torch module's ``forward``, a Keras
