@@ -58,3 +58,30 @@ def test_an_input_given_positionally_and_by_keyword_is_named_before_the_forward(
     assert "'x'" in message and "both positionally and by keyword" in message
     assert "OneInput.forward(x)" in message
     assert "rejected the inputs" not in message
+
+
+def test_draws_take_numpy_and_torch_numbers_and_dtypes():
+    """A vocabulary size read from a NumPy array or a config, a dtype given as ``np.int32`` or
+    ``torch.int32``, a probability computed in NumPy: the draw is the one the plain values give."""
+    np = pytest.importorskip("numpy")
+    from pytest_weightshape import booleans, integers
+    from pytest_weightshape.inputs import make_inputs
+
+    plain = make_inputs((integers((2, 5), high=7, low=2, dtype="int32"), booleans(4, p=0.3)), 1)
+    for dtype in (np.int32, np.dtype("int32"), torch.int32):
+        ids, mask = make_inputs(
+            (
+                integers((2, 5), high=np.int64(7), low=np.int16(2), dtype=dtype),
+                booleans(np.int64(4), p=np.float64(0.3)),
+            ),
+            1,
+        )
+        assert ids.dtype == np.int32 and np.array_equal(ids, plain[0])
+        assert np.array_equal(mask, plain[1])
+    assert "high=7," in repr(integers((1,), high=np.int64(7)))  # shown as a plain int
+    shape = integers((np.int64(2), 3), high=5).shape
+    assert shape == (2, 3) and all(type(d) is int for d in shape)
+    with pytest.raises(Exception, match="dtype must be one of"):
+        integers((1,), high=5, dtype=torch.float32)
+    with pytest.raises(Exception, match="probability"):
+        booleans((1,), p=np.float64(1.5))
