@@ -103,6 +103,7 @@ def integers(shape: Any, high: int, *, low: int = 0, dtype: str = "int64") -> Dr
 def booleans(shape: Any, *, p: float = 0.5) -> Draw:
     """Booleans, each ``True`` with probability ``p`` (masks); ``p=1.0`` gives all ``True``."""
     where = f"booleans({shape!r}, p={p!r})"
-    if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0.0 <= p <= 1.0:
+    given: Any = p  # a NumPy float too (numbers.Real)
+    if isinstance(given, bool) or not isinstance(given, numbers.Real) or not 0.0 <= given <= 1.0:
         raise SpecError(f"{where}: p must be a probability in [0, 1]")
-    return Draw("booleans", _shape(shape, where), p=float(p))
+    return Draw("booleans", _shape(shape, where), p=float(given))
