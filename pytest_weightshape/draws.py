@@ -104,6 +104,9 @@ def booleans(shape: Any, *, p: float = 0.5) -> Draw:
     """Booleans, each ``True`` with probability ``p`` (masks); ``p=1.0`` gives all ``True``."""
     where = f"booleans({shape!r}, p={p!r})"
     given: Any = p  # a NumPy float too (numbers.Real)
-    if isinstance(given, bool) or not isinstance(given, numbers.Real) or not 0.0 <= given <= 1.0:
+    if isinstance(given, bool) or not isinstance(given, numbers.Real):
         raise SpecError(f"{where}: p must be a probability in [0, 1]")
-    return Draw("booleans", _shape(shape, where), p=float(given))
+    probability = float(given)
+    if not 0.0 <= probability <= 1.0:
+        raise SpecError(f"{where}: p must be a probability in [0, 1]")
+    return Draw("booleans", _shape(shape, where), p=probability)
