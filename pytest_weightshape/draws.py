@@ -9,6 +9,7 @@ numpy (the package exports these names).
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
 from .errors import SpecError
@@ -17,18 +18,34 @@ from .errors import SpecError
 INTEGER_DTYPES = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
 
 
+def _integer(value: Any) -> bool:
+    """An integer: Python's, NumPy's (``np.int64`` from a config or an array) or any other
+    ``numbers.Integral``; never a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 def _shape(shape: Any, what: str) -> tuple[int, ...]:
-    if isinstance(shape, int) and not isinstance(shape, bool):
+    if _integer(shape):
         shape = (shape,)
     if (
         not isinstance(shape, tuple)
-        or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape)
+        or not all(_integer(d) for d in shape)
         or any(d < 0 for d in shape)
     ):
         raise SpecError(
             f"{what}: the shape must be a tuple of non-negative integers, got {shape!r}"
         )
-    return shape
+    return tuple(int(d) for d in shape)
+
+
+def _dtype_name(dtype: Any) -> Any:
+    """``"int32"`` for ``"int32"``, ``np.int32``, ``np.dtype("int32")`` or ``torch.int32``;
+    anything else as it is (refused by the caller)."""
+    if isinstance(dtype, str):
+        return dtype
+    name = getattr(dtype, "__name__", None) if isinstance(dtype, type) else None
+    text = str(name if name is not None else dtype)
+    return text.removeprefix("torch.") if text.removeprefix("torch.") in INTEGER_DTYPES else dtype
 
 
 class Draw:
@@ -71,8 +88,9 @@ def integers(shape: Any, high: int, *, low: int = 0, dtype: str = "int64") -> Dr
     """Integers drawn uniformly from ``[low, high)`` (token ids below a vocabulary size),
     ``int64`` unless ``dtype`` says otherwise (torch's embeddings take int64)."""
     where = f"integers({shape!r}, high={high!r})"
-    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (low, high)):
+    if not all(_integer(v) for v in (low, high)):
         raise SpecError(f"{where}: low and high must be integers")
+    low, high, dtype = int(low), int(high), _dtype_name(dtype)
     if high <= low:
         raise SpecError(
             f"{where}: high must be above low ({low}); values are drawn from [low, high)"
@@ -85,6 +103,10 @@ def integers(shape: Any, high: int, *, low: int = 0, dtype: str = "int64") -> Dr
 def booleans(shape: Any, *, p: float = 0.5) -> Draw:
     """Booleans, each ``True`` with probability ``p`` (masks); ``p=1.0`` gives all ``True``."""
     where = f"booleans({shape!r}, p={p!r})"
-    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
+    given: Any = p  # a NumPy float too (numbers.Real)
+    if isinstance(given, bool) or not isinstance(given, numbers.Real):
         raise SpecError(f"{where}: p must be a probability in [0, 1]")
-    return Draw("booleans", _shape(shape, where), p=float(p))
+    probability = float(given)
+    if not 0.0 <= probability <= 1.0:
+        raise SpecError(f"{where}: p must be a probability in [0, 1]")
+    return Draw("booleans", _shape(shape, where), p=probability)

@@ -74,6 +74,10 @@ def _tensor_info(arrays: list[Array]) -> dict[str, dict[str, Any]]:
     }
 
 
+class FlopsError(ModelError):
+    """The forward fails under torch's FLOP counter only (``--weightshape-flops``)."""
+
+
 class Observer:
     """Runs a spec's variants and assembles the check document."""
 
@@ -225,7 +229,7 @@ class Observer:
             if i.keyword is not None
         }
         if keywords:
-            problem = keyword_problem(adapter, model, keywords)
+            problem = keyword_problem(adapter, model, keywords, len(converted))
             if problem:
                 raise ModelError(f"variant {variant.name}: {problem}")
         with seeded(self.spec.seed):
@@ -237,6 +241,8 @@ class Observer:
                 if observed is not None:
                     forward = _observing(adapter, model, forward, observed)
                 raw = self._run(adapter, forward, count)
+            except FlopsError as exc:
+                raise ModelError(f"variant {variant.name}: {exc}") from None
             except Exception as exc:
                 shapes = ", ".join(
                     f"{name} {info['shape']} {info['dtype']}"
@@ -261,7 +267,16 @@ class Observer:
             return forward()
         from .frameworks.torch_adapter import count_flops
 
-        raw, self._counted["flops"] = count_flops(forward)
+        try:
+            raw, self._counted["flops"] = count_flops(forward)
+        except Exception as exc:
+            forward()  # fails too: the model's own error, reported as such by the caller
+            raise FlopsError(
+                "the forward raised under torch.utils.flop_counter.FlopCounterMode "
+                f"(--weightshape-flops) but runs without it: {exception_line(exc)}; the counter "
+                "cannot trace an operation this model uses, so run this test without "
+                "--weightshape-flops"
+            ) from None
         return raw
 
     def observe_layers(self, names: list[str]) -> dict[str, dict[str, Any]]:

@@ -350,7 +350,7 @@ def flatten(
 # -- keyword inputs (issue 14) ----------------------------------------------------------------
 
 
-def keyword_problem(adapter: Adapter, model: Any, keywords: Any) -> str | None:
+def keyword_problem(adapter: Adapter, model: Any, keywords: Any, positional: int = 0) -> str | None:
     """Why ``model`` cannot take the keyword inputs ``keywords`` (names), or ``None``.
 
     The signature read is the one the adapter calls: a torch module's ``forward``, a Keras
@@ -383,6 +383,25 @@ def keyword_problem(adapter: Adapter, model: Any, keywords: Any) -> str | None:
     except (TypeError, ValueError):
         return None
     params = signature.parameters.values()
+    text = str(
+        signature.replace(
+            parameters=[p.replace(annotation=inspect.Parameter.empty) for p in params],
+            return_annotation=inspect.Signature.empty,
+        )
+    )
+    if len(text) > 300:
+        text = text[:297] + "..."
+    filled = [
+        p.name
+        for p in params
+        if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    ][:positional]
+    twice = [n for n in names if n in filled]
+    if twice:
+        return (
+            f"inputs= gives {twice[0]!r} both positionally and by keyword: its signature is "
+            f"{shown}{text}; drop the keyword or the positional input"
+        )
     accepted = {
         p.name
         for p in params
@@ -397,14 +416,6 @@ def keyword_problem(adapter: Adapter, model: Any, keywords: Any) -> str | None:
     unknown = [n for n in names if n not in accepted]
     if not unknown:
         return None
-    text = str(
-        signature.replace(
-            parameters=[p.replace(annotation=inspect.Parameter.empty) for p in params],
-            return_annotation=inspect.Signature.empty,
-        )
-    )
-    if len(text) > 300:
-        text = text[:297] + "..."
     which = ", ".join(repr(n) for n in unknown)
     return (
         f"the model takes no keyword argument {which}: its signature is {shown}{text}; "
