@@ -99,3 +99,25 @@ def test_nudged_moves_every_float_weight_by_one_ulp():
     steps = np.abs(out["w"] - values["w"]) / np.spacing(np.abs(values["w"]))
     assert np.all((steps > 0.4) & (steps <= 1.0))
     assert out["w"].dtype == np.float32
+
+
+def test_the_summary_counts_a_check_that_fails_at_any_change_as_detecting_one():
+    """rtol=0 (or a tolerance so tight any weight change fails) states a threshold of 0: the
+    summary names it the strictest golden, never one that "detects no weight change"."""
+    from pytest_weightshape.report.formats import summary_lines
+
+    def record(check, detects):
+        found = {"stated": True, "text": "", "detects": detects, "overridden": None}
+        return {
+            "nodeid": "t.py::test_x",
+            "check": check,
+            "status": "passed",
+            "worst": None,
+            "environment": {"changes": []},
+            "sensitivity": found,
+        }
+
+    lines = summary_lines([record("exact", 0.0), record("loose", 1e-3), record("blind", "inf")])
+    text = "\n".join(lines)
+    assert "weight of 0.001 or less (weakest: t.py::test_x [loose])" in text
+    assert "1 golden detects no weight change (t.py::test_x [blind])" in text
