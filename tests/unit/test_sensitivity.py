@@ -121,3 +121,31 @@ def test_the_summary_counts_a_check_that_fails_at_any_change_as_detecting_one():
     text = "\n".join(lines)
     assert "weight of 0.001 or less (weakest: t.py::test_x [loose])" in text
     assert "1 golden detects no weight change (t.py::test_x [blind])" in text
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_a_low_precision_model_states_what_it_detects(dtype):
+    """Weights in bfloat16/float16 (host copies in float32): a 1e-3 scaling or a float32-sized
+    nudge rounds away when written back, which stated "detects none" and a floor of 0. The
+    response is measured with a step the dtype can hold, and the statement is right."""
+    torch = pytest.importorskip("torch")
+
+    def build(factor=1.0):
+        def make(units):
+            torch.manual_seed(units)
+            model = torch.nn.Linear(16, units, bias=False).to(getattr(torch, dtype))
+            with torch.no_grad():
+                model.weight.mul_(factor)
+            return model
+
+        return make
+
+    inputs = lambda: torch.randn(64, 16).to(getattr(torch, dtype))  # noqa: E731
+    spec = parse_marker((), {"units": [10, 5]})
+    doc = Observer(spec, build(), inputs, sensitivity=True).observe()
+    stated = sensitivity.under(doc, Policy())
+    assert stated is not None
+    assert 0 < stated.floor < 0.1
+    assert 0 < stated.detects < 0.5
+    bigger = Observer(spec, build(1 + 2 * stated.detects), inputs).observe()
+    assert not compare(doc, bigger, Policy()).ok
