@@ -114,6 +114,9 @@ class Observer:
         #: Numeric globals a variant's build or forward changed (put back after it, so no
         #: other variant or check runs under them): one line each, for a warning.
         self.changed_globals: list[str] = []
+        #: Variants whose sensitivity could not be measured (a forward with changed weights
+        #: failed), with why: recorded without it, and the test warns.
+        self.unmeasured: list[str] = []
 
     def observe(self) -> dict[str, Any]:
         """Build, run and measure every variant; the base's outputs are kept for divergence."""
@@ -311,6 +314,9 @@ class Observer:
                 outputs = self._forward(variant, adapter, model)
                 measured.append({o.name: summarize_output(o) for o in outputs})
                 del outputs
+        except ModelError as exc:  # a forward that runs once only, or rejects changed weights
+            self.unmeasured.append(str(exc).replace("the model rejected the inputs", "it failed"))
+            return
         finally:
             adapter.set_parameters(model, original)
         up, nudge = measured

@@ -149,3 +149,32 @@ def test_a_low_precision_model_states_what_it_detects(dtype):
     assert 0 < stated.detects < 0.5
     bigger = Observer(spec, build(1 + 2 * stated.detects), inputs).observe()
     assert not compare(doc, bigger, Policy()).ok
+
+
+def test_a_model_whose_forward_runs_once_is_recorded_without_sensitivity():
+    """Measuring sensitivity runs each variant twice more: a model that cannot (a one-shot
+    forward, a model that rejects changed weights) is still recorded, as before, without a
+    sensitivity statement, and says why (the test warns with it)."""
+
+    class Once(Dense):
+        def __init__(self, units):
+            super().__init__(units)
+            self.calls = 0
+
+        def __call__(self, x):
+            self.calls += 1
+            if self.calls > 1:
+                raise RuntimeError("forward once only")
+            return super().__call__(x)
+
+    spec = parse_marker((), {"units": [10, 5]})
+    observer = Observer(spec, Once, (64, 16), sensitivity=True)
+    doc = observer.observe()
+    assert sensitivity.under(doc, Policy()) is None  # not stated
+    assert [why.split(":")[0] for why in observer.unmeasured] == [
+        "variant units=10",
+        "variant units=5",
+    ]
+    assert all("forward once only" in why for why in observer.unmeasured)
+    plain = Observer(spec, Once, (64, 16)).observe()
+    assert doc == plain  # the same golden as one recorded without measuring
