@@ -2,7 +2,8 @@
 
 When a golden is recorded, each variant runs twice more on the same inputs:
 
-* with every floating-point weight scaled by ``1 + DELTA``: each output statistic's
+* with every floating-point weight scaled by ``1 + DELTA`` (larger for bfloat16 and float16
+  weights, :func:`delta_for`): each output statistic's
   **response**, its derivative with respect to a relative change of every weight
   (``(stat(1 + DELTA) - stat) / DELTA``);
 * with every weight moved by one unit in its last place, in a seeded random direction: each
