@@ -34,7 +34,7 @@ from .inputs import input_stream as input_stream  # re-exported: moved to inputs
 from .inputs import make_inputs as make_inputs  # re-exported: moved to inputs
 from .inputs import resolve_inputs as resolve_inputs  # re-exported: moved to inputs
 from .portable import redraw
-from .sensitivity import measure, nudged, scaled
+from .sensitivity import delta_for, measure, nudged, scaled
 from .sparsity import divergence_fields, same_outputs, same_weights, variant_fields
 from .sparsity import tensors as sparsity_tensors
 from .spec import Variant, VariantSpec, check_weights, format_value
@@ -122,6 +122,9 @@ class Observer:
         #: Numeric globals a variant's build or forward changed (put back after it, so no
         #: other variant or check runs under them): one line each, for a warning.
         self.changed_globals: list[str] = []
+        #: Variants whose sensitivity could not be measured (a forward with changed weights
+        #: failed), with why: recorded without it, and the test warns.
+        self.unmeasured: list[str] = []
 
     def observe(self) -> dict[str, Any]:
         """Build, run and measure every variant; the base's outputs are kept for divergence."""
@@ -347,22 +350,28 @@ class Observer:
     def _sensitivity(self, variant: Variant, adapter: Adapter, model: Any, doc: Any) -> None:
         """Each output's response to a scaling of every weight and its drift under a
         rounding-sized change of every weight (see ``sensitivity``); weights put back after."""
-        original = {p.name: p.value.copy() for p in adapter.parameters(model)}
+        weights = adapter.parameters(model)
+        original = {p.name: p.value.copy() for p in weights}
         if not original:
             return
+        dtypes = {p.name: p.dtype for p in weights}
+        delta = delta_for(dtypes)
         measured = []
         try:
-            for values in (scaled(original), nudged(original, self.spec.seed)):
+            for values in (scaled(original, delta), nudged(original, self.spec.seed, dtypes)):
                 adapter.set_parameters(model, values)
                 outputs = self._forward(variant, adapter, model)
                 measured.append({o.name: summarize_output(o) for o in outputs})
                 del outputs
+        except ModelError as exc:  # a forward that runs once only, or rejects changed weights
+            self.unmeasured.append(str(exc).replace("the model rejected the inputs", "it failed"))
+            return
         finally:
             adapter.set_parameters(model, original)
         up, nudge = measured
         for name, out in doc["outputs"].items():
             if name in up and name in nudge:
-                out.update(measure(out["stats"], up[name], nudge[name]))
+                out.update(measure(out["stats"], up[name], nudge[name], delta))
 
 
 def _observing(

@@ -2,7 +2,8 @@
 
 When a golden is recorded, each variant runs twice more on the same inputs:
 
-* with every floating-point weight scaled by ``1 + DELTA``: each output statistic's
+* with every floating-point weight scaled by ``1 + DELTA`` (larger for bfloat16 and float16
+  weights, :func:`delta_for`): each output statistic's
   **response**, its derivative with respect to a relative change of every weight
   (``(stat(1 + DELTA) - stat) / DELTA``);
 * with every weight moved by one unit in its last place, in a seeded random direction: each
@@ -45,17 +46,34 @@ NOT_STATED = (
 )
 
 
-def scaled(values: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Every floating-point weight scaled by ``1 + DELTA`` (others unchanged)."""
+#: Significand bits (with the implicit one) of the framework dtypes narrower than their host
+#: copy: a change of a weight smaller than their spacing is rounded away when it is written.
+NARROW_BITS = {"bfloat16": 8, "float16": 11}
+
+
+def delta_for(dtypes: Mapping[str, str]) -> float:
+    """The relative scaling to measure the response with: :data:`DELTA`, or four units of the
+    spacing of the narrowest weight dtype (bfloat16: 0.031, float16: 0.0039), so the scaled
+    weights do not round back to the recorded ones."""
+    bits = [NARROW_BITS[d] for d in dtypes.values() if d in NARROW_BITS]
+    return max(DELTA, 4 * 2.0 ** (1 - min(bits))) if bits else DELTA
+
+
+def scaled(values: Mapping[str, np.ndarray], delta: float = DELTA) -> dict[str, np.ndarray]:
+    """Every floating-point weight scaled by ``1 + delta`` (others unchanged)."""
     return {
-        name: (value * (1 + DELTA)).astype(value.dtype) if _floating(value) else value
+        name: (value * (1 + delta)).astype(value.dtype) if _floating(value) else value
         for name, value in values.items()
     }
 
 
-def nudged(values: Mapping[str, np.ndarray], seed: int) -> dict[str, np.ndarray]:
+def nudged(
+    values: Mapping[str, np.ndarray], seed: int, dtypes: Mapping[str, str] | None = None
+) -> dict[str, np.ndarray]:
     """Every floating-point weight moved by one unit in its last place, up or down at random
-    (seeded): a change of the size rounding makes."""
+    (seeded): a change of the size rounding makes. A weight whose framework dtype is narrower
+    than its host copy (``dtypes``: bfloat16, float16) moves by a unit of that dtype's last
+    place (a host-sized step would round away)."""
     rng = np.random.default_rng(seed)
     out = {}
     for name, value in values.items():
@@ -63,6 +81,12 @@ def nudged(values: Mapping[str, np.ndarray], seed: int) -> dict[str, np.ndarray]
             out[name] = value
             continue
         up = rng.integers(0, 2, size=value.shape).astype(bool)
+        narrow = NARROW_BITS.get((dtypes or {}).get(name, ""))
+        host_bits = np.finfo(value.dtype).nmant + 1
+        if narrow is not None and narrow < host_bits:
+            step = np.spacing(np.abs(value)) * 2.0 ** (host_bits - narrow)
+            out[name] = np.where(up, value + step, value - step).astype(value.dtype)
+            continue
         toward = np.where(up, np.inf, -np.inf).astype(value.dtype)
         out[name] = np.nextafter(value, toward).astype(value.dtype)
     return out
@@ -79,9 +103,13 @@ def _number(value: Any) -> float | None:
 
 
 def measure(
-    stats: Mapping[str, Any], scaled_stats: Mapping[str, Any], nudged_stats: Mapping[str, Any]
+    stats: Mapping[str, Any],
+    scaled_stats: Mapping[str, Any],
+    nudged_stats: Mapping[str, Any],
+    delta: float = DELTA,
 ) -> dict[str, dict[str, float]]:
-    """An output's ``response`` (per unit relative weight change) and ``floor`` per statistic."""
+    """An output's ``response`` (per unit relative weight change, from weights scaled by
+    ``1 + delta``) and ``floor`` per statistic."""
     response: dict[str, float] = {}
     floor: dict[str, float] = {}
     for stat in VALUE_STATS:
@@ -89,7 +117,7 @@ def measure(
         if value is None:
             continue
         if up is not None:
-            response[stat] = (up - value) / DELTA
+            response[stat] = (up - value) / delta
         if nudge is not None:
             floor[stat] = abs(nudge - value)
     return {"response": response, "floor": floor}

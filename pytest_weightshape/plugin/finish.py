@@ -122,7 +122,9 @@ def _whole_modules(config: pytest.Config, state: Session) -> dict[Path, set[str]
     ``pytest`` leaves goldens of renamed tests to syrupy's unused report, which skips them when
     paths are given. A file reached by a node id (``test_a.py::test_x``) or a run that selects
     (``-k``, ``-m``, ``--deselect``, ``--lf``, ``--sw``) did not collect every test of a file,
-    so it judges none: it never deletes another test's golden."""
+    so it judges none: it never deletes another test's golden. Nor does a file (or folder)
+    whose collection failed in part (a class that did not collect, a conftest that raised), or
+    from which any plugin or conftest deselected a test."""
     option = config.option
     if not getattr(option, "file_or_dir", None):
         return {}
@@ -131,12 +133,15 @@ def _whole_modules(config: pytest.Config, state: Session) -> dict[Path, set[str]
         return {}
     here = config.invocation_params.dir
     given = [(here / arg).resolve() for arg in config.args if "::" not in arg]
+    partial = [(config.rootpath / path).resolve() for path in state.partial]
     modules: dict[Path, set[str]] = {}
     for nodeid in state.collected:
         path, sep, rest = nodeid.partition("::")
         if not sep:
             continue
         module = (config.rootpath / path).resolve()
+        if any(module.is_relative_to(p) for p in partial):
+            continue
         if any(module == arg or module.is_relative_to(arg) for arg in given):
             modules.setdefault(module, set()).add(rest.replace("::", "."))
     return modules

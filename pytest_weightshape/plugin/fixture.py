@@ -186,6 +186,13 @@ class ShapeVariant:
             "under it (set it back in the model, or set it for the whole session instead)"
             for change in observer.changed_globals
         ]
+        self._warnings += [
+            f"{self._request.node.nodeid} [{plan.check}]: sensitivity not measured: the forward "
+            f"run again with every weight scaled (then nudged), {why}\nThe golden is recorded "
+            "without it (its sensitivity reads 'not stated'); a model whose forward runs only "
+            "once, or that rejects changed weights, cannot state it"
+            for why in observer.unmeasured
+        ]
         candidate, outcome = self._assert(plan, document)
         localised = self._localise(observer, candidate, outcome)
         return self._conclude(plan, document, candidate, outcome, localised)

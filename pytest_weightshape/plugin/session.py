@@ -27,6 +27,8 @@ WRITTEN = ("recorded", "updated")
 EXTENSION_MODULE = "pytest_weightshape.plugin.extension"
 #: Where an xdist worker hands its goldens that were not written to the controller.
 NOT_WRITTEN_KEY = "weightshape_not_written"
+#: Where an xdist worker hands the paths it did not collect whole to the controller.
+PARTIAL_KEY = "weightshape_partial"
 #: The extension class by the name syrupy's xdist workers report it under.
 EXTENSION_CLASS = f"{EXTENSION_MODULE}.WeightShapeExtension"
 _PREVIOUS_LOCATION = pytest.StashKey[Any]()
@@ -83,6 +85,11 @@ class Session:
         self.unused_tests: list[Path] = []
         #: Node ids of the collected tests (on an xdist controller, the workers').
         self.collected: set[str] = set()
+        #: Paths (node ids' file or folder part) this run did not collect whole: a collector
+        #: that failed (a class, a module, a conftest's folder) or a test deselected by any
+        #: plugin or conftest. No golden under them is judged unused (on a controller, the
+        #: workers' too).
+        self.partial: set[str] = set()
         self.orphans_removed = False
         self.report_written: Path | None = None  # the first of ``reports_written``
         self.reports_written: list[Path] = []
@@ -157,6 +164,16 @@ class Session:
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         self.collected.update(item.nodeid for item in session.items)
+        output = getattr(self.config, "workeroutput", None)
+        if output is not None:
+            output[PARTIAL_KEY] = sorted(self.partial)
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if report.failed:
+            self.partial.add(report.nodeid.partition("::")[0])
+
+    def pytest_deselected(self, items: list[pytest.Item]) -> None:
+        self.partial.update(item.nodeid.partition("::")[0] for item in items)
 
     @pytest.hookimpl(optionalhook=True)  # pytest-xdist's: a worker collected these tests
     def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
@@ -203,6 +220,7 @@ class Session:
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
         output = getattr(node, "workeroutput", None) or {}
         self.not_written += [(str(path), str(why)) for path, why in output.get(NOT_WRITTEN_KEY, ())]
+        self.partial.update(str(path) for path in output.get(PARTIAL_KEY, ()))
 
     def _superseded(self, report: pytest.TestReport) -> None:
         """pytest-rerunfailures runs the test again: the next attempt's checks replace this

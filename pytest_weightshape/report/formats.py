@@ -68,9 +68,14 @@ def _sensitivity_lines(records: Sequence[Mapping[str, Any]]) -> list[str]:
     """What the goldens detect: the weakest, overridden tolerances, goldens that do not say."""
     known = [r for r in records if (r.get("sensitivity") or {}).get("stated")]
     lines = []
-    finite = [r for r in known if math.isfinite(number(r["sensitivity"]["detects"]) or math.inf)]
+
+    def detects(r: Mapping[str, Any]) -> float:  # 0: any change fails (rtol=0), not "none"
+        found = number(r["sensitivity"]["detects"])
+        return math.inf if found is None else found
+
+    finite = [r for r in known if math.isfinite(detects(r))]
     if finite:
-        weakest = max(finite, key=lambda r: number(r["sensitivity"]["detects"]) or 0.0)
+        weakest = max(finite, key=detects)
         lines.append(
             "sensitivity: every golden here fails at a relative change of every weight of "
             f"{number(weakest['sensitivity']['detects']):.2g} or less (weakest: {label(weakest)})"

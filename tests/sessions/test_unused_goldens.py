@@ -146,3 +146,57 @@ def test_goldens_of_a_renamed_test_are_unused_with_path_arguments_too(pytester):
     updated.stdout.fnmatch_lines(["1 golden file of tests that no longer exist removed:"])
     assert not old.exists() and kept.exists() and old.with_name("test_wide.json").exists()
     assert run(pytester, "tests").ret == pytest.ExitCode.OK
+
+
+CLASS = """
+class TestC:
+    @pytest.mark.shape_variant(units=[10, 5])
+    def test_c(self, shape_variant):
+        shape_variant.check(Dense, inputs=(8, 16))
+"""
+#: A method whose parametrization is broken: its class fails to collect, the module's other
+#: tests still do.
+BROKEN = CLASS.replace(
+    "class TestC:\n",
+    "class TestC:\n    @pytest.mark.parametrize('x', [1], ids=['a', 'b'])\n"
+    "    def test_bad(self, x):\n        pass\n\n",
+)
+
+
+def test_a_class_that_fails_to_collect_keeps_its_goldens(pytester):
+    """``pytest tests --snapshot-update`` while one class of a file fails to collect: its
+    tests did not run, so their goldens are not unused (never deleted); the file's other tests
+    still pass."""
+    tests = pytester.path / "tests"
+    tests.mkdir()
+    (tests / "test_a.py").write_text(TEST + CLASS)
+    run(pytester, "--snapshot-update", "tests").assert_outcomes(passed=2)
+    golden = pytester.path / "golden" / "tests" / "test_a" / "TestC.test_c.json"
+    assert golden.exists()
+    (tests / "test_a.py").write_text(TEST + BROKEN)
+    for args in ([], ["--continue-on-collection-errors"], ["-n", "2"]):
+        result = run(pytester, "--snapshot-update", "tests", *args)
+        out = result.stdout.str()
+        assert "no longer exist" not in out, (args, out)
+        assert golden.exists(), args
+
+
+def test_tests_deselected_by_a_conftest_keep_their_goldens(pytester):
+    """A conftest (or plugin) that deselects tests, as ``-k`` does: their goldens are not
+    unused, with or without xdist."""
+    tests = pytester.path / "tests"
+    tests.mkdir()
+    (tests / "test_a.py").write_text(TEST + BODY.replace("def test_dense(", "def test_kept("))
+    run(pytester, "--snapshot-update", "tests").assert_outcomes(passed=2)
+    kept = pytester.path / "golden" / "tests" / "test_a" / "test_kept.json"
+    (tests / "conftest.py").write_text(
+        "def pytest_collection_modifyitems(config, items):\n"
+        "    out = [i for i in items if 'kept' in i.name]\n"
+        "    config.hook.pytest_deselected(items=out)\n"
+        "    items[:] = [i for i in items if i not in out]\n"
+    )
+    for args in ([], ["-n", "2"]):
+        result = run(pytester, "--snapshot-update", "tests", *args)
+        assert result.ret == pytest.ExitCode.OK and result.parseoutcomes()["passed"] == 1
+        assert "no longer exist" not in result.stdout.str(), args
+        assert kept.exists(), args

@@ -99,3 +99,82 @@ def test_nudged_moves_every_float_weight_by_one_ulp():
     steps = np.abs(out["w"] - values["w"]) / np.spacing(np.abs(values["w"]))
     assert np.all((steps > 0.4) & (steps <= 1.0))
     assert out["w"].dtype == np.float32
+
+
+def test_the_summary_counts_a_check_that_fails_at_any_change_as_detecting_one():
+    """rtol=0 (or a tolerance so tight any weight change fails) states a threshold of 0: the
+    summary names it the strictest golden, never one that "detects no weight change"."""
+    from pytest_weightshape.report.formats import summary_lines
+
+    def record(check, detects):
+        found = {"stated": True, "text": "", "detects": detects, "overridden": None}
+        return {
+            "nodeid": "t.py::test_x",
+            "check": check,
+            "status": "passed",
+            "worst": None,
+            "environment": {"changes": []},
+            "sensitivity": found,
+        }
+
+    lines = summary_lines([record("exact", 0.0), record("loose", 1e-3), record("blind", "inf")])
+    text = "\n".join(lines)
+    assert "weight of 0.001 or less (weakest: t.py::test_x [loose])" in text
+    assert "1 golden detects no weight change (t.py::test_x [blind])" in text
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_a_low_precision_model_states_what_it_detects(dtype):
+    """Weights in bfloat16/float16 (host copies in float32): a 1e-3 scaling or a float32-sized
+    nudge rounds away when written back, which stated "detects none" and a floor of 0. The
+    response is measured with a step the dtype can hold, and the statement is right."""
+    torch = pytest.importorskip("torch")
+
+    def build(factor=1.0):
+        def make(units):
+            torch.manual_seed(units)
+            model = torch.nn.Linear(16, units, bias=False).to(getattr(torch, dtype))
+            with torch.no_grad():
+                model.weight.mul_(factor)
+            return model
+
+        return make
+
+    inputs = lambda: torch.randn(64, 16).to(getattr(torch, dtype))  # noqa: E731
+    spec = parse_marker((), {"units": [10, 5]})
+    doc = Observer(spec, build(), inputs, sensitivity=True).observe()
+    stated = sensitivity.under(doc, Policy())
+    assert stated is not None
+    assert 0 < stated.floor < 0.1
+    assert 0 < stated.detects < 0.5
+    bigger = Observer(spec, build(1 + 2 * stated.detects), inputs).observe()
+    assert not compare(doc, bigger, Policy()).ok
+
+
+def test_a_model_whose_forward_runs_once_is_recorded_without_sensitivity():
+    """Measuring sensitivity runs each variant twice more: a model that cannot (a one-shot
+    forward, a model that rejects changed weights) is still recorded, as before, without a
+    sensitivity statement, and says why (the test warns with it)."""
+
+    class Once(Dense):
+        def __init__(self, units):
+            super().__init__(units)
+            self.calls = 0
+
+        def __call__(self, x):
+            self.calls += 1
+            if self.calls > 1:
+                raise RuntimeError("forward once only")
+            return super().__call__(x)
+
+    spec = parse_marker((), {"units": [10, 5]})
+    observer = Observer(spec, Once, (64, 16), sensitivity=True)
+    doc = observer.observe()
+    assert sensitivity.under(doc, Policy()) is None  # not stated
+    assert [why.split(":")[0] for why in observer.unmeasured] == [
+        "variant units=10",
+        "variant units=5",
+    ]
+    assert all("forward once only" in why for why in observer.unmeasured)
+    plain = Observer(spec, Once, (64, 16)).observe()
+    assert doc == plain  # the same golden as one recorded without measuring
