@@ -44,6 +44,20 @@ NOT_STATED = (
     "sensitivity not stated (recorded before pytest-weightshape stated it): "
     "pytest --snapshot-update adds it, keeping the recorded values"
 )
+#: What a golden of a model with no weights to change (a plain NumPy function) says.
+NO_WEIGHTS = (
+    "sensitivity not stated: the model has no weights pytest-weightshape can change (a plain "
+    "function), so no weight change can be measured against it"
+)
+
+
+def not_stated(document: Mapping[str, Any]) -> str:
+    """Why a check document states no sensitivity: no weights to change, or an older golden."""
+    variants = document.get("variants")
+    if not isinstance(variants, Mapping) or not variants:
+        return NOT_STATED
+    weighted = any(isinstance(v, Mapping) and v.get("parameters") for v in variants.values())
+    return NOT_STATED if weighted else NO_WEIGHTS
 
 
 #: Significand bits (with the implicit one) of the framework dtypes narrower than their host
@@ -233,4 +247,6 @@ def under(document: Mapping[str, Any], policy: Policy) -> Stated | None:
 def text(document: Mapping[str, Any] | None, policy: Policy) -> str:
     """The sensitivity line of a check document, or :data:`NOT_STATED`."""
     found = under(document, policy) if document else None
-    return found.text() if found is not None else NOT_STATED
+    if found is not None:
+        return found.text()
+    return not_stated(document) if document else NOT_STATED

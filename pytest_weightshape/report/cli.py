@@ -49,7 +49,7 @@ def show_check(name: str, check: Mapping[str, Any], layers: bool = False) -> lis
     ]
     stated = sensitivity.under(check, Policy())
     if stated is None:
-        lines.append(sensitivity.NOT_STATED)
+        lines.append(sensitivity.not_stated(check))
     else:  # a golden does not know its test's tolerance overrides; reports use them
         lines.append(f"{stated.text()} (under the default tolerance)")
     degenerate: dict[str, list[str]] = {}

@@ -89,7 +89,12 @@ def _sensitivity_lines(records: Sequence[Mapping[str, Any]]) -> list[str]:
             f"{len(blind)} golden{'s detect' if len(blind) != 1 else ' detects'} no weight change "
             f"({', '.join(label(r) for r in blind[:3])}{', ...' if len(blind) > 3 else ''})"
         )
-    unstated = [r for r in records if (r.get("sensitivity") or {}).get("stated") is False]
+    unstated = [
+        r
+        for r in records
+        if (r.get("sensitivity") or {}).get("stated") is False
+        and r["sensitivity"].get("older", True)
+    ]
     if unstated:
         lines.append(
             f"{len(unstated)} golden"

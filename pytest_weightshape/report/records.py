@@ -176,7 +176,8 @@ def _sensitivity(
         return None
     found = sensitivity.under(document, policy)
     if found is None:
-        return {"stated": False, "text": sensitivity.NOT_STATED}
+        why = sensitivity.not_stated(document)
+        return {"stated": False, "text": why, "older": why == sensitivity.NOT_STATED}
     return {
         "stated": True,
         "text": found.text(),

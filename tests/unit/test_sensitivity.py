@@ -81,7 +81,9 @@ def test_a_constant_output_detects_no_weight_change():
 
     doc = observe(build)
     stated = sensitivity.under(doc, Policy())
-    assert stated is None  # no parameters: nothing to scale
+    assert stated is None  # no parameters: nothing to scale, and it says so (not "older")
+    assert sensitivity.text(doc, Policy()) == sensitivity.NO_WEIGHTS
+    assert sensitivity.text(observe(record=False), Policy()) == sensitivity.NOT_STATED
 
     class Saturated(Dense):
         def __call__(self, x):
