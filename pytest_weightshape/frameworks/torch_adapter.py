@@ -463,9 +463,8 @@ def observe_layers(model: Any, forward: Callable[[], Any]) -> tuple[Any, Any]:
         return hook
 
     try:
-        for name, module in model.named_modules():
-            if next(module.children(), None) is None:  # a leaf
-                handles.append(module.register_forward_hook(hook_for(name or "model")))
+        for name, module in _hookable_leaves(model):
+            handles.append(module.register_forward_hook(hook_for(name or "model")))
         raw = forward()
     finally:
         for handle in handles:
@@ -477,6 +476,22 @@ def observe_layers(model: Any, forward: Callable[[], Any]) -> tuple[Any, Any]:
         for suffix, dtype, shape, stats in parts:
             outputs.append(LayerOutput(name + suffix, kind, dtype, shape, stats))
     return raw, to_golden(outputs)
+
+
+def _hookable_leaves(model: torch.nn.Module) -> list[tuple[str, torch.nn.Module]]:
+    """(qualified name, module) of every leaf module that takes a forward hook: the leaves
+    inside a TorchScript or torch.compile'd submodule are left out (TorchScript refuses hooks;
+    a compiled one runs its graph, where they would break it), the rest stay observed."""
+    opaque: list[str] = []
+    found = []
+    for name, module in model.named_modules():
+        if any(name == o or name.startswith(o + ".") for o in opaque):
+            continue
+        if name and _unobservable(module) is not None:
+            opaque.append(name)
+        elif next(module.children(), None) is None:  # a leaf
+            found.append((name, module))
+    return found
 
 
 def _named(module: Any, raw: Any) -> Any:

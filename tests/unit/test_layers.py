@@ -257,3 +257,34 @@ def test_an_older_golden_gains_what_it_lacks_and_keeps_every_recorded_value():
         document.with_missing(noted, current)["variants"]["a=1"]["layers"]
         == noted["variants"]["a=1"]["layers"]
     )
+
+
+def test_torch_submodules_scripted_or_compiled_are_skipped_and_the_rest_observed():
+    """A model holding a TorchScript submodule (which refuses hooks) or a torch.compile'd one
+    still records: the layers outside them are observed, nothing inside them is hooked."""
+    torch = pytest.importorskip("torch")
+    from pytest_weightshape.frameworks.torch_adapter import ADAPTER
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # torch 2.10+: jit is deprecated
+        scripted = torch.jit.script(torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.ReLU()))
+        compiled = torch.compile(torch.nn.Linear(4, 4))  # imports jit modules too
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.pre = torch.nn.Linear(4, 4)
+            self.script = scripted
+            self.compiled = compiled
+            self.head = torch.nn.Linear(4, 2)
+
+        def forward(self, x):
+            return self.head(self.script(self.pre(x)))  # ``compiled`` is held, not run
+
+    model = Net().eval()
+    x = torch.randn(3, 4)
+    raw, record = ADAPTER.observe_layers(model, lambda: ADAPTER.forward(model, (x,)))
+    assert list(record["entries"]) == ["pre", "head"]
+    assert torch.equal(raw, model(x))
+    plain = [m for m in model.modules() if not isinstance(m, torch.jit.ScriptModule)]
+    assert all(not m._forward_hooks for m in plain)
