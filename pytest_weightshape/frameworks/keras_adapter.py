@@ -250,13 +250,17 @@ def _keyword_forward(model: Any, inputs: tuple[Any, ...], keywords: Mapping[str,
 
 def _leaf_layers(model: Any) -> list[tuple[list[str], Any]]:
     """(path of layer names from the model down, layer) for every leaf layer, nested models
-    included, in the order Keras tracks them."""
+    included, in the order Keras tracks them; a layer tracked twice (shared by two nested
+    models, or held by two attributes of a subclassed model) once, under its first path:
+    observed twice, each of its calls would be recorded twice."""
     found: list[tuple[list[str], Any]] = []
+    seen: set[int] = set()
 
     def walk(layer: Any, path: list[str], depth: int) -> None:
         children = list(layer._flatten_layers(include_self=False, recursive=False))
         if not children:
-            if type(layer).__name__ != "InputLayer":
+            if type(layer).__name__ != "InputLayer" and id(layer) not in seen:
+                seen.add(id(layer))
                 found.append((path, layer))
             return
         if depth > 32:
@@ -290,6 +294,10 @@ def observe_layers(model: Any, forward: Callable[[], Any]) -> tuple[Any, Any]:
     def observed(name: str, layer: Any, call: Callable[..., Any]) -> Callable[..., Any]:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             output = call(*args, **kwargs)
+            if not getattr(model, "built", True):
+                # the model's first call building it (on the torch backend a subclassed
+                # model runs its ``call`` once to build, then again): not its forward
+                return output
             parts = []
             for suffix, tensor in flatten_output(output, _is_tensor):
                 host = to_numpy(tensor)
