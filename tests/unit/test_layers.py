@@ -288,3 +288,22 @@ def test_torch_submodules_scripted_or_compiled_are_skipped_and_the_rest_observed
     assert torch.equal(raw, model(x))
     plain = [m for m in model.modules() if not isinstance(m, torch.jit.ScriptModule)]
     assert all(not m._forward_hooks for m in plain)
+
+
+def test_html_layer_chart_draws_the_first_moved_layer_however_deep_it_lies():
+    """The per-layer chart draws at most LAYER_BARS bars: on a 2000-layer model whose first
+    moved layer is the 1500th, the bars drawn start shortly before it (the first red bar is
+    the culprit), the earlier held ones are counted; with no layers there is no chart."""
+    from pytest_weightshape.report.html import LAYER_BARS, layer_chart
+
+    drifts = [[f"l{i}", "Linear", 0.1] for i in range(2000)]
+    drifts[1500][2] = 40.0
+    drifts[1600][2] = "inf"
+    svg = layer_chart({"drifts": drifts})
+    assert "<title>l1500 (Linear): 40</title>" in svg
+    assert "l1499 (Linear)" in svg  # a held one before it, for context
+    assert svg.count("<rect") == LAYER_BARS
+    assert "earlier layer outputs, all within tolerance, not drawn" in svg
+    small = layer_chart({"drifts": drifts[:5]})
+    assert small.count("<rect") == 5 and "not drawn" not in small
+    assert layer_chart({"drifts": []}) == ""
