@@ -307,3 +307,32 @@ def test_html_layer_chart_draws_the_first_moved_layer_however_deep_it_lies():
     small = layer_chart({"drifts": drifts[:5]})
     assert small.count("<rect") == 5 and "not drawn" not in small
     assert layer_chart({"drifts": []}) == ""
+
+
+def test_a_forward_whose_leaves_put_out_nothing_measurable_says_so():
+    """Leaves that ran but put out only None, non-tensors or sparse tensors leave no entry: the
+    golden says why rather than holding an empty record (read back as 'all 0 hold')."""
+    torch = pytest.importorskip("torch")
+    from pytest_weightshape.frameworks.torch_adapter import ADAPTER
+
+    class Nothing(torch.nn.Module):
+        def forward(self, x):
+            return None
+
+    class Sparse(torch.nn.Module):
+        def forward(self, x):
+            return x.to_sparse()
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.nothing, self.sparse = Nothing(), Sparse()
+
+        def forward(self, x):
+            self.nothing(x)
+            return self.sparse(x).to_dense()
+
+    model = Net()
+    _, record = ADAPTER.observe_layers(model, lambda: model(torch.ones(2, 3)))
+    assert "no leaf layer put out a tensor that can be measured" in record["unrecorded"]
+    assert document.layers_problem("layers", record) is None
