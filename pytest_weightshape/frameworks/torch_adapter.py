@@ -399,7 +399,10 @@ def layer_stats(tensor: torch.Tensor, scratch: list[torch.Tensor] | None = None)
     if whole < count:
         parts.append(_row_sums(flat[whole:].to(wide).view(1, -1), wide, wide, None))
     sums = parts[0] if len(parts) == 1 else parts[0] + parts[1]
-    low, high = torch.aminmax(flat)
+    try:
+        low, high = torch.aminmax(flat)
+    except (NotImplementedError, RuntimeError):  # float8, uint16/32/64: not on every device
+        low, high = torch.aminmax(flat.to(wide))
     values = torch.cat([sums, torch.stack([low.to(wide), high.to(wide)])]).tolist()
     return from_sums(count, values[0], values[1], values[2], values[3], values[4])
 

@@ -336,3 +336,15 @@ def test_a_forward_whose_leaves_put_out_nothing_measurable_says_so():
     _, record = ADAPTER.observe_layers(model, lambda: model(torch.ones(2, 3)))
     assert "no leaf layer put out a tensor that can be measured" in record["unrecorded"]
     assert document.layers_problem("layers", record) is None
+
+
+@pytest.mark.parametrize("name", ["uint16", "uint32", "uint64", "float8_e4m3fn", "float8_e5m2"])
+def test_torch_layer_outputs_of_narrow_or_unsigned_dtypes_are_measured(name):
+    """Layer outputs in dtypes torch's min/max reductions lack (float8, uint16/32/64) are
+    measured as the others (recording used to fail: the hook raised inside the forward)."""
+    torch = pytest.importorskip("torch")
+    from pytest_weightshape.frameworks.torch_adapter import layer_stats
+
+    values = [float(v % 7) for v in range(3000)]
+    t = torch.tensor(values).to(getattr(torch, name))
+    assert layer_stats(t) == pytest.approx(_stats(values), rel=1e-12)
