@@ -18,7 +18,7 @@ import keras
 import numpy as np
 from keras.src.backend.common import global_state
 
-from ..errors import ModelError
+from ..errors import ModelError, exception_line
 from . import Array, flatten
 
 _COUNTER = re.compile(r"^(?P<base>.+?)(?:_(?P<n>\d+))?$")
@@ -290,6 +290,7 @@ def observe_layers(model: Any, forward: Callable[[], Any]) -> tuple[Any, Any]:
         ["/".join(p) or str(model.name) for p, _ in leaves], None, _automatic_bases(model)
     )
     calls: list[tuple[str, str, list[tuple[str, str, tuple[int, ...], dict[str, Any]]]]] = []
+    failed: list[str] = []
 
     def observed(name: str, layer: Any, call: Callable[..., Any]) -> Callable[..., Any]:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -298,11 +299,18 @@ def observe_layers(model: Any, forward: Callable[[], Any]) -> tuple[Any, Any]:
                 # the model's first call building it (on the torch backend a subclassed
                 # model runs its ``call`` once to build, then again): not its forward
                 return output
+            if failed:
+                return output
             parts = []
-            for suffix, tensor in flatten_output(output, _is_tensor):
-                host = to_numpy(tensor)
-                if host is not None:
-                    parts.append((suffix, host[1], tuple(host[0].shape), host_stats(host[0])))
+            try:  # measuring must never break the model's forward
+                for suffix, tensor in flatten_output(output, _is_tensor):
+                    host = to_numpy(tensor)
+                    if host is not None:
+                        stats = host_stats(host[0])
+                        parts.append((suffix, host[1], tuple(host[0].shape), stats))
+            except Exception as exc:
+                failed.append(f"{name} ({type(layer).__name__}) failed: {exception_line(exc)}")
+                return output
             calls.append((name, type(layer).__name__, parts))
             return output
 
@@ -322,6 +330,8 @@ def observe_layers(model: Any, forward: Callable[[], Any]) -> tuple[Any, Any]:
                 object.__setattr__(layer, "call", original)
             else:
                 object.__delattr__(layer, "call")
+    if failed:
+        return raw, unrecorded(f"measuring the output of {failed[0]}")
     if not calls:
         return raw, unrecorded(
             "no layer of the model was called in its forward (a subclassed model computing "

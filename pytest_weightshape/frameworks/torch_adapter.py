@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import ModelError
+from ..errors import ModelError, exception_line
 from . import Array, flatten
 
 #: Device types whose large outputs are measured on the device with torch reductions instead
@@ -458,9 +458,19 @@ def observe_layers(model: Any, forward: Callable[[], Any]) -> tuple[Any, Any]:
     handles = []
     scratch: list[torch.Tensor] = []  # one |x| buffer for every layer of this forward
 
+    failed: list[str] = []  # measuring must never break the model's forward
+
     def hook_for(name: str) -> Callable[..., None]:
         def hook(module: torch.nn.Module, args: Any, output: Any) -> None:
-            parts = _summaries(_named(module, output), scratch)
+            if failed:
+                return
+            try:
+                parts = _summaries(_named(module, output), scratch)
+            except Exception as exc:
+                failed.append(
+                    f"{name or 'model'} ({type(module).__name__}) failed: {exception_line(exc)}"
+                )
+                return
             calls.append((name, type(module).__name__, parts))
 
         return hook
@@ -472,6 +482,8 @@ def observe_layers(model: Any, forward: Callable[[], Any]) -> tuple[Any, Any]:
     finally:
         for handle in handles:
             handle.remove()
+    if failed:
+        return raw, unrecorded(f"measuring the output of {failed[0]}")
     if not calls:
         return raw, unrecorded("no leaf module ran in the forward")
     outputs = []

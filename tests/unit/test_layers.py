@@ -348,3 +348,28 @@ def test_torch_layer_outputs_of_narrow_or_unsigned_dtypes_are_measured(name):
     values = [float(v % 7) for v in range(3000)]
     t = torch.tensor(values).to(getattr(torch, name))
     assert layer_stats(t) == pytest.approx(_stats(values), rel=1e-12)
+
+
+def test_a_layer_output_that_cannot_be_measured_leaves_the_forward_alone(monkeypatch):
+    """Measuring is the plugin's business: when it fails on one layer's output, the model's
+    forward still runs to its end and the record says which layer could not be measured
+    (recording used to fail as if the model had rejected its inputs)."""
+    torch = pytest.importorskip("torch")
+    from pytest_weightshape.frameworks import torch_adapter
+
+    real = torch_adapter.layer_stats
+
+    def fussy(tensor, scratch=None):
+        if tensor.shape[-1] == 3:
+            raise RuntimeError("cannot reduce this")
+        return real(tensor, scratch)
+
+    monkeypatch.setattr(torch_adapter, "layer_stats", fussy)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Linear(4, 3), torch.nn.ReLU())
+    x = torch.randn(2, 4)
+    raw, record = torch_adapter.ADAPTER.observe_layers(model, lambda: model(x))
+    assert torch.equal(raw, model(x))
+    assert record == {
+        "unrecorded": "measuring the output of 1 (Linear) failed: RuntimeError: cannot reduce this"
+    }
+    assert all(not m._forward_hooks for m in model.modules())
