@@ -147,7 +147,14 @@ def shape_text(shape: Iterable[int]) -> str:
 
 
 def to_golden(outputs: list[LayerOutput]) -> dict[str, Any]:
-    """A variant's observed layers as a golden holds them (see the module's docstring)."""
+    """A variant's observed layers as a golden holds them (see the module's docstring); with
+    no output to measure (every leaf put out None, non-tensors or sparse/quantized tensors),
+    why there are none: an empty record would read as "every recorded layer holds"."""
+    if not outputs:
+        return unrecorded(
+            "no leaf layer put out a tensor that can be measured (only None, non-tensor or "
+            "sparse/quantized outputs)"
+        )
     entries = {
         o.name: [
             o.type,

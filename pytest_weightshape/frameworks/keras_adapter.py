@@ -18,7 +18,7 @@ import keras
 import numpy as np
 from keras.src.backend.common import global_state
 
-from ..errors import ModelError
+from ..errors import ModelError, exception_line
 from . import Array, flatten
 
 _COUNTER = re.compile(r"^(?P<base>.+?)(?:_(?P<n>\d+))?$")
@@ -250,15 +250,19 @@ def _keyword_forward(model: Any, inputs: tuple[Any, ...], keywords: Mapping[str,
 
 def _leaf_layers(model: Any) -> list[tuple[list[str], Any]]:
     """(path of layer names from the model down, layer) for every leaf layer, nested models
-    included, in the order Keras tracks them."""
+    included, in the order Keras tracks them; a layer tracked twice (shared by two nested
+    models, or held by two attributes of a subclassed model) once, under its first path:
+    observed twice, each of its calls would be recorded twice."""
     found: list[tuple[list[str], Any]] = []
+    seen: set[int] = set()
 
     def walk(layer: Any, path: list[str], depth: int) -> None:
         children = list(layer._flatten_layers(include_self=False, recursive=False))
         # a recurrent layer is one layer (as torch's nn.LSTM is): its cell runs inside the
         # backend's loop (jax's scan traces it), where there are no values to observe
         if not children or isinstance(layer, keras.layers.RNN):
-            if type(layer).__name__ != "InputLayer":
+            if type(layer).__name__ != "InputLayer" and id(layer) not in seen:
+                seen.add(id(layer))
                 found.append((path, layer))
             return
         if depth > 32:
@@ -288,20 +292,28 @@ def observe_layers(model: Any, forward: Callable[[], Any]) -> tuple[Any, Any]:
         ["/".join(p) or str(model.name) for p, _ in leaves], None, _automatic_bases(model)
     )
     calls: list[tuple[str, str, list[tuple[str, str, tuple[int, ...], dict[str, Any]]]]] = []
+    failed: list[str] = []
 
     def observed(name: str, layer: Any, call: Callable[..., Any]) -> Callable[..., Any]:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             output = call(*args, **kwargs)
+            if not getattr(model, "built", True):
+                # the model's first call building it (on the torch backend a subclassed
+                # model runs its ``call`` once to build, then again): not its forward
+                return output
+            if failed:
+                return output
             parts = []
-            for suffix, tensor in flatten_output(output, _is_tensor):
-                try:
+            try:  # measuring must never break the model's forward
+                for suffix, tensor in flatten_output(output, _is_tensor):
                     host = to_numpy(tensor)
-                except Exception:  # a symbolic value: a layer called inside a compiled loop
-                    continue  # (a tf.function, a jax trace) has no values to observe
-                if host is not None:
-                    parts.append((suffix, host[1], tuple(host[0].shape), host_stats(host[0])))
-            if parts:
-                calls.append((name, type(layer).__name__, parts))
+                    if host is not None:
+                        stats = host_stats(host[0])
+                        parts.append((suffix, host[1], tuple(host[0].shape), stats))
+            except Exception as exc:
+                failed.append(f"{name} ({type(layer).__name__}) failed: {exception_line(exc)}")
+                return output
+            calls.append((name, type(layer).__name__, parts))
             return output
 
         return wrapper
@@ -320,6 +332,8 @@ def observe_layers(model: Any, forward: Callable[[], Any]) -> tuple[Any, Any]:
                 object.__setattr__(layer, "call", original)
             else:
                 object.__delattr__(layer, "call")
+    if failed:
+        return raw, unrecorded(f"measuring the output of {failed[0]}")
     if not calls:
         return raw, unrecorded(
             "no layer of the model was called in its forward (a subclassed model computing "

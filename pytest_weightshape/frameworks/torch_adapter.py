@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import ModelError
+from ..errors import ModelError, exception_line
 from . import Array, flatten
 
 #: Device types whose large outputs are measured on the device with torch reductions instead
@@ -399,7 +399,10 @@ def layer_stats(tensor: torch.Tensor, scratch: list[torch.Tensor] | None = None)
     if whole < count:
         parts.append(_row_sums(flat[whole:].to(wide).view(1, -1), wide, wide, None))
     sums = parts[0] if len(parts) == 1 else parts[0] + parts[1]
-    low, high = torch.aminmax(flat)
+    try:
+        low, high = torch.aminmax(flat)
+    except (NotImplementedError, RuntimeError):  # float8, uint16/32/64: not on every device
+        low, high = torch.aminmax(flat.to(wide))
     values = torch.cat([sums, torch.stack([low.to(wide), high.to(wide)])]).tolist()
     return from_sums(count, values[0], values[1], values[2], values[3], values[4])
 
@@ -455,21 +458,32 @@ def observe_layers(model: Any, forward: Callable[[], Any]) -> tuple[Any, Any]:
     handles = []
     scratch: list[torch.Tensor] = []  # one |x| buffer for every layer of this forward
 
+    failed: list[str] = []  # measuring must never break the model's forward
+
     def hook_for(name: str) -> Callable[..., None]:
         def hook(module: torch.nn.Module, args: Any, output: Any) -> None:
-            parts = _summaries(_named(module, output), scratch)
+            if failed:
+                return
+            try:
+                parts = _summaries(_named(module, output), scratch)
+            except Exception as exc:
+                failed.append(
+                    f"{name or 'model'} ({type(module).__name__}) failed: {exception_line(exc)}"
+                )
+                return
             calls.append((name, type(module).__name__, parts))
 
         return hook
 
     try:
-        for name, module in model.named_modules():
-            if next(module.children(), None) is None:  # a leaf
-                handles.append(module.register_forward_hook(hook_for(name or "model")))
+        for name, module in _hookable_leaves(model):
+            handles.append(module.register_forward_hook(hook_for(name or "model")))
         raw = forward()
     finally:
         for handle in handles:
             handle.remove()
+    if failed:
+        return raw, unrecorded(f"measuring the output of {failed[0]}")
     if not calls:
         return raw, unrecorded("no leaf module ran in the forward")
     outputs = []
@@ -477,6 +491,22 @@ def observe_layers(model: Any, forward: Callable[[], Any]) -> tuple[Any, Any]:
         for suffix, dtype, shape, stats in parts:
             outputs.append(LayerOutput(name + suffix, kind, dtype, shape, stats))
     return raw, to_golden(outputs)
+
+
+def _hookable_leaves(model: torch.nn.Module) -> list[tuple[str, torch.nn.Module]]:
+    """(qualified name, module) of every leaf module that takes a forward hook: the leaves
+    inside a TorchScript or torch.compile'd submodule are left out (TorchScript refuses hooks;
+    a compiled one runs its graph, where they would break it), the rest stay observed."""
+    opaque: list[str] = []
+    found = []
+    for name, module in model.named_modules():
+        if any(name == o or name.startswith(o + ".") for o in opaque):
+            continue
+        if name and _unobservable(module) is not None:
+            opaque.append(name)
+        elif next(module.children(), None) is None:  # a leaf
+            found.append((name, module))
+    return found
 
 
 def _named(module: Any, raw: Any) -> Any:

@@ -236,6 +236,8 @@ def drift_chart(statistics: Sequence[Mapping[str, Any]]) -> str:
 
 #: Layer outputs drawn per variant in the per-layer drift chart.
 LAYER_BARS = 200
+#: Held layer outputs drawn before the first moved one when it lies beyond ``LAYER_BARS``.
+LAYER_CONTEXT = 20
 
 
 def layer_chart(located: Mapping[str, Any]) -> str:
@@ -251,7 +253,10 @@ def layer_chart(located: Mapping[str, Any]) -> str:
 
     finite = [ratio(d[2]) for d in drifts if math.isfinite(ratio(d[2])) and ratio(d[2]) > 0]
     log_max = max(LOG_MAX, math.ceil(math.log10(max(finite)))) if finite else LOG_MAX
-    shown = drifts[:LAYER_BARS]
+    # the first moved one is drawn however deep it is: a few held ones before it, then on
+    first = next((i for i, d in enumerate(drifts) if ratio(d[2]) > 1.0), 0)
+    start = max(0, min(first - LAYER_CONTEXT, len(drifts) - LAYER_BARS))
+    shown = drifts[start : start + LAYER_BARS]
     name_w, bar_w, row_h, top = 260, 300 + 40 * int(log_max - LOG_MAX), 12, 20
     height = top + row_h * len(shown) + 26
     width = name_w + bar_w + 70
@@ -297,9 +302,16 @@ def layer_chart(located: Mapping[str, Any]) -> str:
         f'<text x="{tx + 3:.1f}" y="{top - 9}" font-size="10" fill="{BAD_COLOR}">'
         "tolerance</text></svg>"
     )
-    hidden = len(drifts) - len(shown)
-    return "".join(parts) + (
-        f"<div class=meta>({hidden} later layer outputs not drawn)</div>" if hidden else ""
+    hidden = len(drifts) - len(shown) - start
+    earlier = (
+        f"<div class=meta>({start} earlier layer outputs, all within tolerance, not drawn)</div>"
+        if start
+        else ""
+    )
+    return (
+        earlier
+        + "".join(parts)
+        + (f"<div class=meta>({hidden} later layer outputs not drawn)</div>" if hidden else "")
     )
 
 

@@ -367,3 +367,65 @@ def test_keras_functional_scaling_any_layer_by_1e3_names_it(pytester, monkeypatc
     result = run(pytester, "test_net.py::test_net[0]")
     result.assert_outcomes(failed=1)
     assert "first moved layer: batch_normalization_4 (BatchNormalization)" in result.stdout.str()
+
+
+KERAS_SHARED = textwrap.dedent(
+    """
+    import numpy as np
+    import keras
+    from pytest_weightshape.frameworks.keras_adapter import ADAPTER
+
+    x = np.random.rand(3, 4).astype("float32")
+    shared = keras.layers.Dense(4, name="shared")
+    inner_in = keras.Input((4,))
+    inner = keras.Model(inner_in, shared(inner_in), name="inner")
+    outer_in = keras.Input((4,))
+    functional = keras.Model(outer_in, shared(inner(outer_in)))
+
+
+    class Sub(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.a = keras.layers.Dense(4, name="a")
+            self.chain = [self.a, keras.layers.Dense(3, name="b")]  # ``a`` tracked twice
+
+        def call(self, x, training=False):
+            return self.chain[1](self.a(self.a(x)))
+
+
+    subclassed = Sub()  # not built: its first call builds it
+    for model in (functional, subclassed):
+        _, record = ADAPTER.observe_layers(model, lambda: model(x, training=False))
+        print("NAMES", list(record["entries"]))
+    """
+)
+
+
+@pytest.mark.parametrize("backend", ["tensorflow", "torch"])
+def test_keras_layers_tracked_twice_or_built_on_first_call_are_recorded_once_per_call(
+    backend, tmp_path
+):
+    """A Keras layer shared by a nested model and its outer one, or held by two attributes of
+    a subclassed model, gets one entry per call (not one per path it is tracked under); a
+    subclassed model built by its first call (the torch backend runs ``call`` to build it,
+    then again) records its forward's calls only."""
+    import os
+    import pathlib
+    import subprocess
+    import sys
+
+    pytest.importorskip("keras")
+    pytest.importorskip(backend)
+    script = tmp_path / "shared.py"
+    script.write_text(KERAS_SHARED)
+    root = str(pathlib.Path(__file__).resolve().parents[2])
+    env = {"KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3", "PATH": "", "PYTHONPATH": root}
+    env["HOME"] = os.environ.get("HOME", str(tmp_path))
+    result = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=300
+    )
+    names = [line for line in result.stdout.splitlines() if line.startswith("NAMES")]
+    assert names == [
+        "NAMES ['inner.shared', 'inner.shared#2']",
+        "NAMES ['a', 'a#2', 'b']",
+    ], result.stderr[-2000:]

@@ -257,3 +257,119 @@ def test_an_older_golden_gains_what_it_lacks_and_keeps_every_recorded_value():
         document.with_missing(noted, current)["variants"]["a=1"]["layers"]
         == noted["variants"]["a=1"]["layers"]
     )
+
+
+def test_torch_submodules_scripted_or_compiled_are_skipped_and_the_rest_observed():
+    """A model holding a TorchScript submodule (which refuses hooks) or a torch.compile'd one
+    still records: the layers outside them are observed, nothing inside them is hooked."""
+    torch = pytest.importorskip("torch")
+    from pytest_weightshape.frameworks.torch_adapter import ADAPTER
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # torch 2.10+: jit is deprecated
+        scripted = torch.jit.script(torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.ReLU()))
+        compiled = torch.compile(torch.nn.Linear(4, 4))  # imports jit modules too
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.pre = torch.nn.Linear(4, 4)
+            self.script = scripted
+            self.compiled = compiled
+            self.head = torch.nn.Linear(4, 2)
+
+        def forward(self, x):
+            return self.head(self.script(self.pre(x)))  # ``compiled`` is held, not run
+
+    model = Net().eval()
+    x = torch.randn(3, 4)
+    raw, record = ADAPTER.observe_layers(model, lambda: ADAPTER.forward(model, (x,)))
+    assert list(record["entries"]) == ["pre", "head"]
+    assert torch.equal(raw, model(x))
+    plain = [m for m in model.modules() if not isinstance(m, torch.jit.ScriptModule)]
+    assert all(not m._forward_hooks for m in plain)
+
+
+def test_html_layer_chart_draws_the_first_moved_layer_however_deep_it_lies():
+    """The per-layer chart draws at most LAYER_BARS bars: on a 2000-layer model whose first
+    moved layer is the 1500th, the bars drawn start shortly before it (the first red bar is
+    the culprit), the earlier held ones are counted; with no layers there is no chart."""
+    from pytest_weightshape.report.html import LAYER_BARS, layer_chart
+
+    drifts = [[f"l{i}", "Linear", 0.1] for i in range(2000)]
+    drifts[1500][2] = 40.0
+    drifts[1600][2] = "inf"
+    svg = layer_chart({"drifts": drifts})
+    assert "<title>l1500 (Linear): 40</title>" in svg
+    assert "l1499 (Linear)" in svg  # a held one before it, for context
+    assert svg.count("<rect") == LAYER_BARS
+    assert "earlier layer outputs, all within tolerance, not drawn" in svg
+    small = layer_chart({"drifts": drifts[:5]})
+    assert small.count("<rect") == 5 and "not drawn" not in small
+    assert layer_chart({"drifts": []}) == ""
+
+
+def test_a_forward_whose_leaves_put_out_nothing_measurable_says_so():
+    """Leaves that ran but put out only None, non-tensors or sparse tensors leave no entry: the
+    golden says why rather than holding an empty record (read back as 'all 0 hold')."""
+    torch = pytest.importorskip("torch")
+    from pytest_weightshape.frameworks.torch_adapter import ADAPTER
+
+    class Nothing(torch.nn.Module):
+        def forward(self, x):
+            return None
+
+    class Sparse(torch.nn.Module):
+        def forward(self, x):
+            return x.to_sparse()
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.nothing, self.sparse = Nothing(), Sparse()
+
+        def forward(self, x):
+            self.nothing(x)
+            return self.sparse(x).to_dense()
+
+    model = Net()
+    _, record = ADAPTER.observe_layers(model, lambda: model(torch.ones(2, 3)))
+    assert "no leaf layer put out a tensor that can be measured" in record["unrecorded"]
+    assert document.layers_problem("layers", record) is None
+
+
+@pytest.mark.parametrize("name", ["uint16", "uint32", "uint64", "float8_e4m3fn", "float8_e5m2"])
+def test_torch_layer_outputs_of_narrow_or_unsigned_dtypes_are_measured(name):
+    """Layer outputs in dtypes torch's min/max reductions lack (float8, uint16/32/64) are
+    measured as the others (recording used to fail: the hook raised inside the forward)."""
+    torch = pytest.importorskip("torch")
+    from pytest_weightshape.frameworks.torch_adapter import layer_stats
+
+    values = [float(v % 7) for v in range(3000)]
+    t = torch.tensor(values).to(getattr(torch, name))
+    assert layer_stats(t) == pytest.approx(_stats(values), rel=1e-12)
+
+
+def test_a_layer_output_that_cannot_be_measured_leaves_the_forward_alone(monkeypatch):
+    """Measuring is the plugin's business: when it fails on one layer's output, the model's
+    forward still runs to its end and the record says which layer could not be measured
+    (recording used to fail as if the model had rejected its inputs)."""
+    torch = pytest.importorskip("torch")
+    from pytest_weightshape.frameworks import torch_adapter
+
+    real = torch_adapter.layer_stats
+
+    def fussy(tensor, scratch=None):
+        if tensor.shape[-1] == 3:
+            raise RuntimeError("cannot reduce this")
+        return real(tensor, scratch)
+
+    monkeypatch.setattr(torch_adapter, "layer_stats", fussy)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Linear(4, 3), torch.nn.ReLU())
+    x = torch.randn(2, 4)
+    raw, record = torch_adapter.ADAPTER.observe_layers(model, lambda: model(x))
+    assert torch.equal(raw, model(x))
+    assert record == {
+        "unrecorded": "measuring the output of 1 (Linear) failed: RuntimeError: cannot reduce this"
+    }
+    assert all(not m._forward_hooks for m in model.modules())
