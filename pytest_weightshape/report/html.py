@@ -9,7 +9,7 @@ tolerance line), then the tables.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from html import escape
 from typing import Any
 
@@ -184,27 +184,7 @@ def drift_chart(statistics: Sequence[Mapping[str, Any]]) -> str:
     hidden = max(0, len(rows) - DRIFT_BARS)
     rows = rows[:DRIFT_BARS]
     name_w, bar_w, row_h, top = 300, 300 + 40 * int(log_max - LOG_MAX), 15, 20
-    height = top + row_h * len(rows) + 26
-    width = name_w + bar_w + 70
-
-    def x(r: float) -> float:
-        if r <= 0:
-            return name_w
-        level = min(max(math.log10(r), LOG_MIN), log_max)
-        return name_w + bar_w * (level - LOG_MIN) / (log_max - LOG_MIN)
-
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-        'role="img" aria-label="drift of each statistic relative to its tolerance">'
-    ]
-    for k in range(int(LOG_MIN), int(log_max) + 1):
-        gx = x(10.0**k)
-        parts.append(
-            f'<line x1="{gx:.1f}" x2="{gx:.1f}" y1="{top - 4}" y2="{height - 22}" '
-            'stroke="#eee"/>'
-            f'<text x="{gx:.1f}" y="{height - 8}" font-size="10" text-anchor="middle">'
-            f"1e{k}</text>"
-        )
+    x, parts, height = _log_chart(name_w, bar_w, top, row_h * len(rows), log_max, "each statistic")
     for i, s in enumerate(rows):
         r = ratio(s)
         yy = top + i * row_h
@@ -258,27 +238,9 @@ def layer_chart(located: Mapping[str, Any]) -> str:
     start = max(0, min(first - LAYER_CONTEXT, len(drifts) - LAYER_BARS))
     shown = drifts[start : start + LAYER_BARS]
     name_w, bar_w, row_h, top = 260, 300 + 40 * int(log_max - LOG_MAX), 12, 20
-    height = top + row_h * len(shown) + 26
-    width = name_w + bar_w + 70
-
-    def x(r: float) -> float:
-        if r <= 0:
-            return name_w
-        level = min(max(math.log10(r), LOG_MIN), log_max)
-        return name_w + bar_w * (level - LOG_MIN) / (log_max - LOG_MIN)
-
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-        'role="img" aria-label="drift of each layer output relative to its tolerance">'
-    ]
-    for k in range(int(LOG_MIN), int(log_max) + 1):
-        gx = x(10.0**k)
-        parts.append(
-            f'<line x1="{gx:.1f}" x2="{gx:.1f}" y1="{top - 4}" y2="{height - 22}" '
-            'stroke="#eee"/>'
-            f'<text x="{gx:.1f}" y="{height - 8}" font-size="10" text-anchor="middle">'
-            f"1e{k}</text>"
-        )
+    x, parts, height = _log_chart(
+        name_w, bar_w, top, row_h * len(shown), log_max, "each layer output"
+    )
     for i, (name, kind, value) in enumerate(shown):
         r = ratio(value)
         yy = top + i * row_h
@@ -500,3 +462,32 @@ def to_html(records: Sequence[Mapping[str, Any]], extra: Mapping[str, Any] | Non
         f"{escape(str(env.get('device', '')))}</div>{orphan_html}{index}{sections}"
         "</body></html>\n"
     )
+
+
+def _log_chart(
+    name_w: int, bar_w: int, top: int, rows_h: int, log_max: float, what: str
+) -> tuple[Callable[[float], float], list[str], int]:
+    """A drift chart's frame: the x position of a drift ratio on the log axis, the opening of
+    the SVG with its grid (one line per decade, labelled), and the chart's height."""
+    height = top + rows_h + 26
+    width = name_w + bar_w + 70
+
+    def x(r: float) -> float:
+        if r <= 0:
+            return name_w
+        level = min(max(math.log10(r), LOG_MIN), log_max)
+        return name_w + bar_w * (level - LOG_MIN) / (log_max - LOG_MIN)
+
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'role="img" aria-label="drift of {what} relative to its tolerance">'
+    ]
+    for k in range(int(LOG_MIN), int(log_max) + 1):
+        gx = x(10.0**k)
+        parts.append(
+            f'<line x1="{gx:.1f}" x2="{gx:.1f}" y1="{top - 4}" y2="{height - 22}" '
+            'stroke="#eee"/>'
+            f'<text x="{gx:.1f}" y="{height - 8}" font-size="10" text-anchor="middle">'
+            f"1e{k}</text>"
+        )
+    return x, parts, height
