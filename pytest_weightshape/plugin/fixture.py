@@ -292,19 +292,12 @@ class ShapeVariant:
         return _Plan(check, placement.device, policy, self._assertion, where.path, where.test)
 
     def _may_record(self, plan: _Plan) -> bool:
-        """Whether this check may write its golden (an update flag, or no golden yet): only then
-        are its sensitivity (two more forwards per variant, see ``sensitivity``) and its layers
-        (see ``layers``) measured, so a plain passing check pays for neither."""
-        from .. import golden
-
+        """Whether this check may write its golden (an update flag): only then are its
+        sensitivity (two more forwards per variant, see ``sensitivity``) and its layers (see
+        ``layers``) measured, so a plain run pays for neither (a missing golden is not written
+        by a plain run either)."""
         settings = settings_of(self._request.config)
-        if syrupy_bridge.may_update(plan.assertion) or settings.update_failing:
-            return True
-        try:
-            _, known = golden.read_checks(Path(plan.path))
-        except GoldenError:
-            return False
-        return plan.check not in known
+        return syrupy_bridge.may_update(plan.assertion) or settings.update_failing
 
     def _assert(
         self, plan: _Plan, document: dict[str, Any]
