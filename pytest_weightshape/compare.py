@@ -437,15 +437,7 @@ def _fingerprint_changes(
         unknown = unknown or None in inputs or None in params.values()
         changed = [p for p, differs in params.items() if differs]
         if changed:
-            detail = []
-            for p in changed[:3]:
-                gf, cf = gp[p].get("fingerprint", {}), cp[p].get("fingerprint", {})
-                if all(isinstance(f.get("std"), (int, float)) for f in (gf, cf)):
-                    detail.append(f"{p} std {gf['std']:.6g} -> {cf['std']:.6g}")
-                else:
-                    detail.append(p)
-            more = f", +{len(changed) - 3} more" if len(changed) > 3 else ""
-            weights.append(f"{name}: {', '.join(detail)}{more}")
+            weights.append(_changed_tensors_line(name, changed, gp, cp))
     return inputs_changed, weights, unknown
 
 
@@ -519,15 +511,7 @@ def _buffer_changes(golden: Mapping[str, Any], current: Mapping[str, Any]) -> li
             b for b in gb if b in cb and gb[b]["shape"] == cb[b]["shape"] and _changed(gb[b], cb[b])
         ]
         if changed:
-            detail = []
-            for b in changed[:3]:
-                gf, cf = gb[b].get("fingerprint", {}), cb[b].get("fingerprint", {})
-                if all(isinstance(f.get("std"), (int, float)) for f in (gf, cf)):
-                    detail.append(f"{b} std {gf['std']:.6g} -> {cf['std']:.6g}")
-                else:
-                    detail.append(b)
-            more = f", +{len(changed) - 3} more" if len(changed) > 3 else ""
-            out.append(f"{name}: {', '.join(detail)}{more}")
+            out.append(_changed_tensors_line(name, changed, gb, cb))
     return out
 
 
@@ -598,3 +582,22 @@ def _numerics_cause(golden: Mapping[str, Any], current: Mapping[str, Any], unkno
         "forward numerics changed: same inputs and initial weights, different outputs; "
         f"the environment changed, likely culprit: {culprit}"
     )
+
+
+def _changed_tensors_line(
+    variant: str,
+    changed: list[str],
+    golden: Mapping[str, Any],
+    current: Mapping[str, Any],
+) -> str:
+    """``variant: NAME std A -> B, ...`` for the first three tensors (parameters or buffers)
+    whose fingerprints differ, and how many more."""
+    detail = []
+    for name in changed[:3]:
+        gf, cf = golden[name].get("fingerprint", {}), current[name].get("fingerprint", {})
+        if all(isinstance(f.get("std"), (int, float)) for f in (gf, cf)):
+            detail.append(f"{name} std {gf['std']:.6g} -> {cf['std']:.6g}")
+        else:
+            detail.append(name)
+    more = f", +{len(changed) - 3} more" if len(changed) > 3 else ""
+    return f"{variant}: {', '.join(detail)}{more}"

@@ -138,11 +138,7 @@ class Observer:
         for variant in self.spec.variants:
             changed: list[str] = []
             with kept_globals(changed):  # each variant starts from the same numeric globals
-                adapter, model = self._build(variant)
-                if self.weights == "portable":
-                    self._forward(variant, adapter, model)  # lazy models create weights here
-                    values = redraw(adapter.parameters(model), self.spec.seed, adapter.convention)
-                    adapter.set_parameters(model, values)
+                adapter, model = self._weighted(variant)
                 device = adapter.device(model)
                 last = variant is self.spec.variants[-1]
                 last = last and not (self.calibrate or self.sensitivity)
@@ -180,6 +176,15 @@ class Observer:
             ),
             "variants": variants,
         }
+
+    def _weighted(self, variant: Variant) -> tuple[Adapter, Any]:
+        """The variant built, with its portable weights when the check asks for them."""
+        adapter, model = self._build(variant)
+        if self.weights == "portable":
+            self._forward(variant, adapter, model)  # lazy models create weights here
+            values = redraw(adapter.parameters(model), self.spec.seed, adapter.convention)
+            adapter.set_parameters(model, values)
+        return adapter, model
 
     def _build(self, variant: Variant) -> tuple[Adapter, Any]:
         with seeded(self.spec.seed):
@@ -294,13 +299,7 @@ class Observer:
                     continue
                 observed: dict[str, Any] = {}
                 with kept_globals([]):
-                    adapter, model = self._build(variant)
-                    if self.weights == "portable":
-                        self._forward(variant, adapter, model)
-                        values = redraw(
-                            adapter.parameters(model), self.spec.seed, adapter.convention
-                        )
-                        adapter.set_parameters(model, values)
+                    adapter, model = self._weighted(variant)
                     self._forward(variant, adapter, model, False, observed)
                 found[variant.name] = observed["layers"]
                 del model

@@ -162,29 +162,19 @@ def summary(terminalreporter: Any, config: pytest.Config, state: Session) -> Non
     terminalreporter.section("weightshape")
     for line in summary_lines(state.records):
         terminalreporter.write_line(line)
-    if state.orphans:
+    for paths, whose in (
+        (state.orphans, "deleted test files"),
+        (state.unused_tests, "tests that no longer exist"),
+    ):
+        if not paths:
+            continue
         what = "removed" if state.orphans_removed else "unused"
         terminalreporter.write_line(
-            f"{len(state.orphans)} golden file{'s' if len(state.orphans) != 1 else ''} "
-            f"of deleted test files {what}"
+            f"{len(paths)} golden file{'s' if len(paths) != 1 else ''} of {whose} {what}"
             + ("" if state.orphans_removed else " (--snapshot-update removes them)")
             + ":"
         )
-        for path in state.orphans:
-            terminalreporter.write_line(f"  {os.path.relpath(path, here)}")
-        if not state.orphans_removed and not syrupy_bridge.warn_unused(config):
-            terminalreporter.write_line(
-                "they fail this run, like unused snapshots (--snapshot-warn-unused only warns)",
-                red=True,
-            )
-    if state.unused_tests:
-        what = "removed" if state.orphans_removed else "unused"
-        count = len(state.unused_tests)
-        terminalreporter.write_line(
-            f"{count} golden file{'s' if count != 1 else ''} of tests that no longer exist "
-            f"{what}" + ("" if state.orphans_removed else " (--snapshot-update removes them)") + ":"
-        )
-        for path in state.unused_tests:
+        for path in paths:
             terminalreporter.write_line(f"  {os.path.relpath(path, here)}")
         if not state.orphans_removed and not syrupy_bridge.warn_unused(config):
             terminalreporter.write_line(
