@@ -1,0 +1,95 @@
+"""Training-step checks (``shape_variant.check_training``): what a check asks for, and what one
+variant's training gave.
+
+This module is the contract between the core and the adapters: :class:`Loss` and
+:class:`Optimizer` say what to train with (resolved and validated here, framework-free), an
+adapter's ``train`` runs the steps and returns a :class:`Trained`, and the core turns that into
+the variant's ``training`` section of the check document.
+
+An adapter's ``train(model, inputs, keywords, targets, loss, optimizer, steps, seed)``:
+
+- ``model`` is prepared (``Adapter.prepare``: inference mode, on its device); ``inputs`` and
+  ``keywords`` are converted as for ``Adapter.forward``; ``targets`` is a tuple of converted
+  targets (one per target; usually one).
+- It puts the model in training mode (dropout active, BatchNorm on batch statistics), runs
+  ``steps`` optimizer steps, and puts the model back in inference mode, trained in place.
+- Step ``k`` (0-based) runs under ``frameworks.seeded(seed + k)``: forward, loss, gradients,
+  optimizer step; dropout masks are then the same for every variant and every run.
+- The built-in losses (``mse``, ``cross_entropy``) take the model's first flattened output
+  (``output`` for a tensor, ``output.0`` for a tuple, as ``Adapter.outputs`` names them) and the
+  first target; ``mse`` is the mean over every element; ``cross_entropy`` takes logits with the
+  classes on the last axis and integer class targets of the output's shape without that axis
+  (mean over the rest). A callable loss gets the model's raw output and the target (or the
+  tuple of targets when there are several) and returns a scalar in the model's framework.
+- ``Trained.gradients`` are step 0's gradients (before the first optimizer step) as host arrays,
+  keyed by the names ``Adapter.parameters`` uses; a parameter that takes no gradient (frozen,
+  or not on the loss's path) is listed in ``no_gradient`` instead. Where the framework gives no
+  gradients (a backend without autodiff access), ``gradients`` is ``None`` and
+  ``gradients_missing`` says why.
+- Bad ``loss``/``optimizer``/``targets`` (a shape that does not fit the output, a float target
+  for ``cross_entropy``, a model without trainable parameters) raise :class:`~.errors.ModelError`
+  saying what was wrong and how to fix it; the caller adds the variant's name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from .frameworks import Array
+
+#: The built-in losses.
+LOSSES: tuple[str, ...] = ("mse", "cross_entropy")
+#: The built-in optimizers, with their learning rate when ``lr=None``.
+DEFAULT_LR: dict[str, float] = {"sgd": 0.01, "adam": 0.001}
+#: The check name of a ``check_training`` call without ``name=``.
+DEFAULT_TRAINING_CHECK = "training"
+
+
+@dataclass(frozen=True)
+class Loss:
+    """What to minimise: ``kind`` is ``mse``, ``cross_entropy`` or ``custom`` (then ``fn``)."""
+
+    kind: str
+    #: What the golden records: the built-in's name, or ``custom:<qualified name>``.
+    name: str
+    #: The user's callable ``(output, target) -> scalar`` for ``custom``.
+    fn: Callable[..., Any] | None = None
+
+
+@dataclass(frozen=True)
+class Optimizer:
+    """How to step: ``kind`` is ``sgd``, ``adam`` or ``custom`` (then ``factory``).
+
+    ``sgd`` and ``adam`` use the framework's own optimizer with ``lr`` (its defaults otherwise).
+    ``factory`` is, for torch, ``params -> torch.optim.Optimizer``; for Keras, a Keras optimizer
+    (each variant gets a fresh copy from its config, so no state leaks between variants) or a
+    callable returning one.
+    """
+
+    kind: str
+    #: What the golden records: ``sgd``, ``adam``, or ``custom:<qualified name>``.
+    name: str
+    #: The learning rate: resolved for ``sgd``/``adam``; the user's ``lr=`` (or None) for custom.
+    lr: float | None = None
+    factory: Any = None
+
+
+@dataclass
+class Trained:
+    """What an adapter's ``train`` gives back (the model itself is trained in place)."""
+
+    #: The loss of every step, before that step's update (as Python floats).
+    losses: list[float]
+    #: Step 0's outputs (training mode, before any update), flattened as ``Adapter.outputs``.
+    forward: list[Array]
+    #: Step 0's gradient of each parameter that took one, by parameter name (host arrays);
+    #: ``None`` when the framework gave none (``gradients_missing`` says why).
+    gradients: dict[str, np.ndarray] | None
+    #: Parameters that took no gradient (frozen, or not on the loss's path), in parameter order.
+    no_gradient: list[str] = field(default_factory=list)
+    gradients_missing: str | None = None
