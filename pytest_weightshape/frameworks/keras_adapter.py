@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import keras
 import numpy as np
@@ -20,6 +20,9 @@ from keras.src.backend.common import global_state
 
 from ..errors import ModelError, exception_line
 from . import Array, flatten
+
+if TYPE_CHECKING:
+    from ..training import Loss, Optimizer, Trained
 
 _COUNTER = re.compile(r"^(?P<base>.+?)(?:_(?P<n>\d+))?$")
 #: Keras's global seed and global SeedGenerator (``keras.utils.set_random_seed`` sets both).
@@ -135,7 +138,7 @@ def _automatic_bases(model: Any) -> frozenset[str]:
     return frozenset(to_snake_case(type(layer).__name__) for layer in layers)
 
 
-def _weight_names(model: Any) -> list[str]:
+def weight_names(model: Any) -> list[str]:
     return stable_names([w.path for w in model.weights], _own_name(model), _automatic_bases(model))
 
 
@@ -174,7 +177,7 @@ class KerasAdapter:
 
     def parameters(self, model: Any) -> list[Array]:
         weights = list(model.weights)
-        names = _weight_names(model)
+        names = weight_names(model)
         out = []
         for name, weight in zip(names, weights, strict=True):
             host = to_numpy(weight)
@@ -184,7 +187,7 @@ class KerasAdapter:
 
     def set_parameters(self, model: Any, values: Mapping[str, np.ndarray]) -> None:
         weights = list(model.weights)
-        names = _weight_names(model)
+        names = weight_names(model)
         for name, weight in zip(names, weights, strict=True):
             weight.assign(values[name])
 
@@ -206,6 +209,23 @@ class KerasAdapter:
     def observe_layers(self, model: Any, forward: Callable[[], Any]) -> tuple[Any, Any]:
         """``forward()`` with every leaf layer observed -> (its output, the layers' record)."""
         return observe_layers(model, forward)
+
+    def train(
+        self,
+        model: Any,
+        inputs: tuple[Any, ...],
+        keywords: Mapping[str, Any] | None,
+        targets: tuple[Any, ...],
+        loss: Loss,
+        optimizer: Optimizer,
+        steps: int,
+        seed: int,
+    ) -> Trained:
+        """``steps`` optimizer steps in training mode (the contract in ``training``), with the
+        backend's own autodiff (``keras_training``)."""
+        from .keras_training import train
+
+        return train(model, inputs, keywords, targets, loss, optimizer, steps, seed)
 
 
 ADAPTER = KerasAdapter()
