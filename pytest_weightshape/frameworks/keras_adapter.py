@@ -223,9 +223,16 @@ class KerasAdapter:
     ) -> Trained:
         """``steps`` optimizer steps in training mode (the contract in ``training``), with the
         backend's own autodiff (``keras_training``)."""
-        from .keras_training import train
+        from . import keras_training, seeded
 
-        return train(model, inputs, keywords, targets, loss, optimizer, steps, seed)
+        arguments = call_arguments(model, inputs, keywords)
+        if not model.built:  # a layer or subclassed model creates its weights on its first call
+            with seeded(seed):
+                self.forward(model, inputs, keywords)
+        names = weight_names(model)
+        return keras_training.train(
+            model, arguments, names, self.outputs, targets, loss, optimizer, steps, seed
+        )
 
 
 ADAPTER = KerasAdapter()
@@ -243,6 +250,23 @@ def input_names(model: Any) -> list[str] | None:
     if not isinstance(inputs, list):
         return None
     return [str(getattr(i, "name", "")) for i in inputs]
+
+
+def call_arguments(
+    model: Any, inputs: tuple[Any, ...], keywords: Mapping[str, Any] | None
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """The positional and keyword arguments of the model's call, as ``forward`` passes them
+    (without ``training``)."""
+    if not keywords:
+        return (inputs[0] if len(inputs) == 1 else list(inputs),), {}
+    if input_names(model) is not None:
+        if inputs:
+            raise ModelError(
+                "a Keras functional model takes its inputs either positionally or all by "
+                "name (a mapping in inputs=), not both"
+            )
+        return (dict(keywords),), {}
+    return tuple(inputs), dict(keywords)
 
 
 def _keyword_forward(model: Any, inputs: tuple[Any, ...], keywords: Mapping[str, Any]) -> Any:

@@ -27,8 +27,7 @@ import numpy as np
 
 from ..errors import ModelError, exception_line
 from ..training import DEFAULT_LR, Loss, Optimizer, Trained
-from . import seeded
-from .keras_adapter import ADAPTER, backend, dtype_name, input_names, to_numpy, weight_names
+from . import Array, seeded
 
 #: One step's forward and gradients: (loss tensor, raw output, a gradient or None for each
 #: trainable variable, in ``model.trainable_variables`` order).
@@ -39,20 +38,19 @@ _LOW_PRECISION = ("float16", "bfloat16")
 
 def train(
     model: Any,
-    inputs: tuple[Any, ...],
-    keywords: Mapping[str, Any] | None,
+    arguments: tuple[tuple[Any, ...], dict[str, Any]],
+    names: list[str],
+    outputs: Callable[[Any, Any], list[Array]],
     targets: tuple[Any, ...],
     loss: Loss,
     optimizer: Optimizer,
     steps: int,
     seed: int,
 ) -> Trained:
-    """``steps`` optimizer steps on ``model`` in training mode, trained in place (see
-    ``training``)."""
-    args, kwargs = _arguments(model, inputs, keywords)
-    if not model.built:  # a layer or subclassed model creates its weights on its first call
-        with seeded(seed):
-            ADAPTER.forward(model, inputs, keywords)
+    """``steps`` optimizer steps on a built ``model`` in training mode, trained in place (see
+    ``training``). ``arguments`` are the model call's (positional, keyword) arguments,
+    ``names`` the names of ``model.weights``, ``outputs`` the adapter's flattening."""
+    args, kwargs = arguments
     trainable = list(model.trainable_variables)
     if not trainable:
         raise ModelError(
@@ -64,12 +62,12 @@ def train(
     stepper = _stepper()
     opt = _optimizer(optimizer)
     opt.build(trainable)
-    names = {id(w): name for name, w in zip(weight_names(model), model.weights, strict=True)}
+    named = {id(w): name for name, w in zip(names, model.weights, strict=True)}
     order = [id(w) for w in model.weights]
     generators = _seed_generators(model)
     saved = [_host(g.state) for g in generators]
     losses: list[float] = []
-    forward: list[Any] = []
+    forward: list[Array] = []
     gradients: dict[str, np.ndarray] = {}
     took: set[int] = set()
     try:
@@ -79,41 +77,32 @@ def train(
                 value, raw, grads = stepper(model, trainable, args, kwargs, objective)
                 pairs = [(g, v) for g, v in zip(grads, trainable, strict=True) if g is not None]
                 if k == 0:
-                    forward = ADAPTER.outputs(raw, model)
+                    forward = outputs(raw, model)
                     for g, v in pairs:
                         took.add(id(v))
-                        gradients[names[id(v)]] = _host(g)
+                        gradients[named[id(v)]] = _host(g)
                 _apply(opt, pairs)
             losses.append(float(_host(value)))
     finally:
         for generator, state in zip(generators, saved, strict=True):
             generator.state.assign(state)
-        if backend() == "torch":
+        if _backend() == "torch":
             for variable in trainable:
                 variable.value.grad = None
-    ordered = {names[i]: gradients[names[i]] for i in order if i in took}
-    no_gradient = [names[i] for i in order if i not in took]
+    ordered = {named[i]: gradients[named[i]] for i in order if i in took}
+    no_gradient = [named[i] for i in order if i not in took]
     return Trained(losses=losses, forward=forward, gradients=ordered, no_gradient=no_gradient)
 
 
-# -- what to call and what to minimise -----------------------------------------------------------
+# -- what to minimise ----------------------------------------------------------------------------
 
 
-def _arguments(
-    model: Any, inputs: tuple[Any, ...], keywords: Mapping[str, Any] | None
-) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    """The positional and keyword arguments of the model's call, as ``KerasAdapter.forward``
-    passes them."""
-    if keywords:
-        if input_names(model) is not None:
-            if inputs:
-                raise ModelError(
-                    "a Keras functional model takes its inputs either positionally or all by "
-                    "name (a mapping in inputs=), not both"
-                )
-            return (dict(keywords),), {}
-        return tuple(inputs), dict(keywords)
-    return (inputs[0] if len(inputs) == 1 else list(inputs),), {}
+def _backend() -> str:
+    return str(keras.backend.backend())
+
+
+def _dtype(value: Any) -> str:
+    return str(keras.backend.standardize_dtype(value.dtype))
 
 
 def _objective(loss: Loss, targets: tuple[Any, ...]) -> Callable[[Any], Any]:
@@ -135,7 +124,7 @@ def _objective(loss: Loss, targets: tuple[Any, ...]) -> Callable[[Any], Any]:
                 raise ModelError(
                     f"the loss {loss.name} raised {exception_line(exc)}: it gets the model's "
                     "raw output and the target (a tuple of targets when there are several) as "
-                    f"{backend()} tensors and returns a scalar computed with keras.ops"
+                    f"{_backend()} tensors and returns a scalar computed with keras.ops"
                 ) from exc
             return _scalar(value, loss.name)
 
@@ -197,7 +186,7 @@ def _mse(raw: Any, target: Any) -> Any:
 
 
 def _cross_entropy(target: Any) -> Callable[[Any], Any]:
-    kind = dtype_name(target.dtype)
+    kind = _dtype(target)
     if not kind.startswith(("int", "uint")):
         raise ModelError(
             f"'cross_entropy' takes integer class targets, got {kind}: pass class indices, "
@@ -225,7 +214,7 @@ def _cross_entropy(target: Any) -> Callable[[Any], Any]:
             )
         logits = _computing(output)
         each = keras.ops.sparse_categorical_crossentropy(
-            keras.ops.cast(target, "int64" if backend() == "torch" else "int32"),
+            keras.ops.cast(target, "int64" if _backend() == "torch" else "int32"),
             logits,
             from_logits=True,
         )
@@ -236,7 +225,7 @@ def _cross_entropy(target: Any) -> Callable[[Any], Any]:
 
 def _computing(output: Any) -> Any:
     """Half-precision outputs are measured by the built-in losses in float32."""
-    if dtype_name(output.dtype) in _LOW_PRECISION:
+    if _dtype(output) in _LOW_PRECISION:
         return keras.ops.cast(output, "float32")
     return output
 
@@ -245,7 +234,7 @@ def _scalar(value: Any, what: str) -> Any:
     if not keras.ops.is_tensor(value):
         raise ModelError(
             f"the loss {what} returned {type(value).__name__} {value!r:.60}, not a "
-            f"{backend()} tensor: compute it from the output with keras.ops (a Python or "
+            f"{_backend()} tensor: compute it from the output with keras.ops (a Python or "
             "NumPy number carries no gradient)"
         )
     if len(value.shape) != 0:
@@ -321,7 +310,7 @@ def _apply(optimizer: Any, pairs: list[tuple[Any, Any]]) -> None:
     if not pairs:
         return
     grads, variables = [g for g, _ in pairs], [v for _, v in pairs]
-    if backend() == "torch":
+    if _backend() == "torch":
         import torch
 
         with torch.no_grad():
@@ -360,10 +349,11 @@ def _host(value: Any) -> np.ndarray:
         import tensorflow as tf
 
         value = tf.convert_to_tensor(value)
-    host = to_numpy(value)
-    if host is None:
-        return np.array(value)
-    return np.array(host[0], copy=True)
+    if isinstance(value, keras.Variable):
+        value = value.value
+    if _dtype(value) == "bfloat16":  # numpy has no bfloat16
+        value = keras.ops.cast(value, "float32")
+    return np.array(keras.ops.convert_to_numpy(value), copy=True)
 
 
 # -- one step per backend ------------------------------------------------------------------------
@@ -454,7 +444,7 @@ def _jax_unused(fn: Callable[[list[Any]], Any], values: list[Any]) -> list[bool]
 
 def _stepper() -> Callable[..., Step]:
     """This backend's step: (model, trainable, args, kwargs, objective) -> ``Step``."""
-    name = backend()
+    name = _backend()
     if name == "tensorflow":
         return _tensorflow_step
     if name == "torch":
