@@ -54,9 +54,14 @@ def train(
     trainable = list(model.trainable_variables)
     if not trainable:
         raise ModelError(
-            f"the Keras model {type(model).__name__} has no trainable weights "
-            f"({len(model.weights)} weights, all frozen or none): training changes nothing; "
-            "set trainable=True on the layers to train, or use check() for the forward pass"
+            f"the Keras model {type(model).__name__} has no trainable weights ("
+            + (
+                f"its {len(model.weights)} weights are all frozen"
+                if model.weights
+                else "it has none"
+            )
+            + "): training would change nothing; set trainable=True on the layers to train, or "
+            "use check() for the forward pass"
         )
     objective = _objective(loss, targets)
     stepper = _stepper()
