@@ -26,7 +26,7 @@ ROOT = str(pathlib.Path(__file__).resolve().parents[2])
 
 
 @functools.cache
-def probe(backend):
+def probe(backend, *args):
     env = {
         "KERAS_BACKEND": backend,
         "TF_CPP_MIN_LOG_LEVEL": "3",
@@ -35,7 +35,7 @@ def probe(backend):
         "HOME": os.environ.get("HOME", "/tmp"),
     }
     result = subprocess.run(
-        [sys.executable, str(PROBE)], capture_output=True, text=True, env=env, timeout=600
+        [sys.executable, str(PROBE), *args], capture_output=True, text=True, env=env, timeout=600
     )
     lines = [line for line in result.stdout.splitlines() if line.startswith("RESULTS ")]
     assert lines, result.stderr[-3000:]
@@ -49,8 +49,8 @@ def backend(request):
     return request.param
 
 
-def section(backend, name):
-    found = probe(backend)[name]
+def section(backend, name, *args):
+    found = probe(backend, *args)[name]
     assert "failed" not in found, found.get("failed")
     return found
 
@@ -206,3 +206,9 @@ def test_backends_agree_on_the_same_model_and_weights():
             for name, values in a["updates"].items():
                 error = _relative(values, b["updates"][name])
                 assert error < CROSS_BACKEND["updates"][kind], (*where, name)
+
+
+def test_a_backend_without_autodiff_says_which_backends_train():
+    message = section("numpy", "no_autodiff", "no-autodiff")["error"]
+    assert message.startswith("ModelError: Keras's numpy backend computes no gradients"), message
+    assert "KERAS_BACKEND=tensorflow, torch or jax" in message
