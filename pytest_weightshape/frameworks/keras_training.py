@@ -19,6 +19,7 @@ states back after training.
 from __future__ import annotations
 
 import random
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -294,7 +295,13 @@ def _optimizer(spec: Optimizer) -> Any:
             "trains a fresh copy of it) or a callable returning one"
         )
     try:
-        fresh = type(given).from_config(given.get_config())
+        with warnings.catch_warnings():
+            # Keras reads its learning-rate variable with np.array(variable), which NumPy 2
+            # warns about on the torch and jax backends (an error under -W error)
+            warnings.filterwarnings(
+                "ignore", "__array__ implementation doesn't accept a copy", DeprecationWarning
+            )
+            fresh = type(given).from_config(given.get_config())
     except Exception as exc:
         raise ModelError(
             f"the optimizer {type(given).__name__} cannot be copied from its config "
@@ -358,7 +365,11 @@ def _host(value: Any) -> np.ndarray:
         value = value.value
     if _dtype(value) == "bfloat16":  # numpy has no bfloat16
         value = keras.ops.cast(value, "float32")
-    return np.array(keras.ops.convert_to_numpy(value), copy=True)
+    if hasattr(value, "detach"):  # torch
+        return np.array(value.detach().cpu().numpy(), copy=True)
+    if hasattr(value, "numpy"):  # tensorflow (np.array(tensor) warns under NumPy 2)
+        return np.array(value.numpy(), copy=True)
+    return np.array(value, copy=True)  # jax
 
 
 # -- one step per backend ------------------------------------------------------------------------
