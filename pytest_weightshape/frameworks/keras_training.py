@@ -148,8 +148,8 @@ def _tensor(value: Any) -> Any:
 
 
 def _first_output(raw: Any) -> tuple[str, Any]:
-    """The model's first flattened output and its name (``output``, ``output.0``...), as
-    ``Adapter.outputs`` orders and names them."""
+    """The model's first flattened output and its name, as ``Adapter.outputs`` orders and
+    names them (``output`` for a tensor, ``0`` for a tuple's first, ``logits`` for a dict's)."""
 
     def walk(value: Any, path: tuple[str, ...]) -> tuple[str, Any] | None:
         if value is None:
@@ -158,6 +158,8 @@ def _first_output(raw: Any) -> tuple[str, Any]:
             return ".".join(path) or "output", value
         if isinstance(value, Mapping):
             items: list[tuple[str, Any]] = [(str(k), v) for k, v in value.items()]
+        elif isinstance(value, tuple) and hasattr(value, "_fields"):
+            items = [(str(k), getattr(value, k)) for k in value._fields]
         elif isinstance(value, (tuple, list)):
             items = [(str(i), v) for i, v in enumerate(value)]
         else:
@@ -175,8 +177,7 @@ def _first_output(raw: Any) -> tuple[str, Any]:
             "take: return a tensor (or a tuple whose first element is one), or pass a callable "
             "loss that picks the output"
         )
-    name, output = found
-    return ("output" if name == "output" else f"output.{name}"), output
+    return found
 
 
 def _mse(raw: Any, target: Any) -> Any:

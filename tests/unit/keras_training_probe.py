@@ -325,7 +325,15 @@ def errors():
     number = Loss("custom", "custom:number", lambda out, t: 1.0)
     raising = Loss("custom", "custom:raising", lambda out, t: out.missing_attribute)
     f32 = np.zeros((8,), np.float32)
+
+    def two_outputs():
+        inp = keras.Input((6,))
+        return keras.Model(inp, [keras.layers.Dense(4)(inp), keras.layers.Dense(2)(inp)])
+
     return {
+        "first_of_several": error_of(
+            lambda: train(built(two_outputs), np.zeros((8, 2), np.float32))
+        ),
         "mse_shape": error_of(lambda: train(small(), np.zeros((8, 2), np.float32))),
         "cross_entropy_float": error_of(lambda: train(small(), f32, loss=CROSS_ENTROPY)),
         "cross_entropy_shape": error_of(

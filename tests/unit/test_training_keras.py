@@ -156,6 +156,7 @@ def test_keyword_inputs_train(backend):
 
 
 ERRORS = {
+    "first_of_several": ("target has shape (8, 2)", "output '0' has shape (8, 4)"),
     "mse_shape": ("target has shape (8, 2)", "output 'output' has shape (8, 3)", "give targets="),
     "cross_entropy_float": ("integer class targets", "float32", "integers("),
     "cross_entropy_shape": ("target has shape (8, 3)", "classes on the last axis", "(8,)"),
