@@ -19,6 +19,7 @@ states back after training.
 from __future__ import annotations
 
 import random
+import traceback
 import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -83,6 +84,8 @@ def train(
                 value, raw, grads = stepper(model, trainable, args, kwargs, objective)
                 pairs = [(g, v) for g, v in zip(grads, trainable, strict=True) if g is not None]
                 if k == 0:
+                    if not pairs:
+                        raise ModelError(_nothing_trains(loss, [named[id(v)] for v in trainable]))
                     forward = outputs(raw, model)
                     for g, v in pairs:
                         took.add(id(v))
@@ -98,6 +101,15 @@ def train(
     ordered = {named[i]: gradients[named[i]] for i in order if i in took}
     no_gradient = [named[i] for i in order if i not in took]
     return Trained(losses=losses, forward=forward, gradients=ordered, no_gradient=no_gradient)
+
+
+def _nothing_trains(loss: Loss, trainable: list[str]) -> str:
+    shown = ", ".join(trainable[:4]) + (", ..." if len(trainable) > 4 else "")
+    return (
+        f"no trainable weight of the model ({shown}) took a gradient from the loss "
+        f"{loss.name}: it must be computed from the model's output with {_backend()} "
+        "operations (keras.ops), and the output must depend on a trainable layer"
+    )
 
 
 # -- what to minimise ----------------------------------------------------------------------------
@@ -128,10 +140,11 @@ def _objective(loss: Loss, targets: tuple[Any, ...]) -> Callable[[Any], Any]:
                 raise
             except Exception as exc:
                 raise ModelError(
-                    f"the loss {loss.name} raised {exception_line(exc)}: it gets the model's "
-                    "raw output and the target (a tuple of targets when there are several) as "
-                    f"{_backend()} tensors and returns a scalar computed with keras.ops"
-                ) from exc
+                    f"the loss {loss.name} raised\n{_user_frames(exc)}{exception_line(exc)}\n"
+                    "it gets the model's raw output and the target (a tuple of targets when "
+                    f"there are several) as {_backend()} tensors and returns a scalar computed "
+                    "with keras.ops"
+                ) from None
             return _scalar(value, loss.name)
 
         return custom
@@ -180,13 +193,24 @@ def _first_output(raw: Any) -> tuple[str, Any]:
     return found
 
 
-def _mse(raw: Any, target: Any) -> Any:
+def _float_output(raw: Any, loss: str) -> tuple[str, Any]:
     name, output = _first_output(raw)
+    if not _dtype(output).startswith(("float", "bfloat")):
+        raise ModelError(
+            f"loss {loss!r}: the model's output {name!r} is {_dtype(output)}, which takes no "
+            "gradient; return floating-point outputs (logits or predictions), or pass a "
+            "callable loss that picks a float output"
+        )
+    return name, output
+
+
+def _mse(raw: Any, target: Any) -> Any:
+    name, output = _float_output(raw, "mse")
     if tuple(output.shape) != tuple(target.shape):
         raise ModelError(
             f"the target has shape {_shape(target)} but the model's output {name!r} has shape "
             f"{_shape(output)}: 'mse' compares them element by element; give targets= the "
-            "output's shape"
+            f"output's shape, e.g. targets={_shape(output)}"
         )
     output = _computing(output)
     return keras.ops.mean(keras.ops.square(output - keras.ops.cast(target, output.dtype)))
@@ -194,30 +218,36 @@ def _mse(raw: Any, target: Any) -> Any:
 
 def _cross_entropy(target: Any) -> Callable[[Any], Any]:
     kind = _dtype(target)
-    if not kind.startswith(("int", "uint")):
-        raise ModelError(
-            f"'cross_entropy' takes integer class targets, got {kind}: pass class indices, "
-            "e.g. targets=pytest_weightshape.integers(shape, high=classes), or use 'mse' for "
-            "float targets"
-        )
-    host = _host(target)
-    low = int(host.min()) if host.size else 0
-    high = int(host.max()) if host.size else 0
+    integer = kind.startswith(("int", "uint"))
+    host = _host(target) if integer else None
+    low = int(host.min()) if host is not None and host.size else 0
+    high = int(host.max()) if host is not None and host.size else 0
 
     def loss(raw: Any) -> Any:
-        name, output = _first_output(raw)
-        if len(output.shape) < 1 or tuple(output.shape[:-1]) != tuple(target.shape):
+        name, output = _float_output(raw, "cross_entropy")
+        if len(output.shape) < 1:
+            raise ModelError(
+                f"'cross_entropy' takes logits with the classes on the last axis, and the "
+                f"model's output {name!r} is a scalar: return one logit per class"
+            )
+        classes = int(output.shape[-1])
+        fitting = f"targets=integers({_shape(output)[:-1]}, high={classes})"
+        if not integer:
+            raise ModelError(
+                f"'cross_entropy' takes integer class targets, got {kind}: give class indices, "
+                f"e.g. {fitting} (pytest_weightshape.integers), or use 'mse' for float targets"
+            )
+        if tuple(output.shape[:-1]) != tuple(target.shape):
             raise ModelError(
                 f"the target has shape {_shape(target)} but the model's output {name!r} has "
                 f"shape {_shape(output)}: 'cross_entropy' takes logits with the classes on the "
-                "last axis and class targets of the output's shape without that axis "
-                f"({_shape(output)[:-1]})"
+                "last axis and class targets of the output's shape without that axis: give "
+                f"{fitting}"
             )
-        classes = int(output.shape[-1])
         if low < 0 or high >= classes:
             raise ModelError(
                 f"the targets hold classes {low}..{high} but the output {name!r} has {classes} "
-                f"classes (0..{classes - 1}): draw targets below {classes}"
+                f"classes (0..{classes - 1}): give {fitting}"
             )
         logits = _computing(output)
         each = keras.ops.sparse_categorical_crossentropy(
@@ -244,12 +274,24 @@ def _scalar(value: Any, what: str) -> Any:
             f"{_backend()} tensor: compute it from the output with keras.ops (a Python or "
             "NumPy number carries no gradient)"
         )
-    if len(value.shape) != 0:
-        raise ModelError(
-            f"the loss {what} returned a tensor of shape {_shape(value)}, not a scalar: "
-            "reduce it (keras.ops.mean or keras.ops.sum)"
-        )
+    shape = _shape(value)
+    if len(shape) != 0:
+        if any(d != 1 for d in shape):
+            raise ModelError(
+                f"the loss {what} returned a tensor of shape {shape}, not a scalar: reduce it "
+                "(keras.ops.mean or keras.ops.sum)"
+            )
+        value = keras.ops.reshape(value, ())  # one element: a scalar
     return value
+
+
+def _user_frames(exc: BaseException) -> str:
+    """The last frames of ``exc``'s traceback outside this package: where the user's code
+    failed."""
+    frames = [
+        f for f in traceback.extract_tb(exc.__traceback__) if "pytest_weightshape" not in f.filename
+    ]
+    return "".join(traceback.format_list(frames[-3:]))
 
 
 def _shape(value: Any) -> tuple[int | None, ...]:

@@ -330,7 +330,17 @@ def errors():
         inp = keras.Input((6,))
         return keras.Model(inp, [keras.layers.Dense(4)(inp), keras.layers.Dense(2)(inp)])
 
+    target_only = Loss("custom", "custom:target_only", lambda out, t: keras.ops.sum(t))
+    one_element = Loss(
+        "custom",
+        "custom:one_element",
+        lambda out, t: keras.ops.reshape(keras.ops.mean(keras.ops.square(out - t)), (1,)),
+    )
+    integer_output = sequential(keras.layers.Dense(3), keras.layers.Lambda(lambda x: x > 0))
     return {
+        "one_element": error_of(lambda: train(small(), np.zeros((8, 3), np.float32), one_element)),
+        "target_only": error_of(lambda: train(small(), np.zeros((8, 3), np.float32), target_only)),
+        "bool_output": error_of(lambda: train(integer_output, np.zeros((8, 3), np.float32))),
         "first_of_several": error_of(
             lambda: train(built(two_outputs), np.zeros((8, 2), np.float32))
         ),

@@ -157,17 +157,28 @@ def test_keyword_inputs_train(backend):
 
 ERRORS = {
     "first_of_several": ("target has shape (8, 2)", "output '0' has shape (8, 4)"),
-    "mse_shape": ("target has shape (8, 2)", "output 'output' has shape (8, 3)", "give targets="),
-    "cross_entropy_float": ("integer class targets", "float32", "integers("),
+    "mse_shape": ("target has shape (8, 2)", "output 'output' has shape (8, 3)", "targets=(8, 3)"),
+    "cross_entropy_float": ("integer class targets", "float32", "targets=integers((8,), high=3)"),
     "cross_entropy_shape": ("target has shape (8, 3)", "classes on the last axis", "(8,)"),
-    "cross_entropy_range": ("classes 7..7", "3 classes", "below 3"),
+    "cross_entropy_range": ("classes 7..7", "3 classes", "targets=integers((8,), high=3)"),
+    "target_only": ("weight of the model (dense/kernel, dense/bias) took", "model's output"),
+    "bool_output": ("output 'output' is bool", "takes no gradient", "floating-point"),
     "no_trainable": ("no trainable weights", "all frozen", "trainable=True"),
     "not_scalar": ("custom:square", "shape (8, 3), not a scalar", "keras.ops.mean"),
     "number": ("custom:number", "returned float", "keras.ops"),
-    "raising": ("custom:raising raised AttributeError", "missing_attribute", "keras.ops"),
+    "raising": (
+        "custom:raising raised",
+        "keras_training_probe.py",
+        "missing_attribute",
+        "keras.ops",
+    ),
     "not_optimizer": ("gave object, not a Keras optimizer", "a callable returning one"),
     "factory_not_optimizer": ("gave str, not a Keras optimizer", "keras.optimizers.Optimizer"),
 }
+
+
+def test_a_loss_of_one_element_counts_as_a_scalar(backend):
+    assert section(backend, "errors")["one_element"] == "no error"
 
 
 @pytest.mark.parametrize("case", sorted(ERRORS))
