@@ -16,7 +16,7 @@ An adapter's ``train(model, inputs, keywords, targets, loss, optimizer, steps, s
 - Step ``k`` (0-based) runs under ``frameworks.seeded(seed + k)``: forward, loss, gradients,
   optimizer step; dropout masks are then the same for every variant and every run.
 - The built-in losses (``mse``, ``cross_entropy``) take the model's first flattened output
-  (``output`` for a tensor, ``output.0`` for a tuple, as ``Adapter.outputs`` names them) and the
+  (``output`` for a tensor, ``0`` for a tuple's first, as ``Adapter.outputs`` names them) and the
   first target; ``mse`` is the mean over every element; ``cross_entropy`` takes logits with the
   classes on the last axis and integer class targets of the output's shape without that axis
   (mean over the rest). A callable loss gets the model's raw output and the target (or the
