@@ -41,7 +41,7 @@ from .spec import Variant, VariantSpec, check_weights, format_value
 from .stats import fingerprint
 
 
-def _user_traceback(exc: BaseException) -> str:
+def user_traceback(exc: BaseException) -> str:
     """The exception's traceback without the harness's own frames."""
     frames = [
         f for f in traceback.extract_tb(exc.__traceback__) if "pytest_weightshape" not in f.filename
@@ -117,7 +117,9 @@ class Observer:
         #: Record each variant's layers (``layers``): when the document may become a golden.
         self.layers = layers
         self._given_inputs = inputs
-        self.inputs = draw_inputs(inputs, spec.seed)
+        #: The seed's input stream, left after the inputs' draws (targets are drawn next).
+        self.stream = input_stream(spec.seed)
+        self.inputs = draw_inputs(inputs, spec.seed, self.stream)
         self.input_info = _tensor_info([i.host for i in self.inputs])
         #: Numeric globals a variant's build or forward changed (put back after it, so no
         #: other variant or check runs under them): one line each, for a warning.
@@ -216,7 +218,7 @@ class Observer:
                 model = self.build(**variant.kwargs)
             except Exception as exc:
                 raise ModelError(
-                    f"variant {variant.name}: the builder raised\n{_user_traceback(exc)}"
+                    f"variant {variant.name}: the builder raised\n{user_traceback(exc)}"
                 ) from None
         if model is None:
             raise ModelError(
@@ -266,7 +268,7 @@ class Observer:
                 )
                 raise ModelError(
                     f"variant {variant.name}: the model rejected the inputs ({shapes})\n"
-                    f"{_user_traceback(exc)}"
+                    f"{user_traceback(exc)}"
                 ) from None
         try:
             outputs = adapter.outputs(raw, model)
