@@ -228,7 +228,7 @@ def training_problem(where: str, section: Any) -> str | None:
     if problem:
         return problem
     steps = section.get("steps")
-    if not _is_int(steps) or steps < 1:
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
         return f"{where}.steps must be a positive integer"
     losses = section.get("losses")
     if not isinstance(losses, list) or len(losses) != steps:

@@ -93,9 +93,7 @@ def make_inputs(inputs: Any, seed: int) -> tuple[Any, ...]:
     return tuple(value for value, _ in resolve_inputs(inputs, seed))
 
 
-def draw_inputs(
-    inputs: Any, seed: int, rng: np.random.Generator | None = None
-) -> list[Input]:
+def draw_inputs(inputs: Any, seed: int, rng: np.random.Generator | None = None) -> list[Input]:
     """``inputs=`` as one :class:`Input` per model argument: positional ones are ``input``
     (or ``input.0``, ``input.1`` ... for several), keyword ones are named by their keyword.
     With ``rng`` (the seed's stream), the draws come from it and it is left after them (so

@@ -28,8 +28,15 @@ from typing import Any
 
 from .document import ALL_STATS as ALL_STATS  # re-exported: moved to document
 from .document import COUNT_STATS as COUNT_STATS  # re-exported: moved to document
-from .document import DIVERGENCE_RATIO, DIVERGENCE_VALUE, FLOAT_STATS, FRACTION_STATS, VALUE_STATS
-from .document import TRAINING_RATIO, TRAINING_VALUE
+from .document import (
+    DIVERGENCE_RATIO,
+    DIVERGENCE_VALUE,
+    FLOAT_STATS,
+    FRACTION_STATS,
+    TRAINING_RATIO,
+    TRAINING_VALUE,
+    VALUE_STATS,
+)
 from .document import DIVERGENCE_UNIT as DIVERGENCE_UNIT  # re-exported: moved to document
 from .document import QUANTILE_KEYS as QUANTILE_KEYS  # re-exported: moved to document
 from .document import QUANTILES as QUANTILES  # re-exported: moved to document

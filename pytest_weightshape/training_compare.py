@@ -192,9 +192,7 @@ def training_causes(
         if d.where == WHERE and d.stat in ("loss", "optimizer", "lr", "steps")
     ]  # fmt: skip
     if config:
-        shown = ", ".join(
-            dict.fromkeys(f"{d.stat} {d.golden!r} -> {d.current!r}" for d in config)
-        )
+        shown = ", ".join(dict.fromkeys(f"{d.stat} {d.golden!r} -> {d.current!r}" for d in config))
         causes.append(f"the training configuration changed ({shown})")
     forward = _moved(differences, f"{WHERE}/forward")
     training = _moved(differences, WHERE)

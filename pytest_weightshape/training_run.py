@@ -12,7 +12,7 @@ gradient-norm and update-norm ratios to the base's.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -118,7 +118,7 @@ class Trainer(Observer):
     def __init__(
         self,
         spec: VariantSpec,
-        build: Callable[..., Any],
+        build: Any,
         inputs: Any,
         targets: Any,
         *,

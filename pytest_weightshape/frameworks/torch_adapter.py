@@ -248,7 +248,18 @@ class TorchAdapter:
         """Train ``model`` in place (see :mod:`.torch_training` and :mod:`..training`)."""
         from .torch_training import train
 
-        return train(model, inputs, keywords, targets, loss, optimizer, steps, seed)
+        return train(
+            model,
+            inputs,
+            keywords,
+            targets,
+            loss,
+            optimizer,
+            steps,
+            seed,
+            names=effective_names(model),
+            outputs=lambda raw: self.outputs(raw, model),
+        )
 
 
 # -- pruning, parametrizations, buffers and FLOPs (issue 14) ----------------------------------

@@ -10,15 +10,14 @@ its update. The model goes back to ``eval()`` afterwards, also when a step raise
 from __future__ import annotations
 
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
 
 from ..errors import ModelError, exception_line
 from ..training import Loss, Optimizer, Trained
-from . import seeded
-from .torch_adapter import ADAPTER, effective_names, to_numpy
+from . import Array, seeded
 
 
 def _first_tensor(raw: Any) -> torch.Tensor | None:
@@ -170,8 +169,13 @@ def train(
     optimizer: Optimizer,
     steps: int,
     seed: int,
+    *,
+    names: Mapping[str, str],
+    outputs: Callable[[Any], list[Array]],
 ) -> Trained:
-    """Train ``model`` in place for ``steps`` steps (see the module's docstring)."""
+    """Train ``model`` in place for ``steps`` steps (see the module's docstring). ``names``
+    maps ``named_parameters`` names to the adapter's parameter names, ``outputs`` flattens a
+    raw output as the adapter does."""
     named = list(model.named_parameters())
     trainable = [p for _, p in named if p.requires_grad]
     if not trainable:
@@ -180,7 +184,6 @@ def train(
             f"the model ({type(model).__name__}) has no trainable parameters ({why}): "
             "check_training needs at least one parameter with requires_grad=True"
         )
-    names = effective_names(model)
     opt = _optimizer(optimizer, trainable)
     losses: list[float] = []
     forward: list[Any] = []
@@ -196,7 +199,7 @@ def train(
                     value = _loss(loss, raw, targets)
                 losses.append(float(value.detach().to(torch.float64).cpu()))
                 if k == 0:
-                    forward = ADAPTER.outputs(_detached(raw), model)
+                    forward = outputs(_detached(raw))
                 value.backward()  # type: ignore[no-untyped-call]
                 if k == 0:
                     for raw_name, param in named:
@@ -206,14 +209,20 @@ def train(
                         if not param.requires_grad or param.grad is None:
                             no_gradient.append(name)
                             continue
-                        host = to_numpy(param.grad)
-                        assert host is not None
-                        gradients[name] = host[0].copy()
+                        gradients[name] = _host(param.grad)
                 opt.step()
                 del raw, value
     finally:
         model.eval()
     return Trained(losses, forward, gradients, no_gradient)
+
+
+def _host(tensor: torch.Tensor) -> Any:
+    """A gradient as a host array of its own (float32 for dtypes NumPy lacks)."""
+    value = tensor.detach()
+    if value.dtype not in (torch.float16, torch.float32, torch.float64):
+        value = value.to(torch.float32)
+    return value.cpu().numpy().copy()
 
 
 def _detached(raw: Any) -> Any:
@@ -230,4 +239,3 @@ def _detached(raw: Any) -> Any:
 
 
 __all__ = ["train"]
-
