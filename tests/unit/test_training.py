@@ -424,3 +424,9 @@ def test_document_validation_of_training_sections(golden):
     bad = copy.deepcopy(golden)
     bad["variants"]["hidden=7"]["divergence"]["training"]["loss_ratio"] = {}
     assert "divergence.training.loss_ratio must be a list" in check_problem(bad)
+
+
+def test_a_training_golden_does_not_claim_to_be_an_older_golden(golden):
+    from pytest_weightshape import sensitivity
+
+    assert sensitivity.not_stated(golden) == sensitivity.TRAINING
