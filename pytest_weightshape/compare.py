@@ -20,6 +20,7 @@ from .training_compare import (
     compare_training_divergence,
     kind_cause,
     kind_of,
+    noise_gradients,
     training_causes,
 )
 
@@ -234,7 +235,9 @@ def compare(golden: Mapping[str, Any], current: Mapping[str, Any], policy: Polic
         if training:
             compare_training(c, name, g, cur)
             if "divergence" in g and "divergence" in cur:
-                compare_training_divergence(c, name, g["divergence"], cur["divergence"])
+                base = next((v for v in gvars.values() if v.get("base")), {})
+                noise = {*noise_gradients(g), *noise_gradients(base)}
+                compare_training_divergence(c, name, g["divergence"], cur["divergence"], noise)
     verdict = c.verdict
     verdict.ok = not verdict.differences
     verdict.environment_changes = environment.differences(

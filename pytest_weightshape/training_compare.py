@@ -23,6 +23,34 @@ from .tolerance import rms
 
 #: Where the rows of a training section are reported (``Difference.where`` starts with it).
 WHERE = "training"
+#: A parameter whose step-0 gradient rms is at most this fraction of the variant's whole
+#: gradient rms took a gradient of float rounding noise only: mathematically zero, such as a
+#: bias before a BatchNorm (which removes it). Thread count or oneDNN reorder that noise; Adam
+#: then turns it into a full-size update in a direction the noise picks (measured: 25% change
+#: of such an update's norm, ``benchmarks/training_drift.py``). Its gradient statistics are
+#: judged against the variant's gradient scale, and its update is not compared.
+GRADIENT_NOISE = 1e-5
+
+
+def gradient_scale(variant: Mapping[str, Any]) -> float:
+    """The rms of a variant's whole step-0 gradient (every parameter's elements together)."""
+    grads = (variant.get("training") or {}).get("gradients") or {}
+    params = variant.get("parameters", {})
+    square = count = 0.0
+    for name, stats in grads.items():
+        norm = stats.get("norm")
+        size = _count(params.get(name, {}).get("shape"))
+        if isinstance(norm, (int, float)) and math.isfinite(norm) and size:
+            square += float(norm) ** 2
+            count += size
+    return math.sqrt(square / count) if count else 0.0
+
+
+def noise_gradients(variant: Mapping[str, Any]) -> list[str]:
+    """Parameters whose gradient is float rounding noise (see :data:`GRADIENT_NOISE`)."""
+    grads = (variant.get("training") or {}).get("gradients") or {}
+    scale = gradient_scale(variant)
+    return [name for name, stats in grads.items() if rms(stats) <= GRADIENT_NOISE * scale]
 
 
 def kind_of(document: Mapping[str, Any]) -> str:
@@ -88,17 +116,22 @@ def compare_training(c: Any, name: str, g: Mapping[str, Any], cur: Mapping[str, 
             gt.get("gradients_missing"), ct.get("gradients_missing"),
         )  # fmt: skip
     params = g.get("parameters", {})
+    noise, scale = set(noise_gradients(g)), gradient_scale(g)
     for key in ("gradients", "updates"):
         gs, cs = gt.get(key, {}), ct.get(key, {})
         c.names(name, f"{WHERE}/{key}", gs, cs)
         for pname, gstats in gs.items():
-            if pname not in cs:
+            if pname not in cs or (key == "updates" and pname in noise):
                 continue
             info = params.get(pname, {})
             count = _count(info.get("shape"))
-            # a gradient's statistics are judged against its rms; an update's norm against
-            # the update's rms (its norm over the root of the element count)
-            size = rms(gstats) if key == "gradients" else _update_rms(gstats, count)
+            # a gradient's statistics are judged against its rms (a noise gradient's against
+            # the variant's gradient scale); an update's norm against the update's rms (its
+            # norm over the root of the element count)
+            if key == "gradients":
+                size = scale if pname in noise else rms(gstats)
+            else:
+                size = _update_rms(gstats, count)
             c.stats(
                 name,
                 f"{WHERE}/{key}/{pname}",
@@ -125,9 +158,10 @@ def _first_dtype(variant: Mapping[str, Any]) -> str:
 
 
 def compare_training_divergence(
-    c: Any, name: str, gd: Mapping[str, Any], cd: Mapping[str, Any]
+    c: Any, name: str, gd: Mapping[str, Any], cd: Mapping[str, Any], noise: set[str]
 ) -> None:
-    """A variant's ``divergence["training"]`` ratios (when both documents hold them)."""
+    """A variant's ``divergence["training"]`` ratios (when both documents hold them); the
+    ratios of ``noise`` parameters (a noise gradient here or in the base) are not compared."""
     gt, ct = gd.get("training"), cd.get("training")
     if not isinstance(gt, Mapping) or not isinstance(ct, Mapping):
         return
@@ -142,7 +176,7 @@ def compare_training_divergence(
     for key in ("gradient_norm_ratio", "update_norm_ratio"):
         gs, cs = gt.get(key, {}), ct.get(key, {})
         for pname, value in gs.items():
-            if pname in cs:
+            if pname in cs and pname not in noise:
                 c.close(
                     name, f"{where}/{pname}", key, value, cs[pname],
                     dtype="float32", scale=1.0, count=0,

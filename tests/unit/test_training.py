@@ -430,3 +430,49 @@ def test_a_training_golden_does_not_claim_to_be_an_older_golden(golden):
     from pytest_weightshape import sensitivity
 
     assert sensitivity.not_stated(golden) == sensitivity.TRAINING
+
+
+def _bn_cnn(bias):
+    def build(channels):
+        return nn.Sequential(
+            nn.Conv2d(3, channels, 3, padding=1, bias=bias),
+            nn.BatchNorm2d(channels),
+            nn.ReLU(),
+            nn.Flatten(),
+            nn.Linear(channels * 16, 2),
+        )
+
+    spec = parse_marker((), {"channels": [4, 6]})
+    return Trainer(
+        spec, build, (2, 3, 4, 4), integers((2,), high=2), loss="cross_entropy", optimizer="adam"
+    ).observe()
+
+
+def test_a_noise_gradient_is_found_judged_by_the_model_scale_and_its_update_not_compared():
+    from pytest_weightshape.degenerate import findings
+    from pytest_weightshape.training_compare import gradient_scale, noise_gradients
+
+    doc = _bn_cnn(bias=True)
+    variant = doc["variants"]["channels=4"]
+    assert noise_gradients(variant) == ["0.bias"]  # a bias before BatchNorm
+    assert noise_gradients(_bn_cnn(bias=False)["variants"]["channels=4"]) == []
+    found = [f for f in findings(doc) if f.kind == "noise gradient"]
+    assert [(f.variant, f.output) for f in found] == [
+        ("channels=4", "gradient of 0.bias"),
+        ("channels=6", "gradient of 0.bias"),
+    ]
+    # another thread count reorders the noise: Adam's update of it changes a lot
+    current = copy.deepcopy(doc)
+    for name in ("channels=4", "channels=6"):
+        section = current["variants"][name]["training"]
+        section["gradients"]["0.bias"]["std"] *= 3
+        section["updates"]["0.bias"]["norm"] *= 1.25
+    current["variants"]["channels=6"]["divergence"]["training"]["update_norm_ratio"]["0.bias"] *= 2
+    assert compare(doc, current, Policy()).ok
+    # a gradient that becomes real (the model's own scale) still fails
+    section = current["variants"]["channels=4"]["training"]
+    section["gradients"]["0.bias"]["std"] = gradient_scale(variant)
+    verdict = compare(doc, current, Policy())
+    assert [(d.where, d.stat) for d in verdict.differences] == [
+        ("training/gradients/0.bias", "std")
+    ]
