@@ -235,7 +235,7 @@ def compare(golden: Mapping[str, Any], current: Mapping[str, Any], policy: Polic
         if training:
             compare_training(c, name, g, cur)
             if "divergence" in g and "divergence" in cur:
-                base = next((v for v in gvars.values() if v.get("base")), {})
+                base: Mapping[str, Any] = next((v for v in gvars.values() if v.get("base")), {})
                 noise = {*noise_gradients(g), *noise_gradients(base)}
                 compare_training_divergence(c, name, g["divergence"], cur["divergence"], noise)
     verdict = c.verdict
