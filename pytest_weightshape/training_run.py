@@ -175,10 +175,7 @@ class Trainer(Observer):
                     f"({type(model).__name__}): the {adapter.name} adapter has no training step; "
                     "give a torch.nn.Module or a Keras model, or use check() for the forward pass"
                 )
-            params = adapter.parameters(model)
-            if not params:  # a lazy model creates its weights in its first forward
-                self._forward(variant, adapter, model)
-                params = adapter.parameters(model)
+            params = self._lazy_parameters(variant, adapter, model)
             if not params:
                 raise ModelError(
                     f"variant {variant.name}: the model ({type(model).__name__}) has no "
@@ -202,6 +199,18 @@ class Trainer(Observer):
                 self._calibrate(variant, adapter, model, outputs, doc)
         self._changed(variant, changed)
         return doc, outputs, adapter
+
+    def _lazy_parameters(self, variant: Variant, adapter: Adapter, model: Any) -> list[Array]:
+        """The model's parameters before training; a lazy model (torch ``LazyLinear``, a
+        Keras model without an input shape) creates them in one inference forward first."""
+        try:
+            params = adapter.parameters(model)
+        except Exception:  # torch's UninitializedParameter cannot be read before a forward
+            params = []
+        if not params:
+            self._forward(variant, adapter, model)
+            params = adapter.parameters(model)
+        return params
 
     def _train(self, variant: Variant, adapter: Adapter, model: Any, train: Any) -> Trained:
         inputs, keywords = self._converted(variant, adapter, model, own=True)

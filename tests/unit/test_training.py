@@ -476,3 +476,29 @@ def test_a_noise_gradient_is_found_judged_by_the_model_scale_and_its_update_not_
     assert [(d.where, d.stat) for d in verdict.differences] == [
         ("training/gradients/0.bias", "std")
     ]
+
+
+def test_lazy_and_pruned_models_train_under_their_parameter_names():
+    from torch.nn.utils import prune
+
+    lazy = train(
+        lambda hidden: nn.Sequential(nn.LazyLinear(hidden), nn.ReLU(), nn.Linear(hidden, 2))
+    )
+    assert list(lazy["variants"]["hidden=5"]["training"]["gradients"]) == [
+        "0.weight",
+        "0.bias",
+        "2.weight",
+        "2.bias",
+    ]
+
+    def pruned(hidden):
+        model = _mlp(hidden, dropout=0.0)
+        prune.l1_unstructured(model[0], "weight", amount=0.5)
+        return model
+
+    doc = train(pruned)
+    section = doc["variants"]["hidden=5"]["training"]
+    assert list(section["gradients"]) == list(doc["variants"]["hidden=5"]["parameters"])
+    assert "0.weight" in section["gradients"] and "0.weight_orig" not in section["gradients"]
+    # the masked half takes no gradient through the mask
+    assert section["gradients"]["0.weight"]["zero_fraction"] >= 0.5
