@@ -227,3 +227,14 @@ def test_bad_calls_fail_with_messages_naming_test_variant_and_fix(pytester):
     for test, text in expected.items():
         assert f"test_errors.py::{test}: " in out, test
         assert text in out, (test, text)
+
+
+def test_a_device_skip_is_reported_at_the_check_training_line(pytester):
+    pytester.makepyfile(test_training=MODULE)
+    result = run(pytester, "--weightshape-device=cuda:7", "-rs")
+    result.assert_outcomes(skipped=1)
+    source = (pytester.path / "test_training.py").read_text().splitlines()
+    line = next(i for i, text in enumerate(source, 1) if "check_training(" in text)
+    out = result.stdout.str()
+    assert f"SKIPPED [1] test_training.py:{line}: weightshape: cuda:7 was requested" in out
+    assert "fixture.py" not in out
