@@ -240,3 +240,22 @@ def test_a_device_skip_is_reported_at_the_check_training_line(pytester):
     out = result.stdout.str()
     assert f"SKIPPED [1] test_training.py:{line}: weightshape: cuda:7 was requested" in out
     assert "fixture.py" not in out
+
+
+def test_a_forward_golden_is_not_compared_with_a_training_call_of_its_name(recorded):
+    source = (recorded.path / "test_training.py").read_text()
+    swapped = source.replace(
+        "shape_variant.check(build, (4, 8))",
+        "shape_variant.check_training(build, (4, 8), (4, 3), loss='mse', optimizer='sgd', "
+        "name='default')",
+    )
+    assert swapped != source
+    (recorded.path / "test_training.py").write_text(swapped)
+    result = run(recorded)
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str()
+    assert (
+        "likely cause: the golden holds a forward check (check()) under this name and this "
+        "call is check_training(): they are not compared"
+    ) in out
+    assert "Traceback" not in out
