@@ -20,6 +20,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from .text import text_table, value_text
+
 #: A training check's document says so at its top level (a ``check`` document has no kind).
 TRAINING_KIND = "training"
 #: Losses kept per variant in a record (more steps: evenly spaced ones, first and last kept).
@@ -259,16 +261,22 @@ def description(training: Mapping[str, Any]) -> str:
     first = _mapping(variants.get(str(base)) if base in variants else None) or _mapping(
         next(iter(variants.values()), None)
     )
-    steps = first.get("steps")
+    return settings_text(first)
+
+
+def settings_text(settings: Mapping[str, Any]) -> str:
+    """``training, 3 steps, adam lr=0.001, mse loss`` from a mapping with ``steps``,
+    ``optimizer``, ``lr`` and ``loss`` (a record's entry or a document's training section)."""
+    steps = settings.get("steps")
     parts = ["training"]
-    if isinstance(steps, int):
+    if isinstance(steps, int) and not isinstance(steps, bool):
         parts.append(f"{steps} step{'s' if steps != 1 else ''}")
-    optimizer = first.get("optimizer")
+    optimizer = settings.get("optimizer")
     if optimizer:
-        lr = _float(first.get("lr"))
+        lr = _float(settings.get("lr"))
         parts.append(f"{optimizer} lr={lr:.3g}" if lr is not None else str(optimizer))
-    if first.get("loss"):
-        parts.append(f"{first['loss']} loss")
+    if settings.get("loss"):
+        parts.append(f"{settings['loss']} loss")
     return ", ".join(parts)
 
 
@@ -398,3 +406,172 @@ def markdown_rows(training: Mapping[str, Any]) -> list[tuple[str, str, str, str,
             )
         )
     return rows
+
+
+# -- ``show`` -------------------------------------------------------------------------------
+
+#: Steps ``show`` lists one by one; beyond, the first and last half of them.
+SHOW_STEPS = 60
+#: A parameter's gradient statistics, as the document records them.
+GRADIENT_STATS = ("norm", "mean", "std", "max_abs", "zero_fraction")
+
+
+def _cell(value: Any) -> str:
+    return value_text(value, none="null")
+
+
+def show_lines(check: Mapping[str, Any]) -> list[str]:
+    """A training check's golden as ``show`` prints it: the settings, the losses per step
+    per variant (and each variant's over the base's), step 0's training-mode forward, each
+    parameter's gradient at step 0 and update after the last step, the parameters without a
+    gradient, missing gradients, and the gradient/update norm ratios to the base."""
+    variants = _variants(check)
+    sections = {n: s for n in variants if (s := _section(check, n)) is not None}
+    if not sections:
+        return ["", "training: not recorded in this golden"]
+    base = next((n for n in variants if _mapping(variants[n]).get("base")), None)
+    names = list(sections)
+    first = sections[base] if base in sections else next(iter(sections.values()))
+    lines = ["", f"{settings_text(first)} (every variant from the same seed, in training mode)"]
+    lines += _loss_table(sections, base)
+    lines += _forward_tables(sections)
+    lines += _parameter_table(sections)
+    for name, section in sections.items():
+        missing = section.get("gradients_missing")
+        if missing:
+            lines.append(f"  gradients missing ({name}): {missing}")
+    frozen = [
+        f"  {name}: {', '.join(_names(s.get('no_gradient')))}"
+        for name, s in sections.items()
+        if _names(s.get("no_gradient"))
+    ]
+    if frozen:
+        lines += ["", "no gradient (frozen, or off the loss's path)", *frozen]
+    else:
+        lines += ["", "no gradient: none (every parameter took a gradient)"]
+    lines += _ratio_table(variants, base, names)
+    return lines
+
+
+def _loss_table(sections: Mapping[str, Mapping[str, Any]], base: str | None) -> list[str]:
+    losses = {n: _losses(s) or [] for n, s in sections.items()}
+    count = max((len(v) for v in losses.values()), default=0)
+    names = list(sections)
+    others = [n for n in names if n != base and base in losses]
+    header = (
+        "step",
+        *(f"{n} (base)" if n == base else n for n in names),
+        *(f"{n} / base" for n in others),
+    )
+    if count <= SHOW_STEPS:
+        steps: list[int | None] = list(range(count))
+    else:
+        half = SHOW_STEPS // 2
+        steps = [*range(half), None, *range(count - half, count)]
+    rows = []
+    for step in steps:
+        if step is None:
+            rows.append((f"... {count - SHOW_STEPS} steps", *("" for _ in header[1:])))
+            continue
+        values = [losses[n][step] if step < len(losses[n]) else None for n in names]
+        shown = [_cell(v) for v in values]
+        base_value = losses[base][step] if base in losses and step < len(losses[base]) else None
+        ratios = []
+        for n in others:
+            value = losses[n][step] if step < len(losses[n]) else None
+            ratios.append(_cell(value / base_value) if value is not None and base_value else "null")
+        rows.append((str(step), *shown, *ratios))
+    return ["", "losses per step (each before that step's update)"] + [
+        "  " + line for line in text_table(header, rows)
+    ]
+
+
+def _forward_tables(sections: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    rows = []
+    for name, section in sections.items():
+        for output, info in _mapping(section.get("forward")).items():
+            stats = _mapping(_mapping(info).get("stats"))
+            rows.append(
+                (
+                    name,
+                    str(output),
+                    _cell(_mapping(info).get("shape")),
+                    *(_cell(stats.get(k)) for k in ("mean", "std", "min", "max")),
+                )
+            )
+    if not rows:
+        return []
+    header = ("variant", "output", "shape", "mean", "std", "min", "max")
+    return ["", "forward at step 0 (training mode, before any update)"] + [
+        "  " + line for line in text_table(header, rows)
+    ]
+
+
+def _parameter_table(sections: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    rows = []
+    for name, section in sections.items():
+        gradients = _mapping(section.get("gradients"))
+        updates = _mapping(section.get("updates"))
+        frozen = set(_names(section.get("no_gradient")))
+        for parameter in dict.fromkeys([*gradients, *updates, *sorted(frozen - set(updates))]):
+            g = _mapping(gradients.get(parameter))
+            u = _mapping(updates.get(parameter))
+            if g:
+                grad = [_cell(g.get(k)) for k in GRADIENT_STATS]
+            elif parameter in frozen:
+                grad = ["no gradient", "", "", "", ""]
+            else:
+                grad = ["missing" if section.get("gradients_missing") else "", "", "", "", ""]
+            update = [_cell(u.get("norm")), _cell(u.get("relative"))] if u else ["", ""]
+            rows.append((name, str(parameter), *grad, *update))
+    if not rows:
+        return []
+    header = (
+        "variant",
+        "parameter",
+        "grad norm",
+        "grad mean",
+        "grad std",
+        "max |grad|",
+        "zero fraction",
+        "update norm",
+        "relative",
+    )
+    return ["", "gradients at step 0, updates after the last step"] + [
+        "  " + line for line in text_table(header, rows)
+    ]
+
+
+def _ratio_table(variants: Mapping[str, Any], base: str | None, names: list[str]) -> list[str]:
+    divergences = {
+        n: _mapping(_mapping(_mapping(variants.get(n)).get("divergence")).get("training"))
+        for n in names
+    }
+    others = [n for n in names if divergences[n]]
+    if not others:
+        return []
+    lines = ["", f"training divergence from the base ({base})"]
+    keys = ("gradient_norm_ratio", "update_norm_ratio")
+    parameters = list(
+        dict.fromkeys(p for n in others for k in keys for p in _mapping(divergences[n].get(k)))
+    )
+    header = (
+        "parameter",
+        *(f"{n} {k.replace('_norm_ratio', '')} ratio" for n in others for k in keys),
+    )
+    rows = [
+        (
+            p,
+            *(
+                _cell(_mapping(divergences[n].get(k)).get(p))
+                if p in _mapping(divergences[n].get(k))
+                else ""
+                for n in others
+                for k in keys
+            ),
+        )
+        for p in parameters
+    ]
+    if rows:
+        lines += ["  " + line for line in text_table(header, rows)]
+    return lines
