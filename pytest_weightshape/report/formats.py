@@ -239,7 +239,11 @@ def to_markdown(
         lines += _layer_lines(r)
         moved_training = training.moved_lines(r["training"]) if r.get("training") else []
         if moved_training:
-            lines += ["", *(f"- {_cell(line)}" for line in moved_training)]
+            lines += ["", "What moved in training:", ""]
+            lines += [
+                f"  - {_cell(line[2:])}" if line.startswith("  ") else f"- {_cell(line)}"
+                for line in moved_training
+            ]
         lines += ["", "</details>"]
     lines += _markdown_training(ranked)
     lines += _markdown_sensitivity(ranked)

@@ -266,7 +266,7 @@ def loss_plot(part: Mapping[str, Any]) -> str:
     first = min(step for *_, pts in series for step, _ in pts)
     last = max(step for *_, pts in series for step, _ in pts)
     legend_rows = (len(dict.fromkeys(name for name, *_ in series)) + 1) // 2
-    width, left, right, top, plot_h = 460, 58, 14, 14, 170
+    width, left, right, top, plot_h = 460, 66, 14, 14, 170
     bottom = 40 + 14 * legend_rows
     height = top + plot_h + bottom
     plot_w = width - left - right
@@ -308,7 +308,9 @@ def loss_plot(part: Mapping[str, Any]) -> str:
         )
     parts.append(
         f'<text x="{left + plot_w / 2:.1f}" y="{top + plot_h + 26}" font-size="10" '
-        f'text-anchor="middle" fill="#555">step ({scale})</text>'
+        'text-anchor="middle" fill="#555">step</text>'
+        f'<text transform="translate(11,{top + plot_h / 2:.1f}) rotate(-90)" font-size="10" '
+        f'text-anchor="middle" fill="#555">loss ({scale})</text>'
     )
     for name, color, dashed, pts in series:
         path = " ".join(f"{x(s):.1f},{y(v):.1f}" for s, v in pts)
@@ -466,10 +468,23 @@ def _training_parts(record: Mapping[str, Any]) -> tuple[list[str], list[str], li
         return [], [], []
     lines = [f'<div class="meta">{escape(training.description(part))}</div>']
     if record["status"] not in _GOOD:
-        lines += [
-            f'<div class="cause">training: {escape(line)}</div>'
-            for line in training.moved_lines(part)
-        ]
+        items: list[list[str]] = []
+        for line in training.moved_lines(part):
+            if line.startswith("  ") and items:
+                items[-1].append(line.strip())
+            else:
+                items.append([line])
+        if items:
+            lines.append(
+                '<div class="cause">what moved in training:<ul>'
+                + "".join(
+                    f"<li>{escape(head)}<ul>"
+                    + "".join(f"<li>{escape(item)}</li>" for item in rest)
+                    + "</ul></li>"
+                    for head, *rest in items
+                )
+                + "</ul></div>"
+            )
     figures = []
     svg = loss_plot(part)
     if svg:

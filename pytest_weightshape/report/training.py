@@ -6,7 +6,8 @@ A training check's document is a ``check`` document with ``"kind": "training"``,
 of each parameter, the parameters that took no gradient) and ``divergence["training"]`` per
 non-base variant (loss ratios per step, gradient and update norm ratios per parameter). The
 record keeps what a report shows of it, in bounded size whatever the model's parameter count
-or the number of steps: losses of at most :data:`KEPT_STEPS` steps, the
+or the number of steps: losses of at most :data:`KEPT_STEPS` steps (to
+:data:`PLOT_DIGITS` digits, for the pictures), the
 :data:`KEPT_PARAMETERS` parameters whose gradient or update moved most, at most
 :data:`KEPT_NAMES` names of parameters without a gradient (with their count).
 
@@ -25,9 +26,15 @@ from .text import text_table, value_text
 #: A training check's document says so at its top level (a ``check`` document has no kind).
 TRAINING_KIND = "training"
 #: Losses kept per variant in a record (more steps: evenly spaced ones, first and last kept).
-KEPT_STEPS = 200
+KEPT_STEPS = 100
+#: Significant digits of the losses a record keeps for plotting (its final losses, and the
+#: compared values, keep every digit).
+PLOT_DIGITS = 6
 #: Parameters listed per variant as moved most, and as the largest norm ratios to the base.
 KEPT_PARAMETERS = 5
+#: The relative change of a gradient or update norm below which a parameter is not listed
+#: as moved (float rounding moves every norm a little; a real change moves some by far more).
+MOVED_FLOOR = 1e-4
 #: Names of parameters without a gradient kept per variant (their count is kept too).
 KEPT_NAMES = 20
 #: Training checks listed one by one in the terminal summary.
@@ -84,12 +91,19 @@ def kept_steps(count: int, limit: int = KEPT_STEPS) -> list[int] | None:
     return sorted({round(i * (count - 1) / (limit - 1)) for i in range(limit)})
 
 
-def _pick(values: Sequence[Any] | None, steps: list[int] | None) -> list[Any] | None:
+def _rounded(value: float | None) -> float | None:
+    if value is None or not math.isfinite(value):
+        return value
+    return float(f"{value:.{PLOT_DIGITS}g}")
+
+
+def _pick(values: Sequence[float | None] | None, steps: list[int] | None) -> list[Any] | None:
+    """The values at the kept ``steps`` (all: None), rounded for plotting."""
     if values is None:
         return None
     if steps is None:
-        return list(values)
-    return [values[i] if i < len(values) else None for i in steps]
+        return [_rounded(v) for v in values]
+    return [_rounded(values[i]) if i < len(values) else None for i in steps]
 
 
 def _last(values: Sequence[float | None] | None) -> float | None:
@@ -136,7 +150,7 @@ def moved_parameters(
                 change = math.inf
             entry[f"{key}_change"] = change
             changes.append(change)
-        if changes and max(changes) > 0:
+        if changes and max(changes) >= MOVED_FLOOR:
             entry["change"] = max(changes)
             found.append(entry)
     found.sort(key=lambda e: -e["change"])
@@ -299,8 +313,10 @@ def final_losses(training: Mapping[str, Any]) -> str:
 
 
 def moved_lines(training: Mapping[str, Any]) -> list[str]:
-    """What moved in a failing training check, one line per variant: the parameters whose
-    gradient or update moved most, gradients that vanished or came back, missing gradients."""
+    """What moved in a failing training check: per variant a line naming it, then one line
+    per finding, indented by two spaces: parameters whose gradient vanished or came back,
+    and the parameters whose gradient norm (step 0) or update norm (after the last step)
+    moved most, largest relative change first."""
     lines = []
     for name, entry in _mapping(training.get("variants")).items():
         said = []
@@ -314,18 +330,18 @@ def moved_lines(training: Mapping[str, Any]) -> list[str]:
         if back:
             said.append(f"gradient again: {_listed(back, entry.get('gradient_back_count'))}")
         moved = entry.get("moved") or []
-        if moved:
-            said.append("moved most: " + "; ".join(moved_text(m) for m in moved))
-            more = (entry.get("moved_count") or 0) - len(moved)
-            if more > 0:
-                said[-1] += f"; and {more} more"
+        said += [f"moved {moved_text(m)}" for m in moved]
+        more = (entry.get("moved_count") or 0) - len(moved)
+        if more > 0:
+            said.append(f"... and {more} more moved parameter{'s' if more != 1 else ''}")
         if said:
-            lines.append(f"{name}: " + "; ".join(said))
+            lines.append(f"{name}:")
+            lines += [f"  {line}" for line in said]
     return lines
 
 
 def moved_text(moved: Mapping[str, Any]) -> str:
-    """``lstm.weight_hh_l0 gradient norm 0.12 -> 0.15 (+25%)``."""
+    """``lstm.weight_hh_l0: gradient norm 0.12 -> 0.15 (+25%)``."""
     parts = []
     for key, title in (("gradient_norm", "gradient norm"), ("update_norm", "update norm")):
         values = moved.get(key)
@@ -342,7 +358,7 @@ def moved_text(moved: Mapping[str, Any]) -> str:
                 f"{title} {number_text(golden, 4)} -> {number_text(current, 4)}"
                 + (f" ({_percent(golden, current)})" if golden else "")
             )
-    return f"{moved.get('parameter')} " + ", ".join(parts)
+    return f"{moved.get('parameter')}: " + ", ".join(parts)
 
 
 def _percent(golden: float, current: float) -> str:
