@@ -353,6 +353,11 @@ def cmd_diff(cache_dir: Path | None, show_all: bool, exit_code: bool, verbose: b
             print("\n".join(_moved_table(record, verbose)))
             for cause in record["causes"]:
                 print(f"  likely cause: {cause}")
+            trained = record.get("training")
+            if trained:  # a training check: what it trained, its losses, what moved
+                print(f"  {training.description(trained)}; {training.final_losses(trained)}")
+                for line in training.moved_lines(trained):
+                    print(f"    {line}")
             if record["environment"]["changes"]:
                 print(
                     "  environment (golden -> last run): "

@@ -574,6 +574,10 @@ def test_diff_names_a_new_training_checks_final_losses_and_lists_its_moved_value
     )
     assert "~ tests/test_train.py::test_units [training]: would rewrite" in out
     assert "training/gradients/p0" in out
+    assert (
+        "  training, 2 steps, adam lr=0.001, mse loss; final loss units=10 0.9, units=5 0.99" in out
+    )
+    assert "      moved p0: gradient norm 1.01 -> 2.02 (+100%)" in out
 
 
 def test_the_json_report_carries_the_training_part():
