@@ -243,7 +243,7 @@ def loss_plot(part: Mapping[str, Any]) -> str:
             for step, raw in zip(steps, values, strict=False):
                 value = _finite(raw)
                 if value is None:
-                    if raw is not None or not dashed:
+                    if raw is not None:  # None: a step this side did not run
                         skipped.append(f"{name}{' (golden)' if dashed else ''} step {step}")
                     continue
                 pts.append((int(step), value))

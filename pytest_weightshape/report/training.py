@@ -18,7 +18,7 @@ of the record, never a traceback in a report.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from .text import text_table, value_text
@@ -377,7 +377,9 @@ def no_gradient_text(entry: Mapping[str, Any]) -> str:
     return _listed(names, entry.get("no_gradient_count")) if names else ""
 
 
-def summary_lines(records: Sequence[Mapping[str, Any]], label: Any) -> list[str]:
+def summary_lines(
+    records: Sequence[Mapping[str, Any]], label: Callable[[Mapping[str, Any]], str]
+) -> list[str]:
     """The terminal summary's lines for training checks (failing ones first, at most
     :data:`SUMMARY_CHECKS`): what each trained and its final loss per variant, and for a
     failing one what moved. ``label`` names a record (``records.label``)."""
