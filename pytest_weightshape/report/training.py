@@ -129,10 +129,13 @@ def moved_parameters(
 ) -> tuple[list[dict[str, Any]], int]:
     """The parameters of one variant whose step-0 gradient norm or update norm moved most
     between a golden's training section and the current one (relative change, largest first,
-    at most :data:`KEPT_PARAMETERS`), and how many moved at all."""
+    at most :data:`KEPT_PARAMETERS`), and how many moved by :data:`MOVED_FLOOR` or more.
+    Gradients are left out when either side says they are missing (a backend without them)."""
     if golden is None or current is None:
         return [], 0
     gradients = (_mapping(golden.get("gradients")), _mapping(current.get("gradients")))
+    if golden.get("gradients_missing") or current.get("gradients_missing"):
+        gradients = ({}, {})  # a backend without gradients on one side: compare updates only
     updates = (_mapping(golden.get("updates")), _mapping(current.get("updates")))
     names = list(dict.fromkeys([*gradients[1], *updates[1], *gradients[0], *updates[0]]))
     found = []
@@ -171,10 +174,6 @@ def _extreme_ratios(ratios: Any) -> tuple[dict[str, Any], int]:
     return {k: found[k] for k in found if k in top}, len(found)
 
 
-def _setting(section: Mapping[str, Any] | None, key: str) -> Any:
-    return None if section is None else section.get(key)
-
-
 def part(
     document: Mapping[str, Any] | None,
     recorded: Mapping[str, Any] | None,
@@ -205,7 +204,7 @@ def part(
         losses, golden_losses = _losses(now), _losses(then)
         count = max(len(losses or []), len(golden_losses or []))
         steps = kept_steps(count)
-        no_gradient = _names(_setting(info, "no_gradient"))
+        no_gradient = _names(info.get("no_gradient"))
         entry: dict[str, Any] = {
             "loss": info.get("loss"),
             "optimizer": info.get("optimizer"),
@@ -216,7 +215,7 @@ def part(
             "golden_losses": _pick(golden_losses, steps),
             "final_loss": _last(losses),
             "golden_final_loss": _last(golden_losses),
-            "gradients": len(_mapping(info.get("gradients"))),
+            "gradient_count": len(_mapping(info.get("gradients"))),
             "no_gradient": no_gradient[:KEPT_NAMES],
             "no_gradient_count": len(no_gradient),
             "gradients_missing": info.get("gradients_missing"),
@@ -395,9 +394,12 @@ def summary_lines(
         )
         if record["status"] not in ("passed", "recorded", "updated"):
             lines += [f"    {line}" for line in moved_lines(part)]
+        missing: dict[str, list[str]] = {}
         for name, entry in _mapping(part.get("variants")).items():
             if entry.get("gradients_missing"):
-                lines.append(f"    {name}: no gradient statistics: {entry['gradients_missing']}")
+                missing.setdefault(str(entry["gradients_missing"]), []).append(name)
+        for why, names in missing.items():
+            lines.append(f"    no gradient statistics ({', '.join(names)}): {why}")
     if count > SUMMARY_CHECKS:
         lines.append(f"  ... and {count - SUMMARY_CHECKS} more (the report lists them)")
     return lines

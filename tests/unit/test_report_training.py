@@ -196,7 +196,7 @@ def test_a_training_record_carries_each_variants_losses_settings_and_final_loss(
     assert other["final_loss"] == pytest.approx(1.1 * 0.81)
     assert (base["loss"], base["optimizer"], base["lr"], base["steps"]) == ("mse", "adam", 0.001, 3)
     assert base["no_gradient"] == ["p1"] and base["no_gradient_count"] == 1
-    assert base["gradients"] == 1 and base["gradients_missing"] is None
+    assert base["gradient_count"] == 1 and base["gradients_missing"] is None
     assert other["loss_ratio"] == pytest.approx([1.1, 1.1, 1.1])
     assert set(other["gradient_norm_ratio"]) == {"p0"}
     assert "loss_ratio" not in base  # the base has no divergence from itself
@@ -237,6 +237,35 @@ def test_a_failing_training_record_names_what_moved_most_and_new_frozen_paramete
         "  moved p7: gradient norm 1.71 -> 5.13 (+200%)",
         "  moved p2: update norm 0.012 -> 0.018 (+50%)",
     ]
+
+
+def test_missing_gradients_on_one_side_are_not_reported_as_moved():
+    """A golden recorded where gradients were available, rerun on a backend without them:
+    what moved is the updates, not every gradient "gone"."""
+    recorded = training_document(parameters=3)
+    current = training_document(parameters=3, gradients_missing="the backend gives none")
+    current["variants"]["units=5"]["training"]["updates"]["p2"]["norm"] *= 2
+    record = build(current, recorded, "drifted", _verdict([("training/updates/p2", "norm")]))
+    entry = record["training"]["variants"]["units=5"]
+    assert [m["parameter"] for m in entry["moved"]] == ["p2"]
+    assert "gradient_norm" not in entry["moved"][0]
+    assert entry["gradients_missing"] == "the backend gives none"
+    text = "\n".join(summary_lines([record]))
+    assert "    no gradient statistics (units=10, units=5): the backend gives none" in text
+    assert "      moved p2: update norm 0.012 -> 0.024 (+100%)" in text
+
+
+def test_a_changed_number_of_steps_plots_both_runs():
+    recorded = training_document(steps=3)
+    current = training_document(steps=5)
+    record = build(current, recorded, "drifted", _verdict([("training", "steps")]))
+    entry = record["training"]["variants"]["units=10"]
+    assert len(entry["losses"]) == 5 and len(entry["golden_losses"]) == 3
+    assert entry["final_loss"] == pytest.approx(0.9**4)
+    assert entry["golden_final_loss"] == pytest.approx(0.9**2)
+    lines = _polylines(loss_plot(record["training"]))
+    assert sorted(len(points.split()) for points, _ in lines) == [3, 3, 5, 5]
+    assert "final loss units=10 0.6561 (golden 0.81)" in "\n".join(summary_lines([record]))
 
 
 def test_a_training_record_stays_small_with_many_parameters_and_steps():
