@@ -78,9 +78,11 @@ def _section(document: Mapping[str, Any] | None, variant: str) -> Mapping[str, A
 
 
 def _losses(section: Mapping[str, Any] | None) -> list[float | None] | None:
+    """A section's losses; a ``null`` loss is one that was not a finite number (documents
+    write NaN and Inf as ``null``), kept as NaN so that reports say so."""
     if section is None or not isinstance(section.get("losses"), (list, tuple)):
         return None
-    return [_float(v) for v in section["losses"]]
+    return [math.nan if v is None else _float(v) for v in section["losses"]]
 
 
 def kept_steps(count: int, limit: int = KEPT_STEPS) -> list[int] | None:

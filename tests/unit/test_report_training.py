@@ -120,7 +120,7 @@ def training_document(
             **DIVERGENCE,
             "training": {
                 "loss_ratio": [
-                    float(a) / float(b) if float(b) else None
+                    a / b if isinstance(a, float) and isinstance(b, float) and b else None
                     for a, b in zip(mine["losses"], theirs["losses"], strict=False)
                 ],
                 "gradient_norm_ratio": {
@@ -299,7 +299,7 @@ def test_a_document_missing_training_fields_is_reported_without_a_traceback():
     section = document["variants"]["units=5"]["training"]
     for key in ("losses", "gradients", "updates", "no_gradient", "lr", "steps"):
         section.pop(key)
-    document["variants"]["units=10"]["training"]["losses"] = ["nan", None, 0.5]
+    document["variants"]["units=10"]["training"]["losses"] = ["nan", "bad", 0.5]
     document["variants"]["units=5"]["divergence"]["training"] = {"loss_ratio": "bad"}
     record = build(document, recorded=None, status="recorded")
     entry = record["training"]["variants"]["units=5"]
@@ -439,9 +439,13 @@ def test_the_loss_plot_is_logarithmic_when_losses_span_decades():
 
 
 def test_the_loss_plot_says_which_losses_are_not_finite():
-    record = build(training_document(losses={"units=5": [1.0, "nan", "inf"]}))
+    """A document writes a NaN or infinite loss as null; the plot leaves it out and says so,
+    and the summary's final loss reads nan."""
+    record = build(training_document(losses={"units=5": [1.0, None, None]}))
     svg = loss_plot(record["training"])
     assert "not drawn (not a finite number): units=5 step 1, units=5 step 2" in svg
+    assert "units=5 nan" in "\n".join(summary_lines([record]))
+    json.dumps(record, allow_nan=False)
 
 
 def test_the_html_page_shows_a_training_check_with_its_plot_and_tables_self_contained():
