@@ -147,12 +147,11 @@ def moved_parameters(
         for key, (g, c) in (("gradient_norm", gradients), ("update_norm", updates)):
             g_norm = _float(_mapping(g.get(name)).get("norm"))
             c_norm = _float(_mapping(c.get(name)).get("norm"))
-            if g_norm is None and c_norm is None:
-                continue
-            entry[key] = [g_norm, c_norm]
             change = _change(g_norm, c_norm)
-            if change is None:  # present on one side only: a gradient appeared or vanished
-                change = math.inf
+            if change is None:  # on one side only: a gradient that vanished or came back is
+                continue  # listed by name (no_gradient_new, gradient_back), a new parameter
+                # by the comparison's rows
+            entry[key] = [g_norm, c_norm]
             entry[f"{key}_change"] = change
             changes.append(change)
         if changes and max(changes) >= MOVED_FLOOR:
