@@ -578,7 +578,11 @@ def _ratio_table(variants: Mapping[str, Any], base: str | None, names: list[str]
     )
     header = (
         "parameter",
-        *(f"{n} {k.replace('_norm_ratio', '')} ratio" for n in others for k in keys),
+        *(
+            f"{n} {k.replace('_norm_ratio', '').replace('gradient', 'grad')} norm ratio"
+            for n in others
+            for k in keys
+        ),
     )
     rows = [
         (

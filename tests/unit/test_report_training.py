@@ -567,6 +567,11 @@ def test_show_lists_a_training_goldens_losses_gradients_updates_and_frozen_param
     assert "no gradient (frozen, or off the loss's path)" in lines
     assert "  units=10: p1" in lines
     assert "training divergence from the base (units=10)" in lines
+    ratios = lines[lines.index("training divergence from the base (units=10)") + 1 :]
+    assert ratios[0].split() == [
+        "parameter", "units=5", "grad", "norm", "ratio", "units=5", "update", "norm", "ratio"
+    ]  # fmt: skip
+    assert not any("layers" in line for line in lines)  # none recorded for training checks
 
     missing = training_document(gradients_missing="the jax backend gives no gradients here")
     text = "\n".join(cli.show_check("training", missing))
