@@ -15,6 +15,14 @@ from . import environment
 from .devices import kind
 from .document import FLOAT_STATS, same_digest
 from .tolerance import Policy, rms
+from .training_compare import (
+    compare_training,
+    compare_training_divergence,
+    kind_cause,
+    kind_of,
+    noise_gradients,
+    training_causes,
+)
 
 #: With a calibrated golden, a statistic may move by this many times its own float32 rounding
 #: noise (measured against float64 at record time) when that exceeds the policy's tolerance.
@@ -185,6 +193,12 @@ def compare(golden: Mapping[str, Any], current: Mapping[str, Any], policy: Polic
     )
     policy = policy.for_devices(*devices)
     c = _Comparer(policy)
+    if kind_of(golden) != kind_of(current):  # a forward check and a training check
+        c.exact("(all)", "check", "kind", kind_of(golden), kind_of(current))
+        c.verdict.ok = False
+        c.verdict.causes = [kind_cause(golden, current)]
+        return c.verdict
+    training = kind_of(current) == "training"
     c.exact("(all)", "check", "seed", golden["seed"], current["seed"])
     c.exact("(all)", "check", "weights", golden["weights"], current["weights"])
     gvars, cvars = golden["variants"], current["variants"]
@@ -218,6 +232,12 @@ def compare(golden: Mapping[str, Any], current: Mapping[str, Any], policy: Polic
                 noise=gout.get("noise"),
             )
         _compare_divergence(c, name, g, cur, gvars)
+        if training:
+            compare_training(c, name, g, cur)
+            if "divergence" in g and "divergence" in cur:
+                base: Mapping[str, Any] = next((v for v in gvars.values() if v.get("base")), {})
+                noise = {*noise_gradients(g), *noise_gradients(base)}
+                compare_training_divergence(c, name, g["divergence"], cur["divergence"], noise)
     verdict = c.verdict
     verdict.ok = not verdict.differences
     verdict.environment_changes = environment.differences(
@@ -314,6 +334,9 @@ def likely_causes(
     causes = _setting_causes(golden, current) + _renamed(golden, current)
     causes += _structure_causes(verdict)
     inputs_changed, weights, unknown = _fingerprint_changes(golden, current)
+    targets = _targets_changed(golden, current)
+    if targets:
+        causes.append(f"targets changed: {', '.join(targets)} (the target fingerprint differs)")
     if inputs_changed:
         causes.append(_inputs_cause(golden, current))
     buffers = _buffer_changes(golden, current)
@@ -330,7 +353,13 @@ def likely_causes(
             + "; ".join(buffers[:4])
             + (f"; +{len(buffers) - 4} more variants" if len(buffers) > 4 else "")
         )
-    if not causes:
+    explained = bool(causes)
+    if kind_of(current) == "training":
+        held = not (inputs_changed or weights or buffers or targets or unknown)
+        found, explains = training_causes(golden, current, verdict.differences, held)
+        causes += found
+        explained = explained or explains
+    if not explained:
         causes.append(_numerics_cause(golden, current, unknown))
     unrecorded = not_recorded(golden, current)
     if unrecorded:
@@ -397,8 +426,12 @@ def _listed(differences: list[Difference]) -> str:
 
 def _structure_causes(verdict: Verdict) -> list[str]:
     """Exact differences: measures that became (un)defined, and shape or structure changes."""
-    exact = [
-        d for d in verdict.differences if d.allowed is None and d.stat not in ("seed", "weights")
+    exact = [  # a training section's exact rows are explained by training_causes
+        d
+        for d in verdict.differences
+        if d.allowed is None
+        and d.stat not in ("seed", "weights")
+        and not d.where.startswith(("training", "divergence/training"))
     ]
     # a measure that became defined or undefined (null): a value change, not a structural one
     undefined = [
@@ -513,6 +546,20 @@ def _buffer_changes(golden: Mapping[str, Any], current: Mapping[str, Any]) -> li
         if changed:
             out.append(_changed_tensors_line(name, changed, gb, cb))
     return out
+
+
+def _targets_changed(golden: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+    """The targets (of a training check) whose fingerprints differ from the golden's."""
+    changed: dict[str, None] = {}
+    for name, g in golden["variants"].items():
+        c = current["variants"].get(name)
+        if c is None:
+            continue
+        gt, ct = g.get("targets", {}), c.get("targets", {})
+        for key in gt:
+            if key in ct and _changed(gt[key], ct[key]):
+                changed[key] = None
+    return list(changed)
 
 
 def _inputs_cause(golden: Mapping[str, Any], current: Mapping[str, Any]) -> str:

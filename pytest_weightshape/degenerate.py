@@ -91,8 +91,29 @@ def output_finding(variant: str, output: str, info: Mapping[str, Any]) -> Findin
     return None
 
 
+def _noise_gradients(variants: Mapping[str, Any]) -> list[Finding]:
+    from .training_compare import noise_gradients
+
+    return [
+        Finding(
+            name,
+            f"gradient of {parameter}",
+            "noise gradient",
+            "its step-0 gradient is float rounding noise (mathematically zero, e.g. a bias "
+            "before a normalisation layer): its gradient is judged against the model's "
+            "gradient scale and its update is not compared; an adaptive optimizer (Adam) "
+            "sizes that update by the noise, and through BatchNorm's running mean it can move "
+            "the outputs after training under another thread count (build that layer with "
+            "bias=False)",
+        )
+        for name, data in variants.items()
+        for parameter in noise_gradients(data)
+    ]
+
+
 def findings(document: Mapping[str, Any]) -> list[Finding]:
-    """Every degenerate output of a check document (observed or recorded)."""
+    """Every degenerate output of a check document (observed or recorded), and (training
+    checks) every gradient of float rounding noise."""
     variants: Mapping[str, Any] = document.get("variants", {})
     out = [
         finding
@@ -100,6 +121,7 @@ def findings(document: Mapping[str, Any]) -> list[Finding]:
         for output, info in data.get("outputs", {}).items()
         if (finding := output_finding(name, output, info)) is not None
     ]
+    out += _noise_gradients(variants)
     flagged = {f.output for f in out}
     if len(variants) > 1:
         outputs = dict.fromkeys(o for data in variants.values() for o in data.get("outputs", {}))

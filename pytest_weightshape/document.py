@@ -42,9 +42,26 @@ DIVERGENCE_RATIO: tuple[str, ...] = (
 )
 #: Bounded dimensionless similarity measures.
 DIVERGENCE_UNIT: tuple[str, ...] = ("cosine", "cka")
+#: Training checks (``check_training``): statistics in the units of what they measure (a
+#: gradient's or update's norm and max |g|, a loss); their ``atol`` follows that quantity's scale.
+TRAINING_VALUE: tuple[str, ...] = ("norm", "max_abs", "loss")
+#: Training checks: an update's norm relative to its weight's (dimensionless).
+TRAINING_UNIT: tuple[str, ...] = ("relative",)
+#: Training divergence: a variant's loss, gradient norm and update norm over the base's
+#: (ratios of two statistics, like ``DIVERGENCE_RATIO``).
+TRAINING_RATIO: tuple[str, ...] = ("loss_ratio", "gradient_norm_ratio", "update_norm_ratio")
+#: The ``kind`` of a training check's document (a forward check's document has no ``kind``).
+TRAINING_KIND = "training"
 
 FLOAT_STATS: frozenset[str] = frozenset(
-    VALUE_STATS + FRACTION_STATS + DIVERGENCE_VALUE + DIVERGENCE_RATIO + DIVERGENCE_UNIT
+    VALUE_STATS
+    + FRACTION_STATS
+    + DIVERGENCE_VALUE
+    + DIVERGENCE_RATIO
+    + DIVERGENCE_UNIT
+    + TRAINING_VALUE
+    + TRAINING_UNIT
+    + TRAINING_RATIO
 )
 ALL_STATS: frozenset[str] = FLOAT_STATS | frozenset(COUNT_STATS)
 
@@ -173,12 +190,97 @@ def layers_problem(where: str, layers: Any) -> str | None:
     return None
 
 
+def _number_problem(where: str, value: Any) -> str | None:
+    if isinstance(value, bool) or not (value is None or isinstance(value, _NUM)):
+        return f"{where} must be a number or null"
+    return None
+
+
+def _numbers_problem(where: str, table: Any, keys: tuple[str, ...]) -> str | None:
+    """An object of objects holding (at most) ``keys``, each a number or null."""
+    if not isinstance(table, dict):
+        return f"{where} must be an object"
+    for name, stats in table.items():
+        if not isinstance(stats, dict):
+            return f"{where}.{name} must be an object"
+        for key, value in stats.items():
+            if key not in keys:
+                return f"{where}.{name} has an unknown field {key!r}"
+            problem = _number_problem(f"{where}.{name}.{key}", value)
+            if problem:
+                return problem
+    return None
+
+
+#: Per parameter: step 0's gradient statistics, and the update after the last step.
+GRADIENT_STATS: tuple[str, ...] = ("norm", "mean", "std", "max_abs", "zero_fraction")
+UPDATE_STATS: tuple[str, ...] = ("norm", "relative")
+
+
+def training_problem(where: str, section: Any) -> str | None:
+    """What is wrong with a variant's ``training`` section (``check_training``), or ``None``."""
+    if not isinstance(section, dict):
+        return f"{where} must be an object"
+    for key in ("loss", "optimizer"):
+        if not isinstance(section.get(key), str):
+            return f"{where}.{key} must be a string"
+    problem = _number_problem(f"{where}.lr", section.get("lr"))
+    if problem:
+        return problem
+    steps = section.get("steps")
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+        return f"{where}.steps must be a positive integer"
+    losses = section.get("losses")
+    if not isinstance(losses, list) or len(losses) != steps:
+        return f"{where}.losses must be a list of {steps} numbers (one per step)"
+    for i, value in enumerate(losses):
+        problem = _number_problem(f"{where}.losses[{i}]", value)
+        if problem:
+            return problem
+    problem = _tensors_problem(f"{where}.forward", section.get("forward"), "stats")
+    if problem:
+        return problem
+    problem = _numbers_problem(f"{where}.gradients", section.get("gradients"), GRADIENT_STATS)
+    if problem:
+        return problem
+    frozen = section.get("no_gradient")
+    if not isinstance(frozen, list) or not all(isinstance(n, str) for n in frozen):
+        return f"{where}.no_gradient must be a list of parameter names"
+    if "gradients_missing" in section and not isinstance(section["gradients_missing"], str):
+        return f"{where}.gradients_missing must be a string"
+    return _numbers_problem(f"{where}.updates", section.get("updates"), UPDATE_STATS)
+
+
+def _training_divergence_problem(where: str, div: Any) -> str | None:
+    if not isinstance(div, dict):
+        return f"{where} must be an object"
+    ratios = div.get("loss_ratio")
+    if not isinstance(ratios, list):
+        return f"{where}.loss_ratio must be a list"
+    for i, value in enumerate(ratios):
+        problem = _number_problem(f"{where}.loss_ratio[{i}]", value)
+        if problem:
+            return problem
+    for key in ("gradient_norm_ratio", "update_norm_ratio"):
+        table = div.get(key)
+        if not isinstance(table, dict):
+            return f"{where}.{key} must be an object"
+        for name, value in table.items():
+            problem = _number_problem(f"{where}.{key}[{name!r}]", value)
+            if problem:
+                return problem
+    return None
+
+
 def check_problem(check: Any) -> str | None:
     """What is wrong with a check document's structure, or ``None`` if it is well-formed."""
     if not isinstance(check, dict):
         return "the check must be an object"
     if check.get("schema_version") != SCHEMA_VERSION:
         return f"schema_version must be {SCHEMA_VERSION}"
+    if check.get("kind", TRAINING_KIND) != TRAINING_KIND:  # absent: a forward check
+        return f"kind must be {TRAINING_KIND!r} (a training check) or absent (a forward check)"
+    training = check.get("kind") == TRAINING_KIND
     if not _is_int(check.get("seed")):
         return "seed must be an integer"
     if check.get("weights") not in ("framework", "portable"):
@@ -223,8 +325,31 @@ def check_problem(check: Any) -> str | None:
             problem = _divergence_problem(f"{where}.divergence", var["divergence"])
             if problem:
                 return problem
+        problem = _variant_training_problem(where, var, training)
+        if problem:
+            return problem
     if sum(1 for v in variants.values() if v["base"]) != 1:
         return "exactly one variant must have base: true"
+    return None
+
+
+def _variant_training_problem(where: str, var: dict[str, Any], training: bool) -> str | None:
+    """A training check's variant holds ``targets`` and ``training`` (and, off the base,
+    ``divergence.training``); a forward check's holds none of them."""
+    if not training:
+        if "training" in var:
+            return f"{where}.training is only in a training check (kind 'training')"
+        return None
+    problem = _tensors_problem(f"{where}.targets", var.get("targets"), "fingerprint")
+    if problem:
+        return problem
+    problem = training_problem(f"{where}.training", var.get("training"))
+    if problem:
+        return problem
+    if "divergence" in var:
+        return _training_divergence_problem(
+            f"{where}.divergence.training", var["divergence"].get("training")
+        )
     return None
 
 

@@ -93,10 +93,12 @@ def make_inputs(inputs: Any, seed: int) -> tuple[Any, ...]:
     return tuple(value for value, _ in resolve_inputs(inputs, seed))
 
 
-def draw_inputs(inputs: Any, seed: int) -> list[Input]:
+def draw_inputs(inputs: Any, seed: int, rng: np.random.Generator | None = None) -> list[Input]:
     """``inputs=`` as one :class:`Input` per model argument: positional ones are ``input``
-    (or ``input.0``, ``input.1`` ... for several), keyword ones are named by their keyword."""
-    positional, keywords = resolve_arguments(inputs, seed)
+    (or ``input.0``, ``input.1`` ... for several), keyword ones are named by their keyword.
+    With ``rng`` (the seed's stream), the draws come from it and it is left after them (so
+    targets can be drawn next, see :func:`draw_targets`)."""
+    positional, keywords = resolve_arguments(inputs, seed, rng)
     several = len(positional) > 1
     out = [
         Input(f"input.{i}" if several else "input", value, again)
@@ -121,10 +123,13 @@ def resolve_inputs(inputs: Any, seed: int) -> tuple[Resolved, ...]:
     return (*positional, *keywords.values())
 
 
-def resolve_arguments(inputs: Any, seed: int) -> tuple[list[Resolved], dict[str, Resolved]]:
+def resolve_arguments(
+    inputs: Any, seed: int, rng: np.random.Generator | None = None
+) -> tuple[list[Resolved], dict[str, Resolved]]:
     """``inputs=`` -> (positional arguments, keyword arguments), each value paired with how to
-    draw it again. Positional values are drawn first, then keyword values in mapping order."""
-    rng = input_stream(seed)
+    draw it again. Positional values are drawn first, then keyword values in mapping order,
+    from ``rng`` when given, else from a new stream of the seed."""
+    rng = input_stream(seed) if rng is None else rng
     if callable(inputs) and not _is_shape(inputs):
         try:
             takes_rng = bool(inspect.signature(inputs).parameters)
@@ -161,6 +166,28 @@ def resolve_arguments(inputs: Any, seed: int) -> tuple[list[Resolved], dict[str,
         positional = [_item(rng, item) for item in items]
         return positional, (_keywords(rng, keywords) if keywords else {})
     return [(_one(inputs), None)], {}
+
+
+def draw_targets(targets: Any, seed: int, rng: np.random.Generator) -> list[Input]:
+    """``targets=`` of ``check_training`` as :class:`Input` s named ``target`` (or
+    ``target.0``, ``target.1`` ...), drawn like ``inputs=`` from ``rng``: the seed's stream
+    after the inputs were drawn from it, so a shape gives other values than the inputs'."""
+    if isinstance(targets, Mapping) or (
+        isinstance(targets, (tuple, list)) and targets and isinstance(targets[-1], Mapping)
+    ):
+        raise SpecError(
+            "targets= takes a shape, an array or tensor, integers(...), a tuple of those, or a "
+            "callable taking the generator; not a mapping (targets are not keyword arguments)"
+        )
+    try:
+        positional, _ = resolve_arguments(targets, seed, rng)
+    except SpecError as exc:
+        raise SpecError(str(exc).replace("inputs=", "targets=")) from None
+    several = len(positional) > 1
+    return [
+        Input(f"target.{i}" if several else "target", value, again)
+        for i, (value, again) in enumerate(positional)
+    ]
 
 
 def _item(rng: np.random.Generator, item: Any) -> Resolved:

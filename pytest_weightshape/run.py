@@ -41,7 +41,7 @@ from .spec import Variant, VariantSpec, check_weights, format_value
 from .stats import fingerprint
 
 
-def _user_traceback(exc: BaseException) -> str:
+def user_traceback(exc: BaseException) -> str:
     """The exception's traceback without the harness's own frames."""
     frames = [
         f for f in traceback.extract_tb(exc.__traceback__) if "pytest_weightshape" not in f.filename
@@ -117,7 +117,9 @@ class Observer:
         #: Record each variant's layers (``layers``): when the document may become a golden.
         self.layers = layers
         self._given_inputs = inputs
-        self.inputs = draw_inputs(inputs, spec.seed)
+        #: The seed's input stream, left after the inputs' draws (targets are drawn next).
+        self.stream = input_stream(spec.seed)
+        self.inputs = draw_inputs(inputs, spec.seed, self.stream)
         self.input_info = _tensor_info([i.host for i in self.inputs])
         #: Numeric globals a variant's build or forward changed (put back after it, so no
         #: other variant or check runs under them): one line each, for a warning.
@@ -136,37 +138,19 @@ class Observer:
         base: _Base | None = None
         device = "cpu"
         for variant in self.spec.variants:
-            changed: list[str] = []
-            with kept_globals(changed):  # each variant starts from the same numeric globals
-                adapter, model = self._weighted(variant)
-                device = adapter.device(model)
-                last = variant is self.spec.variants[-1]
-                last = last and not (self.calibrate or self.sensitivity)
-                self._counted.clear()
-                observed: dict[str, Any] | None = {} if self.layers else None
-                outputs = self._forward(variant, adapter, model, last, observed, count=self.flops)
-            doc = self._measure(variant, adapter, model, device, outputs)
-            if "flops" in self._counted:
-                doc["flops"] = self._counted["flops"]
-            if observed is not None:
-                doc["layers"] = observed["layers"]
-            if self.calibrate:
-                with kept_globals(changed):
-                    self._calibrate(variant, adapter, model, outputs, doc)
-            if self.sensitivity:
-                with kept_globals(changed):
-                    self._sensitivity(variant, adapter, model, doc)
-            self.changed_globals += [f"variant {variant.name} set the {c}" for c in changed]
+            doc, outputs, adapter = self._variant(variant)
+            device = str(doc["device"])
             if variant.is_base:
                 base = _Base(doc, {o.name: o.measured() for o in outputs})
             else:
                 assert base is not None  # the spec's first variant is its base
-                doc["divergence"] = _divergence(base, doc, outputs, adapter.feature_axis)
-                doc["divergence"]["parameters"].update(divergence_fields(base.doc, doc))
-                if same_weights(base.doc, doc) and same_outputs(base.doc, doc):
-                    self.unchanged.append(variant.name)
+                self._diverge(base, doc, outputs, variant, adapter)
             variants[variant.name] = doc
-            del model, outputs
+            del outputs
+        return self._document(variants, device)
+
+    def _document(self, variants: dict[str, Any], device: str) -> dict[str, Any]:
+        """The check document around its variants."""
         return {
             "schema_version": SCHEMA_VERSION,
             "seed": self.spec.seed,
@@ -176,6 +160,48 @@ class Observer:
             ),
             "variants": variants,
         }
+
+    def _variant(self, variant: Variant) -> tuple[dict[str, Any], list[Array], Adapter]:
+        """Build, run and measure one variant -> its document, its outputs and its adapter."""
+        changed: list[str] = []
+        with kept_globals(changed):  # each variant starts from the same numeric globals
+            adapter, model = self._weighted(variant)
+            device = adapter.device(model)
+            last = variant is self.spec.variants[-1]
+            last = last and not (self.calibrate or self.sensitivity)
+            self._counted.clear()
+            observed: dict[str, Any] | None = {} if self.layers else None
+            outputs = self._forward(variant, adapter, model, last, observed, count=self.flops)
+        doc = self._measure(variant, adapter, model, device, outputs)
+        if "flops" in self._counted:
+            doc["flops"] = self._counted["flops"]
+        if observed is not None:
+            doc["layers"] = observed["layers"]
+        if self.calibrate:
+            with kept_globals(changed):
+                self._calibrate(variant, adapter, model, outputs, doc)
+        if self.sensitivity:
+            with kept_globals(changed):
+                self._sensitivity(variant, adapter, model, doc)
+        self._changed(variant, changed)
+        return doc, outputs, adapter
+
+    def _changed(self, variant: Variant, changed: list[str]) -> None:
+        self.changed_globals += [f"variant {variant.name} set the {c}" for c in changed]
+
+    def _diverge(
+        self,
+        base: _Base,
+        doc: dict[str, Any],
+        outputs: list[Array],
+        variant: Variant,
+        adapter: Adapter,
+    ) -> None:
+        """A non-base variant's divergence from the base, into its document."""
+        doc["divergence"] = _divergence(base, doc, outputs, adapter.feature_axis)
+        doc["divergence"]["parameters"].update(divergence_fields(base.doc, doc))
+        if same_weights(base.doc, doc) and same_outputs(base.doc, doc):
+            self.unchanged.append(variant.name)
 
     def _weighted(self, variant: Variant) -> tuple[Adapter, Any]:
         """The variant built, with its portable weights when the check asks for them."""
@@ -192,7 +218,7 @@ class Observer:
                 model = self.build(**variant.kwargs)
             except Exception as exc:
                 raise ModelError(
-                    f"variant {variant.name}: the builder raised\n{_user_traceback(exc)}"
+                    f"variant {variant.name}: the builder raised\n{user_traceback(exc)}"
                 ) from None
         if model is None:
             raise ModelError(
@@ -223,23 +249,7 @@ class Observer:
         """Run one forward; unless it is the ``last`` to read the inputs, keep them as drawn
         for the next (see :meth:`.inputs.Input.keep`). With ``observed``, the model's layers
         are observed during it and their record is put there (``observed["layers"]``)."""
-        # each forward gets its own inputs (see Adapter.convert_input), or shares the drawn
-        # ones: a model that works in place on its input must not change what the next
-        # variant sees
-        converted = tuple(
-            adapter.convert_input(i.value, model, i.shared)
-            for i in self.inputs
-            if i.keyword is None
-        )
-        keywords = {
-            i.keyword: adapter.convert_input(i.value, model, i.shared)
-            for i in self.inputs
-            if i.keyword is not None
-        }
-        if keywords:
-            problem = keyword_problem(adapter, model, keywords, len(converted))
-            if problem:
-                raise ModelError(f"variant {variant.name}: {problem}")
+        converted, keywords = self._converted(variant, adapter, model)
         with seeded(self.spec.seed):
             try:
                 if keywords:
@@ -258,7 +268,7 @@ class Observer:
                 )
                 raise ModelError(
                     f"variant {variant.name}: the model rejected the inputs ({shapes})\n"
-                    f"{_user_traceback(exc)}"
+                    f"{user_traceback(exc)}"
                 ) from None
         try:
             outputs = adapter.outputs(raw, model)
@@ -268,6 +278,29 @@ class Observer:
             for each in self.inputs:
                 each.keep(outputs)
         return outputs
+
+    def _converted(
+        self, variant: Variant, adapter: Adapter, model: Any, *, own: bool = False
+    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """The inputs as the model takes them: (positional, keyword). Each forward gets its
+        own inputs (see Adapter.convert_input), or shares the drawn ones: a model that works
+        in place on its input must not change what the next variant sees. ``own``: copies
+        even of the drawn ones (a training step runs several forwards on them)."""
+        converted = tuple(
+            adapter.convert_input(i.value, model, i.shared and not own)
+            for i in self.inputs
+            if i.keyword is None
+        )
+        keywords = {
+            i.keyword: adapter.convert_input(i.value, model, i.shared and not own)
+            for i in self.inputs
+            if i.keyword is not None
+        }
+        if keywords:
+            problem = keyword_problem(adapter, model, keywords, len(converted))
+            if problem:
+                raise ModelError(f"variant {variant.name}: {problem}")
+        return converted, keywords
 
     def _run(self, adapter: Adapter, forward: Callable[[], Any], count: bool) -> Any:
         """``forward()``; with ``count`` on a torch model, its FLOPs are kept for the document."""
@@ -306,11 +339,19 @@ class Observer:
             return found
 
     def _measure(
-        self, variant: Variant, adapter: Adapter, model: Any, device: str, outputs: list[Array]
+        self,
+        variant: Variant,
+        adapter: Adapter,
+        model: Any,
+        device: str,
+        outputs: list[Array],
+        kept: tuple[list[Array], list[Array] | None] | None = None,
     ) -> dict[str, Any]:
         """One variant's part of the document: what it is, its parameters (each with its zero
-        fraction), buffers, sparsity and outputs."""
-        params = adapter.parameters(model)  # after the forward: lazy models build there
+        fraction), buffers, sparsity and outputs. ``kept``: the parameters and buffers to
+        record instead of the model's own now (a training check records the initial ones)."""
+        # after the forward: lazy models build there
+        params = adapter.parameters(model) if kept is None else kept[0]
         doc = {
             "base": variant.is_base,
             "kwargs": _json_kwargs(variant.kwargs),
@@ -326,7 +367,9 @@ class Observer:
             },
         }
         buffers = getattr(adapter, "buffers", None)
-        if buffers is not None:
+        if kept is not None and kept[1] is not None:
+            doc["buffers"] = sparsity_tensors(kept[1])
+        elif buffers is not None:
             doc["buffers"] = sparsity_tensors(buffers(model))
         doc.update(variant_fields(params))
         return doc

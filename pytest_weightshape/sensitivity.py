@@ -49,10 +49,17 @@ NO_WEIGHTS = (
     "sensitivity not stated: the model has no weights pytest-weightshape can change (a plain "
     "function), so no weight change can be measured against it"
 )
+#: What a training check's golden (``check_training``) says: its sensitivity is not measured.
+TRAINING = (
+    "sensitivity not stated: a training check (check_training) does not measure it; its "
+    "losses, gradients and updates are judged by the tolerance alone"
+)
 
 
 def not_stated(document: Mapping[str, Any]) -> str:
     """Why a check document states no sensitivity: no weights to change, or an older golden."""
+    if document.get("kind") == "training":
+        return TRAINING
     variants = document.get("variants")
     if not isinstance(variants, Mapping) or not variants:
         return NOT_STATED

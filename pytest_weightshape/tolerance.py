@@ -28,7 +28,15 @@ from typing import Any
 
 from .document import ALL_STATS as ALL_STATS  # re-exported: moved to document
 from .document import COUNT_STATS as COUNT_STATS  # re-exported: moved to document
-from .document import DIVERGENCE_RATIO, DIVERGENCE_VALUE, FLOAT_STATS, FRACTION_STATS, VALUE_STATS
+from .document import (
+    DIVERGENCE_RATIO,
+    DIVERGENCE_VALUE,
+    FLOAT_STATS,
+    FRACTION_STATS,
+    TRAINING_RATIO,
+    TRAINING_VALUE,
+    VALUE_STATS,
+)
 from .document import DIVERGENCE_UNIT as DIVERGENCE_UNIT  # re-exported: moved to document
 from .document import QUANTILE_KEYS as QUANTILE_KEYS  # re-exported: moved to document
 from .document import QUANTILES as QUANTILES  # re-exported: moved to document
@@ -119,11 +127,11 @@ class Policy:
             rtol = chosen.rtol
         else:
             rtol = max(dtype_rtol(dtype) * stat_factor(stat, count), self.floor)
-        if stat in DIVERGENCE_RATIO and chosen.rtol is None:
+        if (stat in DIVERGENCE_RATIO or stat in TRAINING_RATIO) and chosen.rtol is None:
             rtol = 2 * rtol
         if chosen.atol is not None:
             atol = chosen.atol
-        elif stat in VALUE_STATS or stat in DIVERGENCE_VALUE:
+        elif stat in VALUE_STATS or stat in DIVERGENCE_VALUE or stat in TRAINING_VALUE:
             atol = rtol * scale
         elif stat in FRACTION_STATS:
             atol = 1.0 / count if count else rtol

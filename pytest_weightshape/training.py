@@ -93,3 +93,92 @@ class Trained:
     #: Parameters that took no gradient (frozen, or not on the loss's path), in parameter order.
     no_gradient: list[str] = field(default_factory=list)
     gradients_missing: str | None = None
+
+
+# -- resolving and validating a check_training call (framework-free) --------------------------
+
+
+def _qualified(thing: Any) -> str:
+    """A callable's or object's qualified name, for the golden (``custom:<qualname>``)."""
+    name = getattr(thing, "__qualname__", None)
+    if not isinstance(name, str):
+        name = type(thing).__qualname__
+    return name
+
+
+def resolve_loss(loss: Any) -> Loss:
+    """``loss=`` -> :class:`Loss`: a built-in's name, or a callable ``(output, target) ->
+    scalar`` in the model's framework."""
+    from .errors import SpecError
+
+    if isinstance(loss, str):
+        if loss not in LOSSES:
+            raise SpecError(
+                f"check_training(loss={loss!r}): unknown loss; use one of "
+                f"{', '.join(repr(n) for n in LOSSES)}, or a callable (output, target) -> scalar "
+                "in the model's framework"
+            )
+        return Loss(loss, loss)
+    if callable(loss):
+        return Loss("custom", f"custom:{_qualified(loss)}", loss)
+    raise SpecError(
+        f"check_training(loss=...) got {type(loss).__name__}; give 'mse', 'cross_entropy' "
+        "(integer class targets), or a callable (output, target) -> scalar"
+    )
+
+
+def check_lr(lr: Any) -> float | None:
+    """``lr=``: ``None`` or a positive finite number."""
+    import math
+
+    from .errors import SpecError
+
+    if lr is None:
+        return None
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)):
+        raise SpecError(f"check_training(lr={lr!r}): the learning rate must be a number > 0")
+    value = float(lr)
+    if not math.isfinite(value) or value <= 0:
+        raise SpecError(f"check_training(lr={lr!r}): the learning rate must be a finite number > 0")
+    return value
+
+
+def resolve_optimizer(optimizer: Any, lr: Any) -> Optimizer:
+    """``optimizer=`` and ``lr=`` -> :class:`Optimizer`.
+
+    ``"sgd"``/``"adam"`` take ``lr`` (``DEFAULT_LR`` when ``None``). Anything else is a
+    framework's optimizer or factory (the adapter checks it fits the model's framework); a
+    given ``lr`` then overrides the learning rate it sets, and the golden records it.
+    """
+    from .errors import SpecError
+
+    rate = check_lr(lr)
+    if isinstance(optimizer, str):
+        if optimizer not in DEFAULT_LR:
+            raise SpecError(
+                f"check_training(optimizer={optimizer!r}): unknown optimizer; use 'sgd' or "
+                "'adam' (with lr=), or a factory such as "
+                "lambda params: torch.optim.SGD(params, lr=0.01, momentum=0.9)"
+            )
+        return Optimizer(optimizer, optimizer, rate if rate is not None else DEFAULT_LR[optimizer])
+    if optimizer is None or isinstance(optimizer, (bool, int, float, bytes, list, tuple, dict)):
+        raise SpecError(
+            f"check_training(optimizer=...) got {type(optimizer).__name__}; give 'sgd' or 'adam', "
+            "or a factory: for torch params -> torch.optim.Optimizer, for Keras a Keras "
+            "optimizer (or a callable returning one)"
+        )
+    return Optimizer("custom", f"custom:{_qualified(optimizer)}", rate, optimizer)
+
+
+def check_steps(steps: Any) -> int:
+    """``steps=``: a positive integer."""
+    import numbers
+
+    from .errors import SpecError
+
+    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or int(steps) < 1:
+        raise SpecError(
+            f"check_training(steps={steps!r}): steps must be a positive integer (the number "
+            "of optimizer steps every variant takes)"
+        )
+    return int(steps)

@@ -234,6 +234,33 @@ class TorchAdapter:
         """``forward()`` with every leaf module observed -> (its output, the layers' record)."""
         return observe_layers(model, forward)
 
+    def train(
+        self,
+        model: Any,
+        inputs: tuple[Any, ...],
+        keywords: Mapping[str, Any],
+        targets: tuple[Any, ...],
+        loss: Any,
+        optimizer: Any,
+        steps: int,
+        seed: int,
+    ) -> Any:
+        """Train ``model`` in place (see :mod:`.torch_training` and :mod:`..training`)."""
+        from .torch_training import train
+
+        return train(
+            model,
+            inputs,
+            keywords,
+            targets,
+            loss,
+            optimizer,
+            steps,
+            seed,
+            names=effective_names(model),
+            outputs=lambda raw: self.outputs(raw, model),
+        )
+
 
 # -- pruning, parametrizations, buffers and FLOPs (issue 14) ----------------------------------
 
@@ -261,9 +288,24 @@ def effective_parameters(
     first writes ``weight_orig`` (the mask still applies); writing the second goes through the
     parametrization's ``right_inverse``.
     """
+    return [(name, tensor, write) for _, name, tensor, write in _effective_entries(model)]
+
+
+def effective_names(model: torch.nn.Module) -> dict[str, str]:
+    """Each name of ``named_parameters`` -> the name :func:`effective_parameters` gives its
+    tensor (``fc.weight_orig`` -> ``fc.weight``; every ``original`` of a parametrization ->
+    the parametrized tensor's name)."""
+    return {raw: name for raw, name, _, _ in _effective_entries(model, every=True)}
+
+
+def _effective_entries(
+    model: torch.nn.Module, every: bool = False
+) -> list[tuple[str, str, torch.Tensor, Callable[[torch.Tensor], Any]]]:
+    """(raw name, effective name, tensor, writer) per effective parameter; with ``every``,
+    also each further ``original`` of a parametrization already listed."""
     from torch.nn.utils import parametrize
 
-    out: list[tuple[str, torch.Tensor, Callable[[torch.Tensor], Any]]] = []
+    out: list[tuple[str, str, torch.Tensor, Callable[[torch.Tensor], Any]]] = []
     seen: set[str] = set()
     for name, param in model.named_parameters():
         owner_name, _, leaf = name.rpartition(".")
@@ -274,10 +316,11 @@ def effective_parameters(
             owner = model.get_submodule(prefix)
             if parametrize.is_parametrized(owner, tensor_name) and leaf.startswith("original"):
                 effective = f"{prefix}.{tensor_name}" if prefix else tensor_name
-                if effective not in seen:
+                if effective not in seen or every:
                     seen.add(effective)
                     out.append(
                         (
+                            name,
                             effective,
                             getattr(owner, tensor_name),
                             _parametrized_writer(owner, tensor_name),
@@ -289,10 +332,10 @@ def effective_parameters(
             base = leaf.removesuffix("_orig")
             effective = f"{owner_name}.{base}" if owner_name else base
             seen.add(effective)
-            out.append((effective, _effective(owner, base), param.copy_))
+            out.append((name, effective, _effective(owner, base), param.copy_))
             continue
         seen.add(name)
-        out.append((name, param, param.copy_))
+        out.append((name, name, param, param.copy_))
     return out
 
 

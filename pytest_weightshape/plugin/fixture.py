@@ -11,6 +11,7 @@ not load the measuring code (spec, tolerance, syrupy extension, golden, comparis
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shlex
@@ -102,10 +103,62 @@ class ShapeVariant:
         golden is missing (record it with ``--snapshot-update``) or unreadable.
         """
         __tracebackhide__ = True
+        # a partial, not a lambda: no frame of its own, so a device skip is reported at the
+        # test's line (every frame between it and the test hides itself)
+        return self._guarded(
+            name,
+            functools.partial(
+                self._check, build, inputs, name, rtol, atol, tolerance, device, weights
+            ),
+        )
+
+    def check_training(
+        self,
+        build: Callable[..., Any],
+        inputs: Any,
+        targets: Any,
+        *,
+        loss: Any,
+        optimizer: Any,
+        steps: int = 1,
+        lr: float | None = None,
+        name: str | None = None,
+        rtol: float | None = None,
+        atol: float | None = None,
+        tolerance: Mapping[str, Any] | None = None,
+        device: str | None = None,
+    ) -> CheckResult:
+        """Train base and variants from one seed for ``steps`` steps and compare their
+        losses, gradients, updates and outputs after training with the golden (README
+        "Training steps"). The check is named ``training`` unless ``name=`` says otherwise.
+        """
+        __tracebackhide__ = True
+        from ..training import DEFAULT_TRAINING_CHECK
+
+        shown = DEFAULT_TRAINING_CHECK if name is None else name
+        return self._guarded(
+            shown,
+            functools.partial(
+                self._check_training,
+                build,
+                inputs,
+                targets,
+                dict(loss=loss, optimizer=optimizer, steps=steps, lr=lr),
+                shown,
+                rtol,
+                atol,
+                tolerance,
+                device,
+            ),
+        )
+
+    def _guarded(self, name: Any, run: Callable[[], CheckResult]) -> CheckResult:
+        """``run()`` (a check), its errors turned into a failure naming the test."""
+        __tracebackhide__ = True
         nodeid = self._request.node.nodeid
         self._current = None
         try:
-            result = self._check(build, inputs, name, rtol, atol, tolerance, device, weights)
+            result = run()
         except _Failed as exc:
             message = str(exc)
         except WeightShapeError as exc:
@@ -174,6 +227,14 @@ class ShapeVariant:
             layers=may_record,
         )
         document = observer.observe()
+        self._observed_warnings(plan, observer)
+        candidate, outcome = self._assert(plan, document)
+        localised = self._localise(observer, candidate, outcome)
+        return self._conclude(plan, document, candidate, outcome, localised)
+
+    def _observed_warnings(self, plan: _Plan, observer: Any) -> None:
+        """What the observation warns about: unchanged variants, changed numeric globals,
+        unmeasured sensitivity."""
         self._warnings += [
             f"{self._request.node.nodeid} [{plan.check}]: variant {unchanged} has the base's "
             "weights, buffers and outputs, byte for byte: it changes nothing the check can see "
@@ -193,9 +254,40 @@ class ShapeVariant:
             "once, or that rejects changed weights, cannot state it"
             for why in observer.unmeasured
         ]
+
+    def _check_training(
+        self,
+        build: Callable[..., Any],
+        inputs: Any,
+        targets: Any,
+        training: dict[str, Any],
+        name: str,
+        rtol: float | None,
+        atol: float | None,
+        tolerance: Mapping[str, Any] | None,
+        device: str | None,
+    ) -> CheckResult:
+        """``check``'s plan -> observe -> assert -> conclude, observed by a ``Trainer``
+        (no sensitivity and no layers: a training golden holds neither)."""
+        __tracebackhide__ = True
+        from ..training_run import Trainer
+
+        plan = self._plan(name, rtol, atol, tolerance, device)
+        settings = settings_of(self._request.config)
+        trainer = Trainer(
+            self.spec,
+            build,
+            inputs,
+            targets,
+            device=plan.device,
+            deterministic=settings.deterministic,
+            calibrate=settings.calibrate,
+            **training,
+        )
+        document = trainer.observe()
+        self._observed_warnings(plan, trainer)
         candidate, outcome = self._assert(plan, document)
-        localised = self._localise(observer, candidate, outcome)
-        return self._conclude(plan, document, candidate, outcome, localised)
+        return self._conclude(plan, document, candidate, outcome)
 
     def _localise(
         self, observer: Any, candidate: Candidate, outcome: syrupy_bridge.Outcome
@@ -409,8 +501,9 @@ class ShapeVariant:
         nodeid = self._request.node.nodeid
         for found in findings(document):
             where = "every variant" if found.variant == "every variant" else found.variant
+            what = found.output if found.kind == "noise gradient" else f"output {found.output!r}"
             self._warnings.append(
-                f"{nodeid} [{plan.check}]: {where}, output {found.output!r} is degenerate "
+                f"{nodeid} [{plan.check}]: {where}, {what} is degenerate "
                 f"({found.kind}): {found.text}"
             )
 

@@ -22,6 +22,7 @@ from .. import golden, sensitivity
 from ..degenerate import findings
 from ..errors import GoldenError
 from ..tolerance import Policy
+from . import training
 from .last_run import CACHE_KEY as CACHE_KEY  # re-exported: moved to last_run
 from .last_run import configured_cache_dir as configured_cache_dir  # re-exported: moved to last_run
 from .last_run import find_last_run
@@ -59,8 +60,9 @@ def show_check(name: str, check: Mapping[str, Any], layers: bool = False) -> lis
         )
     variants: Mapping[str, Any] = check.get("variants", {})
     names = list(variants)
+    trained = training.is_training(check)
     lines.append("")
-    lines.append("parameters")
+    lines.append("parameters (initial weights)" if trained else "parameters")
     rows = [
         (variant, param, _null_text(info["shape"]), str(info["dtype"]))
         for variant, data in variants.items()
@@ -81,7 +83,8 @@ def show_check(name: str, check: Mapping[str, Any], layers: bool = False) -> lis
             if output in variants[v].get("outputs", {})
         )
         marked = "  [DEGENERATE]" if output in degenerate else ""
-        lines.append(f"output {output} ({shapes}){marked}")
+        after = " after training" if trained else ""
+        lines.append(f"output {output}{after} ({shapes}){marked}")
         lines += degenerate.get(output, [])
         stats = [variants[v].get("outputs", {}).get(output, {}).get("stats", {}) for v in names]
         keys = list(dict.fromkeys(k for s in stats for k in s))
@@ -98,6 +101,10 @@ def show_check(name: str, check: Mapping[str, Any], layers: bool = False) -> lis
         keys = list(dict.fromkeys(k for d in divs if d for k in d))
         table = [(k, *(_null_text((d or {}).get(k)) for d in divs)) for k in keys]
         lines += ["  " + line for line in text_table(("measure", *others), table)]
+    if trained:
+        lines += training.show_lines(check)
+        if all(data.get("layers") is None for data in variants.values()):
+            return lines  # a training check records no layers: nothing to add them with
     return lines + (layer_tables(variants) if layers else [_layer_count(variants)])
 
 
@@ -285,7 +292,11 @@ def _new_table(record: Mapping[str, Any]) -> list[str]:
                 )
             )
     header = ("variant", "output", "shape", "mean", "std", "min", "max")
-    return ["    " + line for line in text_table(header, rows)]
+    lines = ["    " + line for line in text_table(header, rows)]
+    part = training.part(document, None)
+    if part is not None:  # a training check: what it trained, and its final losses
+        lines.append(f"    {training.description(part)}; {training.final_losses(part)}")
+    return lines
 
 
 def _stale(record: Mapping[str, Any], rootdir: Path) -> str | None:
@@ -344,6 +355,11 @@ def cmd_diff(cache_dir: Path | None, show_all: bool, exit_code: bool, verbose: b
             print("\n".join(_moved_table(record, verbose)))
             for cause in record["causes"]:
                 print(f"  likely cause: {cause}")
+            trained = record.get("training")
+            if trained:  # a training check: what it trained, its losses, what moved
+                print(f"  {training.description(trained)}; {training.final_losses(trained)}")
+                for line in training.moved_lines(trained):
+                    print(f"    {line}")
             if record["environment"]["changes"]:
                 print(
                     "  environment (golden -> last run): "

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import golden
+from . import training
 from .last_run import CACHE_KEY as CACHE_KEY  # re-exported: moved to last_run
 from .last_run import last_run as last_run  # re-exported: moved to last_run
 from .records import (
@@ -51,6 +52,7 @@ def summary_lines(records: Sequence[Mapping[str, Any]]) -> list[str]:
             lines.append(f"largest drift: {top['worst']:.3g} of its tolerance ({label(top)})")
         else:
             lines.append("largest drift: none (every value equals its golden's)")
+    lines += training.summary_lines(ordered(records), label)
     lines += _sensitivity_lines(records)
     held = [r for r in records if r["status"] == "passed" and r["environment"]["changes"]]
     if held:
@@ -202,8 +204,10 @@ def to_markdown(
             if passing_rows is not None and shown_passing > passing_rows:
                 continue
         worst = f"{number(r['worst']):.3g}" if number(r["worst"]) is not None else ""
+        trained = f" — {_cell(training.description(r['training']))}" if r.get("training") else ""
         lines.append(
-            f"| {_ICONS.get(r['status'], '')} | `{_cell(label(r))}` | {r['status']} | {worst} "
+            f"| {_ICONS.get(r['status'], '')} | `{_cell(label(r))}`{trained} | {r['status']} "
+            f"| {worst} "
             f"| {_cell(_cause(r))} |"
         )
     if passing_rows is not None and shown_passing > passing_rows:
@@ -233,9 +237,39 @@ def to_markdown(
         if r["environment"]["changes"]:
             lines += ["", "Environment (golden → now): " + ", ".join(r["environment"]["changes"])]
         lines += _layer_lines(r)
+        moved_training = training.moved_lines(r["training"]) if r.get("training") else []
+        if moved_training:
+            lines += ["", "What moved in training:", ""]
+            lines += [
+                f"  - {_cell(line[2:])}" if line.startswith("  ") else f"- {_cell(line)}"
+                for line in moved_training
+            ]
         lines += ["", "</details>"]
+    lines += _markdown_training(ranked)
     lines += _markdown_sensitivity(ranked)
     return "\n".join(lines) + "\n"
+
+
+def _markdown_training(records: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Training checks: each variant's final loss, the golden's, its loss over the base's at
+    the last step, and the parameters that took no gradient."""
+    trained = [r for r in records if r.get("training")]
+    if not trained:
+        return []
+    lines = [
+        "",
+        "**Training checks**: final loss per variant",
+        "",
+        "| check | variant | final loss | golden | loss / base (last step) | no gradient |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in trained:
+        for variant, final, golden_final, ratio, frozen in training.markdown_rows(r["training"]):
+            lines.append(
+                f"| `{_cell(label(r))}` | {_cell(variant)} | {final} | {golden_final} "
+                f"| {ratio} | {_cell(frozen)} |"
+            )
+    return lines
 
 
 def _markdown_sensitivity(records: Sequence[Mapping[str, Any]]) -> list[str]:

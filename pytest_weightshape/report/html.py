@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from html import escape
 from typing import Any
 
+from . import training
 from .records import QUANTILE_LEVELS, counts, kept_rows, label, number, ordered
 from .text import value_text
 
@@ -214,6 +215,161 @@ def drift_chart(statistics: Sequence[Mapping[str, Any]]) -> str:
     return "".join(parts) + (f"<div class=meta>{more}</div>" if more else "")
 
 
+#: Losses drawn with a marker on each step up to this many steps (a line alone beyond).
+LOSS_MARKERS = 40
+#: The loss plot's y axis is logarithmic when its positive losses span this factor or more.
+LOG_SPAN = 100.0
+
+
+def loss_plot(part: Mapping[str, Any]) -> str:
+    """SVG: the loss at each step, one line per variant (the base drawn thicker), this run's
+    solid with a marker per step, the golden's dashed in the same colour; a logarithmic y axis
+    when the losses span decades. One step draws as markers, a hundred as lines."""
+    entries: Mapping[str, Any] = part.get("variants") or {}
+    base = part.get("base")
+    series: list[tuple[str, str, bool, list[tuple[int, float]]]] = []
+    skipped: list[str] = []
+    names = list(entries)
+    for i, name in enumerate(names):
+        entry = entries[name]
+        color = PALETTE[i % len(PALETTE)]
+        index = entry.get("step_index")
+        for dashed, key in ((True, "golden_losses"), (False, "losses")):
+            values = entry.get(key)
+            if not isinstance(values, list):
+                continue
+            steps = index if isinstance(index, list) else list(range(len(values)))
+            pts = []
+            for step, raw in zip(steps, values, strict=False):
+                value = _finite(raw)
+                if value is None:
+                    if raw is not None:  # None: a step this side did not run
+                        skipped.append(f"{name}{' (golden)' if dashed else ''} step {step}")
+                    continue
+                pts.append((int(step), value))
+            if pts:
+                series.append((name, color, dashed, pts))
+    values = [v for *_, pts in series for _, v in pts]
+    if not values:
+        return ""
+    lo, hi = min(values), max(values)
+    log = lo > 0 and hi / lo >= LOG_SPAN
+    if log:
+        lo_t, hi_t = math.log10(lo), math.log10(hi)
+        pad = (hi_t - lo_t) * 0.05
+        lo_t, hi_t = lo_t - pad, hi_t + pad
+    else:
+        if hi == lo:
+            lo, hi = lo - (abs(lo) * 0.1 or 1.0), hi + (abs(hi) * 0.1 or 1.0)
+        pad = (hi - lo) * 0.05
+        lo_t, hi_t = lo - pad, hi + pad
+    first = min(step for *_, pts in series for step, _ in pts)
+    last = max(step for *_, pts in series for step, _ in pts)
+    legend_rows = (len(dict.fromkeys(name for name, *_ in series)) + 1) // 2
+    width, left, right, top, plot_h = 460, 66, 14, 14, 170
+    bottom = 40 + 14 * legend_rows
+    height = top + plot_h + bottom
+    plot_w = width - left - right
+
+    def x(step: float) -> float:
+        if last == first:  # one step: in the middle
+            return left + plot_w / 2
+        return left + 8 + (plot_w - 16) * (step - first) / (last - first)
+
+    def y(v: float) -> float:
+        t = math.log10(v) if log else v
+        return top + plot_h * (hi_t - t) / (hi_t - lo_t)
+
+    scale = "log scale" if log else "linear scale"
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'role="img" aria-label="loss per step of each variant ({scale})">',
+        f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="#fafafa" '
+        'stroke="#ccc"/>',
+    ]
+    if log:
+        ticks = [10.0**k for k in range(math.ceil(lo_t), math.floor(hi_t) + 1)]
+        if len(ticks) < 2:
+            ticks = [10**lo_t, 10**hi_t]
+    else:
+        ticks = [lo_t + (hi_t - lo_t) * k / 4 for k in range(5)]
+    for v in ticks:
+        parts.append(
+            f'<line x1="{left}" x2="{left + plot_w}" y1="{y(v):.1f}" y2="{y(v):.1f}" '
+            'stroke="#eee"/>'
+            f'<text x="{left - 4}" y="{y(v) + 4:.1f}" font-size="10" text-anchor="end">'
+            f"{v:.3g}</text>"
+        )
+    spacing = _tick_spacing(last - first)
+    for step in range(-(-first // spacing) * spacing, last + 1, spacing):
+        parts.append(
+            f'<text x="{x(step):.1f}" y="{top + plot_h + 13}" font-size="10" '
+            f'text-anchor="middle">{step}</text>'
+        )
+    parts.append(
+        f'<text x="{left + plot_w / 2:.1f}" y="{top + plot_h + 26}" font-size="10" '
+        'text-anchor="middle" fill="#555">step</text>'
+        f'<text transform="translate(11,{top + plot_h / 2:.1f}) rotate(-90)" font-size="10" '
+        f'text-anchor="middle" fill="#555">loss ({scale})</text>'
+    )
+    for name, color, dashed, pts in series:
+        path = " ".join(f"{x(s):.1f},{y(v):.1f}" for s, v in pts)
+        dash = ' stroke-dasharray="5,4" stroke-opacity="0.8"' if dashed else ""
+        widthpx = 1.5 if dashed else (2.8 if name == base else 1.8)
+        title = f"{escape(name)}{' (base)' if name == base else ''}"
+        title += " (golden)" if dashed else ""
+        if len(pts) > 1:
+            parts.append(
+                f'<polyline points="{path}" fill="none" stroke="{color}" '
+                f'stroke-width="{widthpx}"{dash}><title>{title}</title></polyline>'
+            )
+        if dashed and len(pts) == 1:  # one step of the golden: a hollow ring
+            s, v = pts[0]
+            parts.append(
+                f'<circle cx="{x(s):.1f}" cy="{y(v):.1f}" r="5" fill="none" stroke="{color}" '
+                f'stroke-width="1.5"><title>{title}: {v:.6g}</title></circle>'
+            )
+        if not dashed and len(pts) <= LOSS_MARKERS:
+            radius = 3.4 if name == base else 2.6
+            parts.extend(
+                f'<circle cx="{x(s):.1f}" cy="{y(v):.1f}" r="{radius}" fill="{color}">'
+                f"<title>{title}, step {s}: {v:.6g}</title></circle>"
+                for s, v in pts
+            )
+    legend_y = top + plot_h + 42
+    shown = list(dict.fromkeys(name for name, *_ in series))
+    for i, name in enumerate(shown):
+        color = PALETTE[names.index(name) % len(PALETTE)]
+        lx = left + (i % 2) * (plot_w // 2)
+        ly = legend_y + (i // 2) * 14
+        tag = " (base)" if name == base else ""
+        thick = 5 if name == base else 3
+        parts.append(
+            f'<rect x="{lx}" y="{ly - 6 - thick // 2}" width="12" height="{thick}" '
+            f'fill="{color}"/>'
+            f'<text x="{lx + 16}" y="{ly - 3}" font-size="10.5">{escape(name + tag)}</text>'
+        )
+    parts.append("</svg>")
+    note = (
+        f"<div class=meta>not drawn (not a finite number): {escape(', '.join(skipped[:6]))}"
+        f"{' ...' if len(skipped) > 6 else ''}</div>"
+        if skipped
+        else ""
+    )
+    return "".join(parts) + note
+
+
+def _tick_spacing(span: int, ticks: int = 8) -> int:
+    """Integer step spacing 1, 2, 5, 10, 20, 50 ... giving at most ``ticks`` + 1 labels."""
+    spacing = 1
+    for _ in range(30):
+        for factor in (1, 2, 5):
+            if span <= ticks * spacing * factor:
+                return spacing * factor
+        spacing *= 10
+    return spacing
+
+
 #: Layer outputs drawn per variant in the per-layer drift chart.
 LAYER_BARS = 200
 #: Held layer outputs drawn before the first moved one when it lies beyond ``LAYER_BARS``.
@@ -304,6 +460,95 @@ def _layer_parts(record: Mapping[str, Any]) -> tuple[list[str], list[str]]:
     return lines, figures
 
 
+def _training_parts(record: Mapping[str, Any]) -> tuple[list[str], list[str], list[str]]:
+    """A training check's lines (what it trained; what moved, for a failing one), its loss
+    plot, and its tables (per variant; the norm ratios to the base farthest from 1)."""
+    part = record.get("training")
+    if not isinstance(part, Mapping):
+        return [], [], []
+    lines = [f'<div class="meta">{escape(training.description(part))}</div>']
+    if record["status"] not in _GOOD:
+        items: list[list[str]] = []
+        for line in training.moved_lines(part):
+            if line.startswith("  ") and items:
+                items[-1].append(line.strip())
+            else:
+                items.append([line])
+        if items:
+            lines.append(
+                '<div class="cause">what moved in training:<ul>'
+                + "".join(
+                    f"<li>{escape(head)}<ul>"
+                    + "".join(f"<li>{escape(item)}</li>" for item in rest)
+                    + "</ul></li>"
+                    for head, *rest in items
+                )
+                + "</ul></div>"
+            )
+    figures = []
+    svg = loss_plot(part)
+    if svg:
+        caption = "loss per step per variant"
+        if any(e.get("golden_losses") for e in (part.get("variants") or {}).values()):
+            caption += " (dashed: golden)"
+        figures.append(f"<figure>{svg}<figcaption>{caption}</figcaption></figure>")
+    entries: Mapping[str, Any] = part.get("variants") or {}
+    body = []
+    for variant, final, golden_final, ratio, frozen in training.markdown_rows(part):
+        name = variant.removesuffix(" (base)")
+        entry = entries.get(name, {})
+        body.append(
+            (
+                False,
+                (
+                    variant,
+                    entry.get("loss"),
+                    entry.get("optimizer"),
+                    entry.get("lr"),
+                    entry.get("steps"),
+                    final,
+                    golden_final,
+                    ratio,
+                    frozen,
+                ),
+            )
+        )
+    tables = [
+        "<details open><summary>training per variant</summary>"
+        + _table(
+            (
+                "variant",
+                "loss",
+                "optimizer",
+                "lr",
+                "steps",
+                "final loss",
+                "golden",
+                "loss / base (last step)",
+                "no gradient",
+            ),
+            body,
+        )
+        + "</details>"
+    ]
+    ratios = [
+        (False, (variant, parameter, *(entry.get(k, {}).get(parameter) for k in _RATIOS)))
+        for variant, entry in entries.items()
+        for parameter in dict.fromkeys(p for k in _RATIOS for p in entry.get(k) or {})
+    ]
+    if ratios:
+        tables.append(
+            "<details><summary>gradient and update norms over the base's (the parameters "
+            f"farthest from 1, at most {training.KEPT_PARAMETERS} per variant)</summary>"
+            + _table(("variant", "parameter", "gradient norm ratio", "update norm ratio"), ratios)
+            + "</details>"
+        )
+    return lines, figures, tables
+
+
+_RATIOS = ("gradient_norm_ratio", "update_norm_ratio")
+
+
 # -- page -----------------------------------------------------------------------------------
 
 
@@ -347,10 +592,11 @@ def _check_section(index: int, record: Mapping[str, Any]) -> str:
         )
     layer_lines, layer_figures = _layer_parts(record)
     parts += layer_lines
+    training_lines, figures, training_tables = _training_parts(record)
+    parts += training_lines
     current = record["distributions"]["current"]
     recorded = record["distributions"]["golden"]
     outputs = list(dict.fromkeys(o for v in (*current.values(), *recorded.values()) for o in v))
-    figures = []
     for output in outputs:
         svg = quantile_plot(output, current, recorded, record["base"])
         if svg:
@@ -370,6 +616,7 @@ def _check_section(index: int, record: Mapping[str, Any]) -> str:
         if status in _GOOD:  # failing checks open, the others a click away
             figs = f"<details><summary>pictures</summary>{figs}</details>"
         parts.append(figs)
+    parts += training_tables
     if record["message"] and status != "passed":
         parts.append(
             f"<details><summary>failure message</summary><pre>{escape(record['message'])}"

@@ -16,6 +16,7 @@ from ..compare import Difference, Verdict
 from ..degenerate import findings
 from ..document import DEFAULT_CHECK
 from ..tolerance import Policy
+from . import training
 from .text import value_text
 
 #: Re-exported: the number format moved to :mod:`.text` (``value_text``).
@@ -137,7 +138,11 @@ def build(
         for name, data in document.get("variants", {}).items()
         if data.get("divergence") is not None
     }
-    return {
+    # a training check: its divergence per parameter is summarised in its training part
+    trained = training.part(document, recorded, failed=status == "drifted")
+    if trained is not None:
+        divergence = {name: training.without_training(div) for name, div in divergence.items()}
+    record: dict[str, Any] = {
         "nodeid": nodeid,
         "test": test,
         "check": check,
@@ -167,6 +172,9 @@ def build(
         # the whole observation only where a golden would be made of it (``diff`` shows it)
         "document": dict(document) if status == "missing" else None,
     }
+    if trained is not None:  # only a training check has one (other records stay as they were)
+        record["training"] = plain(trained)
+    return record
 
 
 def _sensitivity(
