@@ -7,6 +7,8 @@ Re-record after an intended change:  python -m pytest examples --snapshot-update
 import pytest
 from torch import nn
 
+from pytest_weightshape import integers
+
 
 def sequence_loss(output, target):
     """The LSTM's per-step output, averaged over its features, regressed on the target: one
@@ -35,12 +37,25 @@ def test_lstm_hidden_size_training(shape_variant):
     }
 
 
-# The seed's Keras Dense (10 vs 5 units) with SGD goes here once the Keras adapter trains
-# (issue 17, Keras part):
-#
-# @pytest.mark.shape_variant(units=[10, 5])
-# def test_dense_units_training(shape_variant):
-#     shape_variant.check_training(
-#         lambda units: keras.Sequential([keras.Input((16,)), keras.layers.Dense(units)]),
-#         inputs=(8, 16), targets=..., loss=..., optimizer="sgd", steps=3,
-#     )
+@pytest.mark.shape_variant(units=[10, 5])
+def test_dense_units_training(shape_variant):
+    """The seed's Keras system (a ReLU Dense layer, 10 vs 5 units, on flattened 28x28 images)
+    trained with SGD for 3 steps on 5 classes (ids below both widths), on the tensorflow
+    backend."""
+    import tensorflow as tf
+
+    result = shape_variant.check_training(
+        lambda units: tf.keras.Sequential(
+            [tf.keras.Input((784,)), tf.keras.layers.Dense(units, activation="relu")]
+        ),
+        inputs=(8, 784),  # 8 flattened images
+        targets=integers((8,), high=5),  # class ids, drawn after the inputs
+        loss="cross_entropy",
+        optimizer="sgd",
+        steps=3,
+    )
+    training = result.variants["units=5"]["training"]
+    assert training["optimizer"] == "sgd" and training["lr"] == 0.01
+    assert len(training["losses"]) == 3 and training["no_gradient"] == []
+    ratios = result.variants["units=5"]["divergence"]["training"]["update_norm_ratio"]
+    assert set(ratios) == {"dense/kernel", "dense/bias"}
