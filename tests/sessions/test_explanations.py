@@ -32,6 +32,9 @@ def test_a_degenerate_output_warns_when_recorded_and_show_marks_it(pytester):
             "is degenerate (" in out
         )
     assert "cannot detect a change of the weights" in out
+    # each warning points at the test's call of check(), not into the plugin
+    assert out.count("test_head.py:24: WeightShapeWarning: test_head.py::test_head") == 2
+    assert "fixture.py" not in out
     assert "output 'logits'" not in out  # the logits vary: not degenerate
     assert "1 golden with degenerate outputs" in out
     # comparing against it later does not warn again
