@@ -113,7 +113,8 @@ def _centred(m: np.ndarray, dtype: type[np.floating[Any]]) -> np.ndarray:
 
 def _gram(m: np.ndarray) -> np.ndarray:
     """``m @ m.T`` (one symmetric BLAS product) in float64."""
-    return (m @ m.T).astype(np.float64, copy=False)
+    product: np.ndarray = m @ m.T
+    return product.astype(np.float64, copy=False)
 
 
 def linear_cka(x: np.ndarray, y: np.ndarray) -> float | None:

@@ -34,8 +34,7 @@ def tensors(arrays: Sequence[Array]) -> dict[str, dict[str, Any]]:
     fraction beside digest, mean and std."""
     out = {}
     for a in arrays:
-        print_ = fingerprint(a.value)
-        print_["zero_fraction"] = zero_fraction(a.value)
+        print_ = fingerprint(a.value, zeros=True)  # the zero fraction from the same pass
         out[a.name] = {"shape": list(a.value.shape), "dtype": a.dtype, "fingerprint": print_}
     return out
 

@@ -344,35 +344,71 @@ def _shifted_sums(w: np.ndarray, shift: float) -> tuple[float, float]:
 
 
 def mean_std(flat: np.ndarray, most: int = 0) -> tuple[float | None, float | None]:
-    """Mean and std of the finite values of a 1-D numeric array: the shifted sums of
-    ``_first_pass`` alone (a fingerprint needs no extremes, zeros or histogram); ``most`` caps
-    the threads (see ``in_parallel``)."""
+    """Mean and std of the finite values of a 1-D numeric array (a fingerprint needs no
+    extremes or histogram); ``most`` caps the threads (see ``in_parallel``)."""
+    mean, std, _ = moments(flat, most)
+    return mean, std
+
+
+#: Values whose float64 mean shifts a fingerprint's sums: a few suffice, the shift only keeps
+#: the sums stable far from zero (it need not be the mean).
+SHIFT_SAMPLE = 1024
+
+
+def moments(flat: np.ndarray, most: int = 0) -> tuple[float | None, float | None, int]:
+    """Mean and std of the finite values of a 1-D numeric array, and its count of exact zeros,
+    in one pass (blocks reduced side by side, combined in block order: the same on any number
+    of threads); ``most`` caps the threads."""
     floating = bool(np.issubdtype(flat.dtype, np.floating))
-    shift = _first_mean(flat, floating)
-    count, s1, s2 = 0, 0.0, 0.0
+    head = flat[:SHIFT_SAMPLE]
+    if floating:
+        head = head[np.isfinite(head)]
+    with np.errstate(all="ignore"):
+        shift = float(head.mean(dtype=np.float64)) if head.size else _first_mean(flat, floating)
+    count, zeros, s1, s2 = 0, 0, 0.0, 0.0
     for sums in in_parallel(lambda span: _sums(flat[span], floating, shift), flat.size, most):
-        for m, b1, b2 in sums:
+        for m, z, b1, b2 in sums:
             count += m
+            zeros += z
             s1 += b1
             s2 += b2
     if not count:
-        return None, None
-    return _mean_and_std(count, shift, s1, s2)
+        return None, None, zeros
+    mean, std = _mean_and_std(count, shift, s1, s2)
+    return mean, std, zeros
 
 
-def _sums(part: np.ndarray, floating: bool, shift: float) -> list[tuple[int, float, float]]:
-    """Per block: the finite count and the shifted sums (``mean_std``'s pass over a run)."""
-    wide = np.empty(min(BLOCK, part.size), dtype=np.float64)
+def _sums(part: np.ndarray, floating: bool, shift: float) -> list[tuple[int, int, float, float]]:
+    """Per block: the finite count, the zeros and the shifted sums (``moments``' pass over a
+    run). The differences go straight into a float64 scratch block; a block whose sums are not
+    finite held NaN or Inf (or squares beyond the float64 range) and is summed again over its
+    finite values only."""
+    size = min(BLOCK, part.size)
+    wide = np.empty(size, dtype=np.float64)
+    mask = np.empty(size, dtype=np.bool_)
     out = []
     with np.errstate(all="ignore"):
         for block in blocks(part):
-            if floating:
+            m = block.size
+            zeros = int(np.count_nonzero(np.equal(block, 0, out=mask[:m])))
+            w = np.subtract(block, shift, out=wide[:m], dtype=np.float64)
+            b1, b2 = _sums_of(w)
+            if floating and not (math.isfinite(b1) and math.isfinite(b2)):
                 block = _finite(block)[0]
-            if block.size:
-                w = wide[: block.size]
-                np.copyto(w, block, casting="unsafe")
-                out.append((block.size, *_shifted_sums(w, shift)))
+                m = block.size
+                w = np.subtract(block, shift, out=wide[:m], dtype=np.float64)
+                b1, b2 = _sums_of(w) if m else (0.0, 0.0)
+            if m:
+                out.append((m, zeros, b1, b2))
+            elif zeros:
+                out.append((0, zeros, 0.0, 0.0))
     return out
+
+
+def _sums_of(w: np.ndarray) -> tuple[float, float]:
+    """The sum and the sum of squares of a float64 block (NumPy's own loops, not BLAS's dot:
+    its threads may stall, and split the sum)."""
+    return float(w.sum()), float(np.einsum("i,i->", w, w))
 
 
 def _mean_and_std(
@@ -417,26 +453,32 @@ def block_digests(array: np.ndarray) -> list[int]:
     return [crc for run in in_parallel(crcs, flat.size) for crc in run]
 
 
-def fingerprint(array: np.ndarray) -> dict[str, Any]:
-    """A digest of the exact bytes (explains a failure) plus mean and std (sizes the change).
+def fingerprint(array: np.ndarray, zeros: bool = False) -> dict[str, Any]:
+    """A digest of the exact bytes (explains a failure) plus mean and std (sizes the change);
+    with ``zeros``, the fraction of exact zeros too (``zero_fraction``, from the same pass).
 
     The digest is a CRC-32 of dtype, shape and bytes: it only has to tell "same bytes" from
     "changed", and it costs a quarter of a cryptographic hash (~9 ms per 40 MB input). On a
-    large array it runs on a second thread while this one takes the mean and std.
+    large array it runs on a second thread while this one takes the moments.
     """
     x = np.ascontiguousarray(array)
     numeric = np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)
     mean: float | None = None
     std: float | None = None
+    zero_count_: int | None = None
     spare = spare_threads(x.size) if numeric else 0
     if spare:
-        crc, moments = beside(lambda: digest(x), lambda: mean_std(x.reshape(-1), most=spare))
-        mean, std = moments
+        crc, found = beside(lambda: digest(x), lambda: moments(x.reshape(-1), most=spare))
+        mean, std, zero_count_ = found
         out: dict[str, Any] = {"digest": crc}
     else:
         out = {"digest": digest(x)}
         if numeric and x.size:  # streamed (no float64 copy of a large input or weight)
-            mean, std = mean_std(x.reshape(-1))
+            mean, std, zero_count_ = moments(x.reshape(-1))
     if mean is not None:  # None when no value is finite: NaN and Inf are left out
         out["mean"], out["std"] = mean, std
+    if zeros:
+        if zero_count_ is None:
+            zero_count_ = zero_count(x)
+        out["zero_fraction"] = 1.0 - (x.size - zero_count_) / x.size if x.size else 0.0
     return out
