@@ -311,14 +311,15 @@ class Observer:
         """One variant's part of the document: what it is, its parameters (each with its zero
         fraction), buffers, sparsity and outputs."""
         params = adapter.parameters(model)  # after the forward: lazy models build there
-        doc = {
+        recorded = sparsity_tensors(params)
+        doc: dict[str, Any] = {
             "base": variant.is_base,
             "kwargs": _json_kwargs(variant.kwargs),
             "framework": adapter.name,
             "model": type(model).__name__,
             "device": device,
             "parameter_count": int(sum(p.value.size for p in params)),
-            "parameters": sparsity_tensors(params),
+            "parameters": recorded,
             "inputs": self.input_info,
             "outputs": {
                 o.name: {"shape": list(o.shape), "dtype": o.dtype, "stats": summarize_output(o)}
@@ -328,7 +329,7 @@ class Observer:
         buffers = getattr(adapter, "buffers", None)
         if buffers is not None:
             doc["buffers"] = sparsity_tensors(buffers(model))
-        doc.update(variant_fields(params))
+        doc.update(variant_fields(params, recorded))
         return doc
 
     def _calibrate(

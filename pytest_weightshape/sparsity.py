@@ -39,11 +39,20 @@ def tensors(arrays: Sequence[Array]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def variant_fields(params: Sequence[Array]) -> dict[str, Any]:
+def variant_fields(
+    params: Sequence[Array], recorded: Mapping[str, Mapping[str, Any]] | None = None
+) -> dict[str, Any]:
     """The variant's realised sparsity (zero parameters / parameters; ``None`` without
-    parameters) and its nonzero parameter count."""
+    parameters) and its nonzero parameter count. ``recorded`` (``tensors(params)``) gives each
+    tensor's zero fraction, so the parameters are not read again."""
     total = sum(p.value.size for p in params)
-    nonzero = sum(p.value.size - zero_count(p.value) for p in params)
+    nonzero = 0
+    for p in params:
+        fraction = (recorded or {}).get(p.name, {}).get("fingerprint", {}).get("zero_fraction")
+        if isinstance(fraction, float):  # 1 - nonzero / size, exact to far below one count
+            nonzero += round((1.0 - fraction) * p.value.size)
+        else:
+            nonzero += p.value.size - zero_count(p.value)
     return {
         "sparsity": (1.0 - nonzero / total) if total else None,
         "nonzero_parameter_count": nonzero,
