@@ -326,12 +326,13 @@ def _scan(
             m = block.size
             w = wide[:m]
             np.copyto(w, block, casting="unsafe")
-            total_abs = None
-            if low < 0 < high:
+            if low >= 0:  # |x| = x (a ReLU's output): the same sum, one pass fewer
+                total_abs = float(w.sum())
+            elif high <= 0:
+                total_abs = -float(w.sum())
+            else:
                 total_abs = float(np.abs(w, out=spare[:m]).sum())
             b1, b2 = _shifted_sums(w, shift)
-            if total_abs is None:  # |x| = x (a ReLU's output) or -x: the same sum
-                total_abs = abs(b1 + m * shift)
             partials.append((zeros, nans, infs, m, float(low), float(high), total_abs, b1, b2))
     return partials, counts
 
@@ -339,8 +340,8 @@ def _scan(
 def _shifted_sums(w: np.ndarray, shift: float) -> tuple[float, float]:
     """Sum and sum of squares of ``w - shift`` (``w`` a float64 scratch block, overwritten)."""
     np.subtract(w, shift, out=w)
-    # NumPy's own loop, not BLAS's dot: its threads may stall, and split the sum
-    return float(w.sum()), float(np.einsum("i,i->", w, w))
+    s1 = float(w.sum())
+    return s1, float(np.square(w, out=w).sum())  # not np.dot: BLAS threads may stall
 
 
 def mean_std(flat: np.ndarray, most: int = 0) -> tuple[float | None, float | None]:
@@ -438,9 +439,10 @@ def _rough_sums(d: np.ndarray) -> tuple[float, float]:
 
 
 def _sums_of(w: np.ndarray) -> tuple[float, float]:
-    """The sum and the sum of squares of a float64 block (NumPy's own loops, not BLAS's dot:
-    its threads may stall, and split the sum)."""
-    return float(w.sum()), float(np.einsum("i,i->", w, w))
+    """The sum and the sum of squares of a float64 scratch block (overwritten; pairwise sums,
+    not BLAS's dot: its threads may stall, and split the sum)."""
+    s1 = float(w.sum())
+    return s1, float(np.square(w, out=w).sum())
 
 
 def _mean_and_std(
