@@ -2,6 +2,7 @@
 
     PYTHONPATH=. python benchmarks/models.py           # every row; prints the Markdown section
     PYTHONPATH=. python benchmarks/models.py wide      # only the rows named (wide, bert, resnet50)
+    OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/models.py   # one thread: CPU time = work
 
 Rows: ``Linear(1000, 10000)`` vs ``Linear(1000, 5000)`` on a (1000, 1000) input (1.5e7 weights
 and 1.5e7 output values), a BERT-base-sized model built from ``transformers.BertConfig()``'s
@@ -145,9 +146,14 @@ def main() -> None:
     torch.set_num_threads(int(os.environ.get("THREADS", torch.get_num_threads())))
     keys = sys.argv[1:] or [c[0] for c in CASES]
     load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
+    omp = (
+        f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']} "
+        if os.environ.get("OMP_NUM_THREADS")
+        else ""
+    )
     print("## Real-sized models (issue 18)\n")
     print(
-        f"`PYTHONPATH=. REPEATS={REPEATS} python benchmarks/models.py` wrote this section. "
+        f"`{omp}PYTHONPATH=. REPEATS={REPEATS} python benchmarks/models.py` wrote this section. "
         f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python "
         f"{platform.python_version()}, numpy {np.__version__}, torch {torch.__version__} "
         f"({torch.get_num_threads()} threads; the statistics' passes use {threads()}); load "
