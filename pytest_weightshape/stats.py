@@ -368,6 +368,8 @@ def moments(
     rows in float64, ~1e-7 relative instead of ~1e-16, at half the cost.
     """
     floating = bool(np.issubdtype(flat.dtype, np.floating))
+    if flat.size <= SMALL:
+        return _small_moments(flat)
     head = flat[:SHIFT_SAMPLE]
     if floating:
         head = head[np.isfinite(head)]
@@ -388,6 +390,28 @@ def moments(
     if not count:
         return None, None, zeros
     mean, std = _mean_and_std(count, shift, s1, s2)
+    return mean, std, zeros
+
+
+#: Arrays up to this many values take ``_small_moments``: a model's many small tensors (biases,
+#: norms' weights and running statistics) cost NumPy calls, not sweeps.
+SMALL = 1 << 16
+
+
+def _small_moments(flat: np.ndarray) -> tuple[float | None, float | None, int]:
+    """``moments`` of a small array in a few NumPy calls: one float64 copy, exact sums."""
+    with np.errstate(all="ignore"):
+        w = flat.astype(np.float64)
+        zeros = int(np.count_nonzero(w == 0))
+        finite = np.isfinite(w)
+        if not finite.all():
+            w = w[finite]
+        if not w.size:
+            return None, None, zeros
+        shift = float(w[:SHIFT_SAMPLE].mean())
+        w -= shift
+        s1, s2 = _sums_of(w)
+    mean, std = _mean_and_std(int(w.size), shift, s1, s2)
     return mean, std, zeros
 
 
