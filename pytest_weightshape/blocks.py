@@ -93,6 +93,8 @@ def in_parallel(run: Callable[[slice], T], size: int, most: int = 0) -> list[T]:
     (default ``threads()``).
     """
     count = -(-size // BLOCK)
+    if count < 2 * MIN_BLOCKS_PER_THREAD:  # one thread whatever ``threads()`` says
+        return [run(slice(0, size))]
     parts = max(1, min(most or threads(), count // MIN_BLOCKS_PER_THREAD))
     if parts == 1:
         return [run(slice(0, size))]

@@ -352,14 +352,15 @@ class Observer:
         record instead of the model's own now (a training check records the initial ones)."""
         # after the forward: lazy models build there
         params = adapter.parameters(model) if kept is None else kept[0]
-        doc = {
+        recorded = sparsity_tensors(params)
+        doc: dict[str, Any] = {
             "base": variant.is_base,
             "kwargs": _json_kwargs(variant.kwargs),
             "framework": adapter.name,
             "model": type(model).__name__,
             "device": device,
             "parameter_count": int(sum(p.value.size for p in params)),
-            "parameters": sparsity_tensors(params),
+            "parameters": recorded,
             "inputs": self.input_info,
             "outputs": {
                 o.name: {"shape": list(o.shape), "dtype": o.dtype, "stats": summarize_output(o)}
@@ -371,7 +372,7 @@ class Observer:
             doc["buffers"] = sparsity_tensors(kept[1])
         elif buffers is not None:
             doc["buffers"] = sparsity_tensors(buffers(model))
-        doc.update(variant_fields(params))
+        doc.update(variant_fields(params, recorded))
         return doc
 
     def _calibrate(

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from .frameworks import Array
-from .stats import fingerprint
+from .stats import fingerprint, zero_count
 
 #: Variant fields these measures add (a golden without them is compared without them).
 VARIANT_FIELDS = ("buffers", "sparsity", "nonzero_parameter_count", "flops")
@@ -26,7 +26,7 @@ def zero_fraction(array: np.ndarray) -> float:
     """The fraction of exact zeros (NaN is not zero); 0.0 for an empty array."""
     if not array.size:
         return 0.0
-    return 1.0 - int(np.count_nonzero(array)) / array.size
+    return 1.0 - (array.size - zero_count(array)) / array.size  # as ever: goldens hold it
 
 
 def tensors(arrays: Sequence[Array]) -> dict[str, dict[str, Any]]:
@@ -34,17 +34,25 @@ def tensors(arrays: Sequence[Array]) -> dict[str, dict[str, Any]]:
     fraction beside digest, mean and std."""
     out = {}
     for a in arrays:
-        print_ = fingerprint(a.value)
-        print_["zero_fraction"] = zero_fraction(a.value)
+        print_ = fingerprint(a.value, zeros=True)  # the zero fraction from the same pass
         out[a.name] = {"shape": list(a.value.shape), "dtype": a.dtype, "fingerprint": print_}
     return out
 
 
-def variant_fields(params: Sequence[Array]) -> dict[str, Any]:
+def variant_fields(
+    params: Sequence[Array], recorded: Mapping[str, Mapping[str, Any]] | None = None
+) -> dict[str, Any]:
     """The variant's realised sparsity (zero parameters / parameters; ``None`` without
-    parameters) and its nonzero parameter count."""
+    parameters) and its nonzero parameter count. ``recorded`` (``tensors(params)``) gives each
+    tensor's zero fraction, so the parameters are not read again."""
     total = sum(p.value.size for p in params)
-    nonzero = sum(int(np.count_nonzero(p.value)) for p in params)
+    nonzero = 0
+    for p in params:
+        fraction = (recorded or {}).get(p.name, {}).get("fingerprint", {}).get("zero_fraction")
+        if isinstance(fraction, float):  # 1 - nonzero / size, exact to far below one count
+            nonzero += round((1.0 - fraction) * p.value.size)
+        else:
+            nonzero += p.value.size - zero_count(p.value)
     return {
         "sparsity": (1.0 - nonzero / total) if total else None,
         "nonzero_parameter_count": nonzero,

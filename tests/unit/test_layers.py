@@ -373,3 +373,26 @@ def test_a_layer_output_that_cannot_be_measured_leaves_the_forward_alone(monkeyp
         "unrecorded": "measuring the output of 1 (Linear) failed: RuntimeError: cannot reduce this"
     }
     assert all(not m._forward_hooks for m in model.modules())
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0, 0.0])
+def test_torch_layer_statistics_of_one_sign_outputs_equal_the_general_path(sign):
+    """An output of one sign (a ReLU's) takes its sum of |x| from its sum: the same numbers
+    as the general path, which sums |x| itself."""
+    torch = pytest.importorskip("torch")
+    from pytest_weightshape.frameworks.torch_adapter import layer_stats
+
+    values = [float((v * 37) % 101) / 8 for v in range(5000)]  # exact in float32
+    t = torch.tensor(values)
+    t = t * sign if sign else t - 6.0
+    expected = _stats(t.tolist())
+    got = layer_stats(t, [])
+    exact = {k: v for k, v in got.items() if k != "std"}  # sums of eighths: exact in float32
+    assert exact == pytest.approx({k: expected[k] for k in exact}, rel=1e-12)
+    assert got["std"] == pytest.approx(expected["std"], rel=1e-6)  # a float32 norm, squared
+    if sign:  # the general path (no sign known) gives the same sums bit for bit
+        from pytest_weightshape.frameworks.torch_adapter import _row_sums
+
+        rows = t[:4096].view(-1, 1024)
+        known = _row_sums(rows, torch.float32, torch.float64, None, int(sign))
+        assert torch.equal(known, _row_sums(rows, torch.float32, torch.float64, None, 0))

@@ -282,3 +282,34 @@ def test_a_callers_numpy_error_settings_do_not_reach_the_statistics(monkeypatch,
     expected = summarize(x), fingerprint(x)
     with np.errstate(all="raise"):
         assert (summarize(x), fingerprint(x)) == expected
+
+
+def test_zero_counts_and_fingerprint_zero_fractions_match_a_plain_count():
+    from pytest_weightshape.blocks import BLOCK
+    from pytest_weightshape.stats import zero_count
+
+    rng = np.random.default_rng(21)
+    x = rng.standard_normal(3 * BLOCK + 17).astype(np.float32)
+    x[::5] = 0.0
+    x[1::7] = -0.0  # a zero too
+    x[2::11] = np.nan  # never a zero
+    for a in (x, x[:100], x.astype(np.float64), (x > 1).astype(np.int64), np.zeros(0)):
+        expected = int(np.sum(a == 0))
+        assert zero_count(a) == expected
+        fraction = fingerprint(a, zeros=True)["zero_fraction"]
+        assert fraction == (1.0 - (a.size - expected) / a.size if a.size else 0.0)
+
+
+def test_fingerprint_moments_of_a_large_float32_array_size_it_closely():
+    # the fingerprint's mean and std only size a change in a message: float32 rows, float64
+    # across rows, still within ~1e-6 of the float64 values (and NaN, Inf left out)
+    from pytest_weightshape.blocks import BLOCK
+
+    rng = np.random.default_rng(22)
+    x = (50.0 + 0.01 * rng.standard_normal(4 * BLOCK + 3)).astype(np.float32)
+    x[7] = np.inf
+    x[9] = np.nan
+    finite = x[np.isfinite(x)].astype(np.float64)
+    f = fingerprint(x)
+    assert f["mean"] == pytest.approx(finite.mean(), rel=1e-7)
+    assert f["std"] == pytest.approx(finite.std(), rel=1e-5)

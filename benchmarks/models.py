@@ -1,0 +1,186 @@
+"""What a check costs beside the forward passes of real-sized models (issue 18, parts 1 and 2).
+
+    PYTHONPATH=. python benchmarks/models.py           # every row; prints the Markdown section
+    PYTHONPATH=. python benchmarks/models.py wide      # only the rows named (wide, bert, resnet50)
+    OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/models.py   # one thread: CPU time = work
+
+Rows: ``Linear(1000, 10000)`` vs ``Linear(1000, 5000)`` on a (1000, 1000) input (1.5e7 weights
+and 1.5e7 output values), a BERT-base-sized model built from ``transformers.BertConfig()``'s
+defaults (110M parameters, nothing downloaded) and a ResNet-50 built by hand (25.6M parameters,
+no torchvision). For each: the forward passes alone (draw the inputs, build and run every
+variant: what a test pays anyway), a passing run's observation (``Observer.observe()``: all a
+``.check`` does but the golden comparison), and the same observation with every layer recorded
+(``layers=True``, what ``--snapshot-update`` adds for localisation).
+
+Runs alternate (forward, check, check with layers, then the next round in another order);
+each figure is the best of ``REPEATS`` (default 5) runs: on a shared machine the fastest run is
+the least disturbed one. Both wall time and CPU time (user + system of this process, every
+thread) are given; CPU time does not count waiting for a core that other work holds.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import numpy as np
+import torch
+from torch import nn
+
+from pytest_weightshape import integers
+from pytest_weightshape.blocks import threads
+from pytest_weightshape.frameworks import seeded
+from pytest_weightshape.inputs import draw_inputs
+from pytest_weightshape.run import Observer
+from pytest_weightshape.spec import parse_marker
+
+REPEATS = int(os.environ.get("REPEATS", "5"))
+
+
+def bert_base(intermediate_size: int) -> nn.Module:
+    """BERT-base (``BertConfig()``'s defaults: 12 layers, hidden 768, 12 heads, vocabulary
+    30522), with the feed-forward width as the variant's axis."""
+    import transformers
+
+    return transformers.BertModel(transformers.BertConfig(intermediate_size=intermediate_size))
+
+
+def resnet50(classes: int) -> nn.Module:
+    from layers import resnet50 as build
+
+    return build(classes)
+
+
+def wide(width: int) -> nn.Module:
+    return nn.Linear(1000, width)
+
+
+#: (key, what the row shows, marker axes, builder, inputs)
+CASES: list[tuple[str, str, dict[str, list[Any]], Callable[..., nn.Module], Any]] = [
+    (
+        "wide",
+        "Linear(1000, 10000) vs Linear(1000, 5000), input (1000, 1000)",
+        {"width": [10000, 5000]},
+        wide,
+        (1000, 1000),
+    ),
+    (
+        "bert",
+        "BERT-base (BertConfig defaults, 110M parameters), intermediate_size 3072 vs 1536, "
+        "input_ids (1, 128)",
+        {"intermediate_size": [3072, 1536]},
+        bert_base,
+        {"input_ids": integers((1, 128), high=30522)},
+    ),
+    (
+        "resnet50",
+        "ResNet-50 (25.6M parameters), classes 1000 vs 10, input (1, 3, 224, 224)",
+        {"classes": [1000, 10]},
+        resnet50,
+        (1, 3, 224, 224),
+    ),
+]
+
+
+def forward_only(marker: dict[str, list[Any]], build: Callable[..., Any], inputs: Any) -> None:
+    """What a test pays anyway: draw the inputs, build and run every variant."""
+    spec = parse_marker((), marker)
+    drawn = draw_inputs(inputs, spec.seed)
+    args = [torch.from_numpy(i.value) for i in drawn if i.keyword is None]
+    keywords = {i.keyword: torch.from_numpy(i.value) for i in drawn if i.keyword is not None}
+    for variant in spec.variants:
+        with seeded(spec.seed):
+            model = build(**variant.kwargs).eval()
+        with seeded(spec.seed), torch.no_grad():
+            model(*args, **keywords)
+        del model
+
+
+def observe(marker: dict[str, list[Any]], build: Callable[..., Any], inputs: Any, layers: bool):
+    return Observer(parse_marker((), marker), build, inputs, layers=layers).observe()
+
+
+def measure(key: str) -> dict[str, Any]:
+    _, text, marker, build, inputs = next(c for c in CASES if c[0] == key)
+    runs: dict[str, Callable[[], object]] = {
+        "forward": lambda: forward_only(marker, build, inputs),
+        "check": lambda: observe(marker, build, inputs, False),
+        "layers": lambda: observe(marker, build, inputs, True),
+    }
+    for run in runs.values():  # warm up every path
+        run()
+    wall: dict[str, list[float]] = {k: [] for k in runs}
+    cpu: dict[str, list[float]] = {k: [] for k in runs}
+    names = list(runs)
+    for i in range(REPEATS):
+        for name in names[i % 3 :] + names[: i % 3]:  # each path takes each place in turn
+            start, start_cpu = time.perf_counter(), time.process_time()
+            runs[name]()
+            wall[name].append(time.perf_counter() - start)
+            cpu[name].append(time.process_time() - start_cpu)
+    best = {k: min(v) for k, v in wall.items()}
+    best_cpu = {k: min(v) for k, v in cpu.items()}
+    document = observe(marker, build, inputs, True)
+    entries = len(next(iter(document["variants"].values()))["layers"].get("entries", {}))
+    return {"text": text, "wall": best, "cpu": best_cpu, "layers": entries}
+
+
+def ratio(times: dict[str, float], what: str, base: str) -> float:
+    return (times[what] - times[base]) / times["forward"]
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.0f} ms"
+
+
+def main() -> None:
+    torch.set_num_threads(int(os.environ.get("THREADS", torch.get_num_threads())))
+    keys = sys.argv[1:] or [c[0] for c in CASES]
+    load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
+    omp = (
+        f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']} "
+        if os.environ.get("OMP_NUM_THREADS")
+        else ""
+    )
+    print("## Real-sized models (issue 18)\n")
+    print(
+        f"`{omp}PYTHONPATH=. REPEATS={REPEATS} python benchmarks/models.py` wrote this section. "
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}, numpy {np.__version__}, torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads; the statistics' passes use {threads()}); load "
+        f"average {load} at the start. Best of {REPEATS} alternating runs; wall time, and CPU "
+        "time (every thread of the process) in brackets.\n"
+    )
+    print(
+        "| model | forward passes | check (passing run) | extra / forward | with layer records "
+        "| layer records' extra / forward | layer outputs / variant |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for key in keys:
+        r = measure(key)
+        w, c = r["wall"], r["cpu"]
+        print(
+            f"| {r['text']} | {ms(w['forward'])} ({ms(c['forward'])}) "
+            f"| {ms(w['check'])} ({ms(c['check'])}) "
+            f"| {ratio(w, 'check', 'forward'):.2f}x ({ratio(c, 'check', 'forward'):.2f}x) "
+            f"| {ms(w['layers'])} ({ms(c['layers'])}) "
+            f"| {ratio(w, 'layers', 'check'):.2f}x ({ratio(c, 'layers', 'check'):.2f}x) "
+            f"| {r['layers']} |",
+            flush=True,
+        )
+    load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
+    print(f"\nLoad average at the end: {load}. Goals: extra / forward <= 0.25x, layer records' ")
+    print("extra / forward <= 0.5x.")
+
+
+if __name__ == "__main__":
+    main()
