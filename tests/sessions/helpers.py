@@ -163,6 +163,12 @@ class Project:
         return self.path / "golden" / module / f"{test}.json"
 
 
+def run_numpy(pytester, *args):
+    """A NumPy-only inner session: in this process (``run_inline``), or a subprocess where it
+    starts xdist workers (``-n``)."""
+    return (run if "-n" in args else run_inline)(pytester, *args)
+
+
 def load_for_inline():
     """Load numpy and every module of the plugin but the framework adapters, as a test module
     that uses ``run_inline`` must at its top: pytester's in-process sessions unload what they
