@@ -6,7 +6,8 @@ every test reads the ones it needs (``KerasRuns``: each session runs once, when 
 asks for it): one TensorFlow session records every inner test, one checks them again beside
 a changed copy and a test without a golden, one checks them with oneDNN off; on each other
 backend, one session records the model kinds and one checks them beside the TensorFlow
-goldens. The module is one xdist group, so that one worker runs each session once."""
+goldens. The README's ``-n 2 --dist loadfile`` runs the module on one worker, so each session
+runs once (under another distribution, each worker runs the sessions its tests need)."""
 
 import importlib.util
 import json
@@ -17,10 +18,9 @@ import pytest
 
 from .helpers import Project
 
-pytestmark = [
-    pytest.mark.skipif(importlib.util.find_spec("keras") is None, reason="keras is not installed"),
-    pytest.mark.xdist_group("keras"),
-]
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("keras") is None, reason="keras is not installed"
+)
 
 BACKENDS = [
     b

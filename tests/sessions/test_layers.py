@@ -4,8 +4,9 @@ first layer whose output moved. Inner sessions are subprocesses (they import tor
 The torch tests share their sessions (``TorchRuns``: each runs once, when a test first needs
 it): one records every torch model, the others check copies of that recording beside
 changed models whose goldens are copied from it (a module of another name, the same test):
-each test reads its inner tests' outcomes and messages. The module is one xdist group, so
-that one worker runs each session once."""
+each test reads its inner tests' outcomes and messages. The README's ``-n 2 --dist loadfile``
+runs the module on one worker, so each session runs once (under another distribution, each
+worker runs the sessions its tests need)."""
 
 import importlib.util
 import json
@@ -17,7 +18,6 @@ import pytest
 from .helpers import Project, assert_clean_failure, golden_of, run_each, run_module
 
 needs_torch = pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="needs torch")
-pytestmark = pytest.mark.xdist_group("layers")
 
 
 #: A 20-layer torch model with nested Sequential / ModuleDict names; the test is parametrized
