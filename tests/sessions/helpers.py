@@ -81,28 +81,41 @@ INNER_INI = "[pytest]\naddopts = -p no:cacheprovider --snapshot-no-colors\n"
 EACH = "each.xml"
 
 
-def outcomes_of(junit):
+class Outcomes(dict):
+    """What each inner test did, by ``"module::test"``; asking for a test the session did not
+    report fails with the session's output (a session that crashed wrote no JUnit XML)."""
+
+    def __init__(self, found, output):
+        super().__init__(found)
+        self.output = output
+
+    def __missing__(self, key):
+        raise AssertionError(f"the inner session reported no {key}:\n{self.output[-4000:]}")
+
+
+def outcomes_of(junit, output=""):
     """``{"module::test": (outcome, text)}`` from an inner session's JUnit XML: what each inner
     test did, and its failure, error or skip text, so that one session can assert several
-    tests' outcomes and messages apart."""
+    tests' outcomes and messages apart. ``output``: the session's, for a missing test."""
     found = {}
-    for case in ET.parse(junit).getroot().iter("testcase"):
-        outcome, text = "passed", ""
-        for kind in ("failure", "error", "skipped"):
-            element = case.find(kind)
-            if element is not None:
-                outcome = {"failure": "failed", "error": "error"}.get(kind, kind)
-                text = (element.get("message") or "") + "\n" + (element.text or "")
-                break
-        found[f"{case.get('classname')}::{case.get('name')}"] = (outcome, text)
-    return found
+    if junit.exists():
+        for case in ET.parse(junit).getroot().iter("testcase"):
+            outcome, text = "passed", ""
+            for kind in ("failure", "error", "skipped"):
+                element = case.find(kind)
+                if element is not None:
+                    outcome = {"failure": "failed", "error": "error"}.get(kind, kind)
+                    text = (element.get("message") or "") + "\n" + (element.text or "")
+                    break
+            found[f"{case.get('classname')}::{case.get('name')}"] = (outcome, text)
+    return Outcomes(found, output)
 
 
 def run_each(pytester, *args, inline=False):
     """An inner session (``run``, or ``run_inline``) and what each of its tests did
     (``outcomes_of``)."""
     result = (run_inline if inline else run)(pytester, *args, f"--junitxml={EACH}")
-    return result, outcomes_of(pytester.path / EACH)
+    return result, outcomes_of(pytester.path / EACH, result.stdout.str() + result.stderr.str())
 
 
 class Project:
@@ -151,7 +164,7 @@ class Project:
             done.stderr.splitlines(),
             time.monotonic() - start,
         )
-        return result, outcomes_of(junit) if junit.exists() else {}
+        return result, outcomes_of(junit, done.stdout + done.stderr)
 
     def copy(self, to):
         """The test files and goldens, into the folder ``to`` (a test's own)."""

@@ -16,7 +16,7 @@ import textwrap
 
 import pytest
 
-from .helpers import Project
+from .helpers import Project, assert_clean_failure
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("keras") is None, reason="keras is not installed"
@@ -156,6 +156,79 @@ RNG_TEST = textwrap.dedent(
 )
 
 
+#: A Keras layer shared by a nested model and its outer one, or held by two attributes of a
+#: subclassed model, gets one layer entry per call (not one per path it is tracked under); a
+#: subclassed model built by its first call (the torch backend runs ``call`` to build it, then
+#: again) records its forward's calls only. An inner test of the TensorFlow and the torch
+#: recording sessions (localisation, issue 15).
+SHARED_LAYERS = textwrap.dedent(
+    """
+    import numpy as np
+    import keras
+    from pytest_weightshape.frameworks.keras_adapter import ADAPTER
+
+    x = np.random.rand(3, 4).astype("float32")
+    shared = keras.layers.Dense(4, name="shared")
+    inner_in = keras.Input((4,))
+    inner = keras.Model(inner_in, shared(inner_in), name="inner")
+    outer_in = keras.Input((4,))
+    functional = keras.Model(outer_in, shared(inner(outer_in)))
+
+
+    class Sub(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.a = keras.layers.Dense(4, name="a")
+            self.chain = [self.a, keras.layers.Dense(3, name="b")]  # ``a`` tracked twice
+
+        def call(self, x, training=False):
+            return self.chain[1](self.a(self.a(x)))
+
+
+    subclassed = Sub()  # not built: its first call builds it
+
+
+    def test_shared_layers():
+        names = []
+        for model in (functional, subclassed):
+            _, record = ADAPTER.observe_layers(model, lambda: model(x, training=False))
+            names.append(list(record["entries"]))
+        assert names == [["inner.shared", "inner.shared#2"], ["a", "a#2", "b"]], names
+    """
+)
+
+
+#: Outputs a golden cannot hold (text, a sparse tensor): an inner test module of the
+#: TensorFlow check session (moved here from test_faults.py to share its start-up).
+KERAS_OUTPUTS = textwrap.dedent(
+    """
+    import pytest
+    import tensorflow as tf
+
+    @pytest.mark.shape_variant(units=[4, 2])
+    def test_strings(shape_variant):
+        def build(units):
+            inputs = tf.keras.Input((3,))
+            dense = tf.keras.layers.Dense(units)(inputs)
+            text = tf.keras.layers.Lambda(lambda x: tf.strings.as_string(x))(dense)
+            return tf.keras.Model(inputs, text)
+        shape_variant.check(build, inputs=(2, 3))
+
+    class Sparse(tf.keras.Model):
+        def __init__(self, units):
+            super().__init__()
+            self.dense = tf.keras.layers.Dense(units)
+
+        def call(self, x):
+            return tf.sparse.from_dense(self.dense(x))
+
+    @pytest.mark.shape_variant(units=[4, 2])
+    def test_sparse(shape_variant):
+        shape_variant.check(Sparse, inputs=(2, 3))
+    """
+)
+
+
 def tensorflow_env():
     return {"KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3"}
 
@@ -178,20 +251,22 @@ class KerasRuns:
         return Project(self.factory.mktemp(name), self.environ)
 
     def tensorflow(self):
-        """test_keras_model (framework and portable weights), test_kinds and test_rng,
-        recorded on TensorFlow: (project, result, outcomes)."""
+        """test_keras_model (framework and portable weights), test_kinds, test_rng and
+        test_shared_layers, recorded on TensorFlow: (project, result, outcomes)."""
 
         def make():
             project = self._project("keras-tensorflow")
             project.write(test_keras_model=SEED_MODEL, test_kinds=MODEL_KINDS, test_rng=RNG_TEST)
+            project.write(test_shared_layers=SHARED_LAYERS)
             return (project, *project.run("--snapshot-update", "-s", **tensorflow_env()))
 
         return self._once("tensorflow", make)
 
     def tensorflow_again(self):
         """The recording checked again on TensorFlow, beside test_keras_scaled (the model with
-        every kernel weight scaled by 1 + 1e-3, against test_keras_model's golden) and
-        test_keras_new (no golden): (project, result, outcomes)."""
+        every kernel weight scaled by 1 + 1e-3, against test_keras_model's golden),
+        test_keras_new (no golden) and test_outputs (outputs a golden cannot hold): (project,
+        result, outcomes)."""
 
         def make():
             recorded = self.tensorflow()[0]
@@ -200,6 +275,7 @@ class KerasRuns:
             project.write(
                 test_keras_scaled=SEED_HEAD.replace("SCALE = 1.0", "SCALE = 1.001"),
                 test_keras_new=SEED_HEAD.replace("units=[10, 5]", "units=[10, 6]"),
+                test_outputs=KERAS_OUTPUTS,
             )
             (project.path / "golden" / "test_keras_scaled").mkdir()
             shutil.copy(
@@ -223,13 +299,16 @@ class KerasRuns:
         return self._once("onednn", make)
 
     def other(self, backend):
-        """test_kinds and test_rng recorded on ``backend`` (not TensorFlow), then checked
-        there again beside test_keras_model with its TensorFlow goldens: (project, recording
-        (result, outcomes), check (result, outcomes))."""
+        """test_kinds and test_rng (and on torch test_shared_layers) recorded on ``backend``
+        (not TensorFlow), then checked there again beside test_keras_model with its
+        TensorFlow goldens: (project, recording (result, outcomes), check (result,
+        outcomes))."""
 
         def make():
             project = self._project(f"keras-{backend}")
             project.write(test_kinds=MODEL_KINDS, test_rng=RNG_TEST)
+            if backend == "torch":
+                project.write(test_shared_layers=SHARED_LAYERS)
             env = {"KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
             recording = project.run("--snapshot-update", "-s", **env)
             tensorflow = self.tensorflow()[0]
@@ -354,3 +433,28 @@ def test_seeding_restores_every_generator(keras_runs, backend):
     else:
         _, (result, outcomes), _ = keras_runs.other(backend)
     assert outcomes["test_rng::test_rng"] == ("passed", ""), result.stdout.str()
+
+
+@pytest.mark.parametrize("backend", [b for b in BACKENDS if b in ("tensorflow", "torch")])
+def test_keras_layers_tracked_twice_or_built_on_first_call_are_recorded_once_per_call(
+    keras_runs, backend
+):
+    """``SHARED_LAYERS``: moved here from test_layers.py, to run in the sessions above."""
+    if backend == "tensorflow":
+        _, result, outcomes = keras_runs.tensorflow()
+    else:
+        _, (result, outcomes), _ = keras_runs.other(backend)
+    status, message = outcomes["test_shared_layers::test_shared_layers"]
+    assert status == "passed", message or result.stdout.str()
+
+
+@pytest.mark.skipif("tensorflow" not in BACKENDS, reason="tensorflow is not installed")
+def test_keras_text_and_sparse_outputs_say_what_to_return(keras_runs):
+    _, result, outcomes = keras_runs.tensorflow_again()
+    assert_clean_failure(result)
+    status, message = outcomes["test_outputs::test_strings"]
+    assert status == "failed", result.stdout.str()
+    assert "variant units=4: output 'output' holds object values (EagerTensor)" in message
+    status, message = outcomes["test_outputs::test_sparse"]
+    assert status == "failed"
+    assert "variant units=4: output 'output' is a SparseTensor: return a dense tensor" in message
