@@ -2,11 +2,9 @@ import os
 
 import pytest
 
-pytest_plugins = ["pytester"]
+from .sessions.helpers import INNER_ADDOPTS, INNER_INI, INNER_UNSET
 
-#: Plugins of the outer run that no inner session uses: hypothesis's plugin imports hypothesis
-#: at every session end (~1 s of compiling in each subprocess), anyio's is imported for nothing.
-INNER_ADDOPTS = "-p no:hypothesispytest -p no:anyio"
+pytest_plugins = ["pytester"]
 
 
 @pytest.fixture(scope="session")
@@ -31,16 +29,20 @@ def pytester(
     outer xdist worker's variables would make syrupy in the inner session act as a worker.
     Subprocess sessions keep their bytecode in one shared folder (``inner_pycache``) and load
     no plugin they do not use (``INNER_ADDOPTS``): both only save start-up time."""
-    pytester.makeini("[pytest]\naddopts = -p no:cacheprovider --snapshot-no-colors\n")
-    for name in (
-        "CI",
-        "GITHUB_STEP_SUMMARY",
-        "PYTEST_XDIST_WORKER",
-        "PYTEST_XDIST_WORKER_COUNT",
-        "PYTEST_XDIST_TESTRUNUID",
-        "PYTHONDONTWRITEBYTECODE",
-    ):
+    pytester.makeini(INNER_INI)
+    for name in INNER_UNSET:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("PYTHONPYCACHEPREFIX", inner_pycache)
     monkeypatch.setenv("PYTEST_ADDOPTS", INNER_ADDOPTS)
     return pytester
+
+
+@pytest.fixture(scope="session")
+def inner_environ(inner_pycache: str) -> dict[str, str]:
+    """What an inner session that a module-scoped fixture runs without pytester
+    (``helpers.Project``) adds to the environment: the ``pytester`` fixture's settings."""
+    return {
+        "PYTHONPYCACHEPREFIX": inner_pycache,
+        "PYTEST_ADDOPTS": INNER_ADDOPTS,
+        "PY_COLORS": "0",
+    }

@@ -2,9 +2,14 @@
 (subprocesses: each gets fresh RNG and imports) and the CLI, and where goldens land."""
 
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
+import time
+import xml.etree.ElementTree as ET
+
+import pytest
 
 DENSE = textwrap.dedent(
     """
@@ -52,6 +57,129 @@ def run_inline(pytester, *args):
     calls ``load_for_inline()`` at its top, and the inner tests import no framework (torch
     and TensorFlow cannot be loaded twice in one process: use ``run``)."""
     return pytester.runpytest_inprocess(*args)
+
+
+#: Plugins of the outer run that no inner session uses: hypothesis's plugin imports hypothesis
+#: at every session end (~1 s of compiling in each subprocess), anyio's is imported for nothing.
+INNER_ADDOPTS = "-p no:hypothesispytest -p no:anyio"
+#: The outer run's switches an inner session must not see: ``CI`` makes the plugin strict, an
+#: outer xdist worker's variables would make syrupy in the inner session act as a worker.
+INNER_UNSET = (
+    "CI",
+    "GITHUB_STEP_SUMMARY",
+    "PYTEST_XDIST_WORKER",
+    "PYTEST_XDIST_WORKER_COUNT",
+    "PYTEST_XDIST_TESTRUNUID",
+    "PYTHONDONTWRITEBYTECODE",
+    "PYTEST_ADDOPTS",
+    "TOX_ENV_DIR",
+)
+#: Every inner session's ini: no outer addopts, no cache, syrupy without colours.
+INNER_INI = "[pytest]\naddopts = -p no:cacheprovider --snapshot-no-colors\n"
+
+#: Where ``run_each`` has an inner session write its JUnit XML.
+EACH = "each.xml"
+
+
+class Outcomes(dict):
+    """What each inner test did, by ``"module::test"``; asking for a test the session did not
+    report fails with the session's output (a session that crashed wrote no JUnit XML)."""
+
+    def __init__(self, found, output):
+        super().__init__(found)
+        self.output = output
+
+    def __missing__(self, key):
+        raise AssertionError(f"the inner session reported no {key}:\n{self.output[-4000:]}")
+
+
+def outcomes_of(junit, output=""):
+    """``{"module::test": (outcome, text)}`` from an inner session's JUnit XML: what each inner
+    test did, and its failure, error or skip text, so that one session can assert several
+    tests' outcomes and messages apart. ``output``: the session's, for a missing test."""
+    found = {}
+    if junit.exists():
+        for case in ET.parse(junit).getroot().iter("testcase"):
+            outcome, text = "passed", ""
+            for kind in ("failure", "error", "skipped"):
+                element = case.find(kind)
+                if element is not None:
+                    outcome = {"failure": "failed", "error": "error"}.get(kind, kind)
+                    text = (element.get("message") or "") + "\n" + (element.text or "")
+                    break
+            found[f"{case.get('classname')}::{case.get('name')}"] = (outcome, text)
+    return Outcomes(found, output)
+
+
+def run_each(pytester, *args, inline=False):
+    """An inner session (``run``, or ``run_inline``) and what each of its tests did
+    (``outcomes_of``)."""
+    result = (run_inline if inline else run)(pytester, *args, f"--junitxml={EACH}")
+    return result, outcomes_of(pytester.path / EACH, result.stdout.str() + result.stderr.str())
+
+
+class Project:
+    """A folder of inner tests that several outer tests share, for the inner sessions that
+    a module-scoped fixture runs once (a recording several tests read, a framework's
+    start-up paid once): ``write`` the files, ``run`` a session in a subprocess (in the
+    ``pytester`` fixture's environment: ``INNER_UNSET`` removed, ``inner_environ`` added),
+    ``copy`` it for a test that changes it."""
+
+    def __init__(self, path, environ):
+        self.path = path
+        self.environ = dict(environ, HOME=str(path / "home"), USERPROFILE=str(path / "home"))
+        (path / "home").mkdir(exist_ok=True)
+        (path / "tox.ini").write_text(INNER_INI)
+        self.sessions = 0
+
+    def write(self, **files):
+        for name, source in files.items():
+            (self.path / f"{name}.py").write_text(source)
+
+    def run(self, *args, **env):
+        """A subprocess session with ``env`` added to the environment: its ``RunResult``
+        and ``outcomes_of`` its tests."""
+        self.sessions += 1
+        basetemp = self.path / f"basetemp-{self.sessions}"
+        junit = self.path / f"each-{self.sessions}.xml"
+        environ = {k: v for k, v in os.environ.items() if k not in INNER_UNSET}
+        environ.update(self.environ, **env)
+        environ["PYTHONPATH"] = os.pathsep.join(
+            filter(None, [str(self.path), environ.get("PYTHONPATH", "")])
+        )
+        command = [sys.executable, "-m", "pytest", f"--basetemp={basetemp}", *args]
+        start = time.monotonic()
+        done = subprocess.run(
+            [*command, f"--junitxml={junit}"],
+            cwd=self.path,
+            env=environ,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=600,
+        )
+        result = pytest.RunResult(
+            done.returncode,
+            done.stdout.splitlines(),
+            done.stderr.splitlines(),
+            time.monotonic() - start,
+        )
+        return result, outcomes_of(junit, done.stdout + done.stderr)
+
+    def copy(self, to):
+        """The test files and goldens, into the folder ``to`` (a test's own)."""
+        for path in self.path.glob("*.py"):
+            shutil.copy(path, to / path.name)
+        shutil.copytree(self.path / "golden", to / "golden", dirs_exist_ok=True)
+
+    def golden(self, module, test):
+        return self.path / "golden" / module / f"{test}.json"
+
+
+def run_numpy(pytester, *args):
+    """A NumPy-only inner session: in this process (``run_inline``), or a subprocess where it
+    starts xdist workers (``-n``)."""
+    return (run if "-n" in args else run_inline)(pytester, *args)
 
 
 def load_for_inline():

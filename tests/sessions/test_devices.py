@@ -5,10 +5,11 @@ import textwrap
 
 import pytest
 
-from .helpers import DENSE, TEST, golden_of, run
+from .helpers import DENSE, TEST, golden_of, load_for_inline, run, run_inline
 
 # imported at collection, before pytester's sys.modules snapshots (torch cannot be re-imported)
 torch = pytest.importorskip("torch")
+load_for_inline()  # the NumPy sessions here run in this process, the torch ones in subprocesses
 
 TORCH_TEST = textwrap.dedent(
     """
@@ -82,30 +83,31 @@ def _edit_golden(path, device, factor):
 
 def test_cross_device_profile_accepts_tf32_level_drift_and_names_the_device(pytester):
     pytester.makepyfile(test_dense=TEST)
-    run(pytester, "--snapshot-update").assert_outcomes(passed=1)
+    run_inline(pytester, "--snapshot-update").assert_outcomes(passed=1)
     path = golden_of(pytester)
     original = path.read_text()
 
     _edit_golden(path, "cpu", 1 + 5e-4)  # same device kind: 5e-4 is far beyond float32 noise
-    run(pytester).assert_outcomes(failed=1)
+    run_inline(pytester).assert_outcomes(failed=1)
 
     path.write_text(original)
     _edit_golden(path, "cuda:0", 1 + 5e-4)  # a golden recorded on CUDA (TF32): accepted here
-    run(pytester).assert_outcomes(passed=1)
+    run_inline(pytester).assert_outcomes(passed=1)
 
     path.write_text(original)
     _edit_golden(path, "cuda:0", 1 + 5e-3)  # beyond TF32 level: fails and names the device
-    result = run(pytester)
+    result = run_inline(pytester)
     result.assert_outcomes(failed=1)
     out = result.stdout.str()
     assert "the device changed (cuda -> cpu); compared with the cross-device tolerance" in out
     assert "device cuda:0 -> cpu" in out
-    run(pytester, "--weightshape-device-rtol=cross=1e-2").assert_outcomes(passed=1)
+    run_inline(pytester, "--weightshape-device-rtol=cross=1e-2").assert_outcomes(passed=1)
 
 
 def test_goldens_keyed_per_device_kind(pytester):
     pytester.makepyfile(test_dense=TEST)
-    run(pytester, "--snapshot-update", "--weightshape-golden-per-device").assert_outcomes(passed=1)
+    per_device = "--weightshape-golden-per-device"
+    run_inline(pytester, "--snapshot-update", per_device).assert_outcomes(passed=1)
     path = golden_of(pytester)
     document = json.loads(path.read_text())
     assert list(document["checks"]) == ["default@cpu"]
@@ -113,13 +115,13 @@ def test_goldens_keyed_per_device_kind(pytester):
     cuda["environment"]["device"] = "cuda:0"
     document["checks"]["default@cuda"] = cuda
     path.write_text(json.dumps(document, indent=2))
-    result = run(pytester, "--weightshape-golden-per-device")
+    result = run_inline(pytester, per_device)
     result.assert_outcomes(passed=1)
     assert "unused" not in result.stdout.str()
-    run(pytester, "--weightshape-golden-per-device", "--snapshot-update").assert_outcomes(passed=1)
+    run_inline(pytester, per_device, "--snapshot-update").assert_outcomes(passed=1)
     assert list(json.loads(path.read_text())["checks"]) == ["default@cpu", "default@cuda"]
     # without the mode, the per-device entries are not this check's golden
-    run(pytester).assert_outcomes(failed=1)
+    run_inline(pytester).assert_outcomes(failed=1)
 
 
 def test_marker_device_setting(pytester):
@@ -137,7 +139,7 @@ def test_marker_device_setting(pytester):
         """
         )
     )
-    result = run(pytester, "--snapshot-update")
+    result = run_inline(pytester, "--snapshot-update")
     result.assert_outcomes(passed=1, errors=1)
     assert (
         "device= must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got 'gpu'" in result.stdout.str()
@@ -165,17 +167,17 @@ CANCELLING = DENSE + textwrap.dedent(
 
 def test_calibrated_goldens_allow_a_statistics_own_rounding_noise(pytester):
     pytester.makepyfile(test_dense=CANCELLING)
-    run(pytester, "--snapshot-update", "--weightshape-calibrate").assert_outcomes(passed=1)
+    run_inline(pytester, "--snapshot-update", "--weightshape-calibrate").assert_outcomes(passed=1)
     outputs = json.loads(golden_of(pytester).read_text())["checks"]["default"]["variants"][
         "units=10"
     ]["outputs"]
     assert outputs["output"]["noise"]["max"] > 1e-5  # float32 near 1e4 rounds at ~1e-3
     reordered = CANCELLING.replace('ORDER = "add-first"', 'ORDER = "coarser"')
     pytester.makepyfile(test_dense=reordered)
-    run(pytester).assert_outcomes(passed=1)  # rounding moved, within its measured noise
+    run_inline(pytester).assert_outcomes(passed=1)  # rounding moved, within its measured noise
 
     golden_of(pytester).unlink()  # the same golden recorded without calibration ...
     pytester.makepyfile(test_dense=CANCELLING)
-    run(pytester, "--snapshot-update").assert_outcomes(passed=1)
+    run_inline(pytester, "--snapshot-update").assert_outcomes(passed=1)
     pytester.makepyfile(test_dense=reordered)
-    run(pytester).assert_outcomes(failed=1)  # ... judges the reordering by the policy alone
+    run_inline(pytester).assert_outcomes(failed=1)  # ... judges the reordering by the policy alone

@@ -4,7 +4,9 @@ marks them; every golden states what it detects; an older golden says it does no
 import json
 import textwrap
 
-from .helpers import DENSE, TEST, golden_of, run, run_module
+from .helpers import DENSE, TEST, golden_of, load_for_inline, run_inline, run_module
+
+load_for_inline()  # the NumPy sessions here run in this process
 
 SATURATED = DENSE + textwrap.dedent(
     """
@@ -23,7 +25,7 @@ SATURATED = DENSE + textwrap.dedent(
 
 def test_a_degenerate_output_warns_when_recorded_and_show_marks_it(pytester):
     pytester.makepyfile(test_head=SATURATED)
-    result = run(pytester, "--snapshot-update", "-W", "always")
+    result = run_inline(pytester, "--snapshot-update", "-W", "always")
     result.assert_outcomes(passed=1, warnings=2)
     out = result.stdout.str()
     for variant in ("units=10", "units=5"):
@@ -38,7 +40,7 @@ def test_a_degenerate_output_warns_when_recorded_and_show_marks_it(pytester):
     assert "output 'logits'" not in out  # the logits vary: not degenerate
     assert "1 golden with degenerate outputs" in out
     # comparing against it later does not warn again
-    again = run(pytester, "-W", "always")
+    again = run_inline(pytester, "-W", "always")
     again.assert_outcomes(passed=1)
     assert "WeightShapeWarning" not in again.stdout.str()
     shown = run_module("show", "golden/test_head/test_head.json", cwd=pytester.path).stdout
@@ -49,7 +51,7 @@ def test_a_degenerate_output_warns_when_recorded_and_show_marks_it(pytester):
 
 def test_goldens_state_their_sensitivity_and_older_ones_say_they_do_not(pytester):
     pytester.makepyfile(test_dense=TEST)
-    recorded = run(pytester, "--snapshot-update")
+    recorded = run_inline(pytester, "--snapshot-update")
     recorded.assert_outcomes(passed=1)
     assert "sensitivity: every golden here fails at a relative change of every weight of " in (
         recorded.stdout.str()
@@ -58,14 +60,14 @@ def test_goldens_state_their_sensitivity_and_older_ones_say_they_do_not(pytester
     assert "sensitivity: noise floor " in shown and " of the output scale; fails at a " in shown
     assert "(under the default tolerance)" in shown
     report = pytester.path / "run.json"
-    run(pytester, f"--weightshape-report={report}").assert_outcomes(passed=1)
+    run_inline(pytester, f"--weightshape-report={report}").assert_outcomes(passed=1)
     (check,) = json.loads(report.read_text())["checks"]
     stated = check["sensitivity"]
     assert stated["stated"] and 0 < stated["floor"] < stated["detects"] < 1e-4
 
     # an overridden tolerance far above the floor says so
     pytester.makepyfile(test_dense=TEST.replace("inputs=(8, 16))", "inputs=(8, 16), rtol=1e-2)"))
-    loose = run(pytester)
+    loose = run_inline(pytester)
     loose.assert_outcomes(passed=1)
     assert "tolerance overridden to rtol 0.01" in loose.stdout.str()
 
@@ -78,7 +80,7 @@ def test_goldens_state_their_sensitivity_and_older_ones_say_they_do_not(pytester
                 del output["response"], output["floor"]
     path.write_text(json.dumps(data, indent=1))
     pytester.makepyfile(test_dense=TEST)
-    old = run(pytester)
+    old = run_inline(pytester)
     old.assert_outcomes(passed=1)
     assert "1 golden does not state what it detects" in old.stdout.str()
     shown = run_module("show", str(path), cwd=pytester.path).stdout
@@ -90,20 +92,20 @@ def test_goldens_state_their_sensitivity_and_older_ones_say_they_do_not(pytester
         for v, variant in check["variants"].items()
         for o, out in variant["outputs"].items()
     }
-    run(pytester, "--snapshot-update").assert_outcomes(passed=1)
+    run_inline(pytester, "--snapshot-update").assert_outcomes(passed=1)
     filled = json.loads(path.read_text())
     for (c, v, o), stats in stats_before.items():
         out = filled["checks"][c]["variants"][v]["outputs"][o]
         assert out["stats"] == stats and "response" in out and "floor" in out
     written = path.read_bytes()
-    run(pytester, "--snapshot-update").assert_outcomes(passed=1)
+    run_inline(pytester, "--snapshot-update").assert_outcomes(passed=1)
     assert path.read_bytes() == written
 
 
 def test_frameworks_the_check_did_not_use_are_not_reported_absent(pytester):
     """A golden recorded in a full session (every framework imported) against a subset run."""
     pytester.makepyfile(test_dense=TEST)
-    run(pytester, "--snapshot-update").assert_outcomes(passed=1)
+    run_inline(pytester, "--snapshot-update").assert_outcomes(passed=1)
     path = golden_of(pytester)
     data = json.loads(path.read_text())
     (check,) = data["checks"].values()
@@ -111,7 +113,7 @@ def test_frameworks_the_check_did_not_use_are_not_reported_absent(pytester):
         tensorflow="2.21.0", keras="3.15.1", tensorflow_gpus=0, jax="0.10.2", torch="2.13.0"
     )
     path.write_text(json.dumps(data, indent=1))
-    result = run(pytester)
+    result = run_inline(pytester)
     result.assert_outcomes(passed=1)
     out = result.stdout.str()
     assert "(absent)" not in out and "recorded under another environment" not in out
@@ -119,7 +121,7 @@ def test_frameworks_the_check_did_not_use_are_not_reported_absent(pytester):
     pytester.makepyfile(
         test_dense=TEST.replace("return np.maximum(x @", "return 1.001 * np.maximum(x @")
     )
-    failed = run(pytester)
+    failed = run_inline(pytester)
     failed.assert_outcomes(failed=1)
     out = failed.stdout.str()
     assert (
@@ -130,7 +132,7 @@ def test_frameworks_the_check_did_not_use_are_not_reported_absent(pytester):
 
 def test_a_device_skip_is_reported_at_the_tests_line(pytester):
     pytester.makepyfile(test_dense=TEST)
-    result = run(pytester, "--weightshape-device=cuda:7", "-rs")
+    result = run_inline(pytester, "--weightshape-device=cuda:7", "-rs")
     result.assert_outcomes(skipped=1)
     out = result.stdout.str()
     source = (pytester.path / "test_dense.py").read_text().splitlines()
@@ -141,8 +143,8 @@ def test_a_device_skip_is_reported_at_the_tests_line(pytester):
 
 def test_weightshape_report_given_twice_writes_each(pytester):
     pytester.makepyfile(test_dense=TEST)
-    run(pytester, "--snapshot-update").assert_outcomes(passed=1)
-    result = run(
+    run_inline(pytester, "--snapshot-update").assert_outcomes(passed=1)
+    result = run_inline(
         pytester,
         "--weightshape-report=out/run.json",
         "--weightshape-report=out/run.md",
@@ -156,5 +158,5 @@ def test_weightshape_report_given_twice_writes_each(pytester):
     out = result.stdout.str()
     assert "report: out/run.json, out/run.md" in out
     assert "report out/run.json (command line), report out/run.md (command line)" in out
-    bad = run(pytester, "--weightshape-report=a.json", "--weightshape-report=b.txt")
+    bad = run_inline(pytester, "--weightshape-report=a.json", "--weightshape-report=b.txt")
     assert "'b.txt' has no known format" in bad.stderr.str()

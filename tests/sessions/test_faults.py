@@ -210,45 +210,6 @@ def test_each_golden_is_parsed_once_per_session(pytester):
     assert "PARSED 2 2" in result.stdout.str()  # two goldens, each parsed once
 
 
-KERAS_OUTPUTS = textwrap.dedent(
-    """
-    import pytest
-    import tensorflow as tf
-
-    @pytest.mark.shape_variant(units=[4, 2])
-    def test_strings(shape_variant):
-        def build(units):
-            inputs = tf.keras.Input((3,))
-            dense = tf.keras.layers.Dense(units)(inputs)
-            text = tf.keras.layers.Lambda(lambda x: tf.strings.as_string(x))(dense)
-            return tf.keras.Model(inputs, text)
-        shape_variant.check(build, inputs=(2, 3))
-
-    class Sparse(tf.keras.Model):
-        def __init__(self, units):
-            super().__init__()
-            self.dense = tf.keras.layers.Dense(units)
-
-        def call(self, x):
-            return tf.sparse.from_dense(self.dense(x))
-
-    @pytest.mark.shape_variant(units=[4, 2])
-    def test_sparse(shape_variant):
-        shape_variant.check(Sparse, inputs=(2, 3))
-    """
-)
-
-
-def test_keras_text_and_sparse_outputs_say_what_to_return(pytester):
-    _needs("tensorflow")
-    pytester.makepyfile(test_k=KERAS_OUTPUTS)
-    result = run(pytester)
-    result.assert_outcomes(failed=2)
-    out = assert_clean_failure(result)
-    assert "variant units=4: output 'output' holds object values (EagerTensor)" in out
-    assert "variant units=4: output 'output' is a SparseTensor: return a dense tensor" in out
-
-
 def test_the_leak_warning_as_an_error_fails_the_test_with_it(pytester):
     """``-W error::...WeightShapeWarning``: the test fails with the warning, not with an
     "internal error", and the globals are put back all the same."""

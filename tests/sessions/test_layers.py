@@ -1,15 +1,24 @@
 """Localisation (issue 15): goldens record each leaf layer's output; a failing check names the
-first layer whose output moved. Inner sessions are subprocesses (they import torch/Keras)."""
+first layer whose output moved. Inner sessions are subprocesses (they import torch/Keras).
+
+The torch tests share their sessions (``TorchRuns``: each runs once, when a test first needs
+it): one records every torch model, the others check copies of that recording beside
+changed models whose goldens are copied from it (a module of another name, the same test):
+each test reads its inner tests' outcomes and messages. The README's ``-n 2 --dist loadfile``
+runs the module on one worker, so each session runs once (under another distribution, each
+worker runs the sessions its tests need)."""
 
 import importlib.util
 import json
+import shutil
 import textwrap
 
 import pytest
 
-from .helpers import assert_clean_failure, golden_of, run, run_module
+from .helpers import Project, assert_clean_failure, golden_of, run_each, run_module
 
 needs_torch = pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="needs torch")
+
 
 #: A 20-layer torch model with nested Sequential / ModuleDict names; the test is parametrized
 #: over the layer k that SCALE multiplies (1 + 1e-3 in the failing run), so one inner session
@@ -86,30 +95,148 @@ WEIGHTED = [
 ]
 
 
-def _checks(pytester, report="report.json"):
-    data = json.loads((pytester.path / report).read_text())
-    return {c["nodeid"].split("::")[-1]: c for c in data["checks"]}
+def _checks(path):
+    """The checks of a JSON report, by node id."""
+    return {c["nodeid"]: c for c in json.loads(path.read_text())["checks"]}
+
+
+#: TORCH_MODEL with one test (k = 0), and as changed: a BatchNorm's eps, GELU's tanh
+#: approximation, the last layer's width; each checked against the recorded test_net[0].
+ONE = TORCH_MODEL.replace("range(14)", "[0]")
+EPS_CHANGED = ONE.replace('os.environ.get("EPS_LAYER")', '"blocks.b3.1"')
+GELU_CHANGED = ONE.replace('os.environ.get("GELU_TANH")', '"1"')
+STRUCTURE_CHANGED = ONE.replace("nn.Linear(width, 8)", "nn.Linear(width, 9)")
+
+
+def strip_layers(path):
+    """The golden at ``path`` as recorded before layer records: (its text, the original)."""
+    data = json.loads(path.read_text())
+    old = json.loads(path.read_text())
+    for variant in old["checks"]["default"]["variants"].values():
+        del variant["layers"]  # as recorded before this feature
+    text = json.dumps(old, indent=2) + "\n"
+    path.write_text(text)
+    return text, data
+
+
+class TorchRuns:
+    """The torch sessions of this module, each run once, in a folder of its own."""
+
+    def __init__(self, tmp_path_factory, environ):
+        self.factory = tmp_path_factory
+        self.environ = environ
+        self.done = {}
+
+    def _once(self, key, make):
+        if key not in self.done:
+            self.done[key] = make()
+        return self.done[key]
+
+    def _copy(self, name, recorded):
+        project = Project(self.factory.mktemp(name), self.environ)
+        recorded.copy(project.path)
+        return project
+
+    @staticmethod
+    def _golden_as(project, module, test, *changed):
+        """``module``'s golden of ``test``, copied for each module in ``changed``."""
+        for other in changed:
+            (project.path / "golden" / other).mkdir(exist_ok=True)
+            shutil.copy(project.golden(module, test), project.golden(other, test))
+
+    def recording(self):
+        """test_net (14 tests), test_small and test_old recorded in one session:
+        (project, result, outcomes)."""
+
+        def make():
+            project = Project(self.factory.mktemp("layers-torch"), self.environ)
+            project.write(test_net=TORCH_MODEL, test_small=TORCH_PASSING, test_old=OLD_GOLDEN)
+            # test_small asserts one forward hook per variant observed while recording
+            return (project, *project.run("--snapshot-update", "-q", EXPECT_HOOKS="2"))
+
+        return self._once("recording", make)
+
+    def scaled(self):
+        """test_net with layer k's weights scaled by 1 + 1e-3: (project, result, outcomes)."""
+
+        def make():
+            project = self._copy("layers-scaled", self.recording()[0])
+            report = "--weightshape-report=report.json"
+            return (project, *project.run("test_net.py", report, SCALE="1.001"))
+
+        return self._once("scaled", make)
+
+    def eps(self):
+        """A BatchNorm's eps changed (test_eps), with an HTML and a Markdown report:
+        (project, result, outcomes)."""
+
+        def make():
+            project = self._copy("layers-eps", self.recording()[0])
+            project.write(test_eps=EPS_CHANGED)
+            self._golden_as(project, "test_net", "test_net[0]", "test_eps")
+            reports = ("--weightshape-report=report.html", "--weightshape-report=report.md")
+            return (project, *project.run("test_eps.py", *reports))
+
+        return self._once("eps", make)
+
+    def checks(self):
+        """One session over the recording and changed copies: test_net[0] as recorded
+        (test_net), GELU changed (test_gelu), a wider last layer (test_structure);
+        test_small (each of its forward hooks counted) and test_small_scaled (its last
+        layer scaled by 1.01); test_old and test_old_scaled (scaled by 1.01) with the golden
+        recorded before layer records. (project, result, outcomes, the old golden's text and
+        its original document)."""
+
+        def make():
+            project = self._copy("layers-checks", self.recording()[0])
+            for path in (project.path / "golden" / "test_net").glob("*.json"):
+                if path.name != "test_net[0].json":
+                    path.unlink()
+            project.write(
+                test_net=ONE,
+                test_gelu=GELU_CHANGED,
+                test_structure=STRUCTURE_CHANGED,
+                test_small_scaled=TORCH_PASSING.replace(
+                    'os.environ.get("SCALE", "1")', '"1.01"'
+                ).replace('os.environ.get("EXPECT_HOOKS")', "None"),
+                test_old_scaled=OLD_GOLDEN.replace('os.environ.get("SCALE", "1")', '"1.01"'),
+            )
+            self._golden_as(project, "test_net", "test_net[0]", "test_gelu", "test_structure")
+            self._golden_as(project, "test_small", "test_small", "test_small_scaled")
+            old, data = strip_layers(project.golden("test_old", "test_old"))
+            self._golden_as(project, "test_old", "test_old", "test_old_scaled")
+            # a passing check observes nothing: no forward hook
+            result, outcomes = project.run("-p", "no:randomly", EXPECT_HOOKS="0")
+            return project, result, outcomes, old, data
+
+        return self._once("checks", make)
+
+
+@pytest.fixture(scope="module")
+def torch_runs(tmp_path_factory, inner_environ):
+    return TorchRuns(tmp_path_factory, inner_environ)
 
 
 @needs_torch
-def test_torch_scaling_any_layer_by_1e3_names_it(pytester, monkeypatch):
+def test_torch_scaling_any_layer_by_1e3_names_it(torch_runs):
     """Record once; then scale layer k (every k) by 1 + 1e-3: each failure names k."""
-    pytester.makepyfile(test_net=TORCH_MODEL)
-    run(pytester, "--snapshot-update", "-q").assert_outcomes(passed=14)
-    recorded = json.loads(golden_of(pytester, "test_net", "test_net[0]").read_text())
-    layers = recorded["checks"]["default"]["variants"]["width=16"]["layers"]
+    recorded, result, outcomes = torch_runs.recording()
+    assert [outcomes[f"test_net::test_net[{k}]"][0] for k in range(14)] == ["passed"] * 14, (
+        result.stdout.str()
+    )
+    golden = recorded.golden("test_net", "test_net[0]")
+    layers = json.loads(golden.read_text())["checks"]["default"]["variants"]["width=16"]["layers"]
     names = list(layers["entries"])
     assert len(names) == 20 and names[:3] == ["stem.0", "stem.1", "stem.2"]
     assert names[-2:] == ["head.norm", "head.proj"]
     assert layers["entries"]["blocks.b2.1"][:3] == ["BatchNorm1d", "float32", "6x16"]
     assert layers["entries"]["blocks.b2.1"][3] == 6 * 16  # count
-    monkeypatch.setenv("SCALE", "1.001")
-    result = run(pytester, "--weightshape-report=report.json")
+    project, result, _ = torch_runs.scaled()
     result.assert_outcomes(failed=14)
     out = assert_clean_failure(result)
-    checks = _checks(pytester)
+    checks = _checks(project.path / "report.json")
     for k, (name, kind) in enumerate(WEIGHTED):
-        check = checks[f"test_net[{k}]"]
+        check = checks[f"test_net.py::test_net[{k}]"]
         assert f"first moved layer: {name} ({kind})" in check["message"], (k, check["message"])
         located = check["layers"]
         assert {each["variant"] for each in located} == {"width=16", "width=24"}
@@ -123,15 +250,12 @@ def test_torch_scaling_any_layer_by_1e3_names_it(pytester, monkeypatch):
 
 
 @needs_torch
-def test_torch_non_weight_changes_name_their_layer(pytester, monkeypatch):
+def test_torch_non_weight_changes_name_their_layer(torch_runs):
     """A BatchNorm's eps and GELU's tanh approximation change no weight: still named."""
-    pytester.makepyfile(test_net=TORCH_MODEL.replace("range(14)", "[0]"))  # one test
-    run(pytester, "--snapshot-update", "-q").assert_outcomes(passed=1)
-    monkeypatch.setenv("EPS_LAYER", "blocks.b3.1")
-    result = run(pytester, "--weightshape-report=report.html")
+    project, result, outcomes = torch_runs.eps()
     result.assert_outcomes(failed=1)
     assert "first moved layer: blocks.b3.1 (BatchNorm1d)" in assert_clean_failure(result)
-    page = (pytester.path / "report.html").read_text()
+    page = (project.path / "report.html").read_text()
     assert "first moved layer: <code>blocks.b3.1</code> (BatchNorm1d)" in page
     chart = page.split('aria-label="drift of each layer output')[1].split("</svg>")[0]
     bars = chart.split("<rect ")[1:]
@@ -139,31 +263,26 @@ def test_torch_non_weight_changes_name_their_layer(pytester, monkeypatch):
     assert len(labels) == 20 and labels[0] == "stem.0 (Linear)"  # execution order
     red = [label for label, bar in zip(labels, bars, strict=True) if "#d62728" in bar]
     assert red[0] == "blocks.b3.1 (BatchNorm1d)"  # the first red bar is the culprit
-    run(pytester, "--weightshape-report=report.md").assert_outcomes(failed=1)
-    markdown = (pytester.path / "report.md").read_text()
+    markdown = (project.path / "report.md").read_text()
     assert "First moved layer: `blocks.b3.1` (BatchNorm1d), variant width=16" in markdown
-    monkeypatch.delenv("EPS_LAYER")
-    monkeypatch.setenv("GELU_TANH", "1")
-    result = run(pytester)
-    result.assert_outcomes(failed=1)
-    out = assert_clean_failure(result)
-    assert "first moved layer: stem.2 (GELU)" in out
-    assert "the 2 layer outputs before it hold" in out
-    monkeypatch.delenv("GELU_TANH")
-    run(pytester, "-p", "no:randomly", "-q").assert_outcomes(passed=1)  # benign rerun
+
+    _, result, outcomes, _, _ = torch_runs.checks()
+    assert_clean_failure(result)
+    status, message = outcomes["test_gelu::test_net[0]"]
+    assert status == "failed", result.stdout.str()
+    assert "first moved layer: stem.2 (GELU)" in message
+    assert "the 2 layer outputs before it hold" in message
+    assert outcomes["test_net::test_net[0]"][0] == "passed"  # benign rerun
 
 
 @needs_torch
-def test_torch_structure_change_names_the_first_changed_layer(pytester, monkeypatch):
-    source = TORCH_MODEL.replace("range(14)", "[0]")
-    pytester.makepyfile(test_net=source)
-    run(pytester, "--snapshot-update", "-q").assert_outcomes(passed=1)
-    pytester.makepyfile(test_net=source.replace("nn.Linear(width, 8)", "nn.Linear(width, 9)"))
-    result = run(pytester)
-    result.assert_outcomes(failed=1)
-    out = assert_clean_failure(result)
-    assert "first changed layer: head.proj (Linear)" in out
-    assert "shape 6x8 -> 6x9" in out
+def test_torch_structure_change_names_the_first_changed_layer(torch_runs):
+    _, result, outcomes, _, _ = torch_runs.checks()
+    assert_clean_failure(result)
+    status, message = outcomes["test_structure::test_net[0]"]
+    assert status == "failed", result.stdout.str()
+    assert "first changed layer: head.proj (Linear)" in message
+    assert "shape 6x8 -> 6x9" in message
 
 
 TORCH_PASSING = textwrap.dedent(
@@ -201,17 +320,14 @@ TORCH_PASSING = textwrap.dedent(
 
 
 @needs_torch
-def test_torch_passing_checks_observe_no_layers_and_hooks_are_removed(pytester, monkeypatch):
-    pytester.makepyfile(test_small=TORCH_PASSING)
-    monkeypatch.setenv("EXPECT_HOOKS", "2")  # recording: one forward per variant observed
-    run(pytester, "--snapshot-update", "-q").assert_outcomes(passed=1)
-    monkeypatch.setenv("EXPECT_HOOKS", "0")  # a passing check observes nothing
-    run(pytester, "-q").assert_outcomes(passed=1)
-    monkeypatch.delenv("EXPECT_HOOKS")
-    monkeypatch.setenv("SCALE", "1.01")
-    result = run(pytester)
-    result.assert_outcomes(failed=1)
-    assert "first moved layer: 2 (Linear)" in assert_clean_failure(result)
+def test_torch_passing_checks_observe_no_layers_and_hooks_are_removed(torch_runs):
+    _, result, outcomes = torch_runs.recording()  # recording: one forward per variant observed
+    assert outcomes["test_small::test_small"][0] == "passed", result.stdout.str()
+    _, result, outcomes, _, _ = torch_runs.checks()
+    assert outcomes["test_small::test_small"][0] == "passed", result.stdout.str()  # no hook
+    status, message = outcomes["test_small_scaled::test_small"]
+    assert status == "failed" and "first moved layer: 2 (Linear)" in message
+    assert_clean_failure(result)
 
 
 OLD_GOLDEN = textwrap.dedent(
@@ -238,28 +354,24 @@ OLD_GOLDEN = textwrap.dedent(
 
 
 @needs_torch
-def test_old_goldens_without_layers_keep_working_and_say_how_to_localise(pytester, monkeypatch):
+def test_old_goldens_without_layers_keep_working_and_say_how_to_localise(pytester, torch_runs):
+    checked, result, outcomes, old, data = torch_runs.checks()
+    assert outcomes["test_old::test_old"][0] == "passed", result.stdout.str()
+    assert checked.golden("test_old", "test_old").read_text() == old
+    status, message = outcomes["test_old_scaled::test_old"]
+    assert status == "failed"
+    assert_clean_failure(result)
+    assert "first moved layer:" not in message
+    assert "recorded without layers; recording it again" in message
+    assert checked.golden("test_old_scaled", "test_old").read_text() == old
     pytester.makepyfile(test_old=OLD_GOLDEN)
-    run(pytester, "--snapshot-update", "-q").assert_outcomes(passed=1)
     path = golden_of(pytester, "test_old", "test_old")
-    data = json.loads(path.read_text())
-    for variant in data["checks"]["default"]["variants"].values():
-        del variant["layers"]  # as recorded before this feature
-    old = json.dumps(data, indent=2) + "\n"
+    path.parent.mkdir(parents=True)
     path.write_text(old)
-    run(pytester, "-q").assert_outcomes(passed=1)
-    assert path.read_text() == old
-    monkeypatch.setenv("SCALE", "1.01")
-    result = run(pytester)
-    result.assert_outcomes(failed=1)
-    out = assert_clean_failure(result)
-    assert "first moved layer:" not in out
-    assert "recorded without layers; recording it again" in out
-    assert path.read_text() == old
-    monkeypatch.delenv("SCALE")
     listed = run_module("show", str(path), cwd=pytester.path).stdout
     assert "layers: not recorded (an older golden: recording it again" in listed
-    run(pytester, "--snapshot-update", "-q").assert_outcomes(passed=1)  # gains its layers
+    result, outcomes = run_each(pytester, "--snapshot-update", "-q")  # gains its layers
+    assert outcomes["test_old::test_old"][0] == "passed", result.stdout.str()
     listed = run_module("show", "--layers", str(path), cwd=pytester.path).stdout
     assert "layers of width=8 (3 outputs in execution order)" in listed
     assert "  2      Linear  3x4" in listed
@@ -346,86 +458,35 @@ KERAS_WEIGHTED = [
 @pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None, reason="needs tensorflow")
 def test_keras_functional_scaling_any_layer_by_1e3_names_it(pytester, monkeypatch):
     """As for torch, on a Keras functional model (TensorFlow backend, a subprocess: Keras
-    reads KERAS_BACKEND when imported); a BatchNormalization epsilon is named too."""
+    reads KERAS_BACKEND when imported); a BatchNormalization epsilon is named too (test_eps:
+    test_net[0] with one epsilon changed, checked against test_net[0]'s golden in the same
+    session)."""
     monkeypatch.setenv("KERAS_BACKEND", "tensorflow")
     monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "3")
     pytester.makepyfile(test_net=KERAS_MODEL)
-    run(pytester, "--snapshot-update", "-q").assert_outcomes(passed=14)
+    result, outcomes = run_each(pytester, "--snapshot-update", "-q")
+    result.assert_outcomes(passed=14)
     recorded = json.loads(golden_of(pytester, "test_net", "test_net[0]").read_text())
     names = list(recorded["checks"]["default"]["variants"]["width=16"]["layers"]["entries"])
     assert len(names) == 20 and names[-2:] == ["head.layer_normalization", "head.dense_6"]
-    monkeypatch.setenv("SCALE", "1.001")
-    result = run(pytester, "--weightshape-report=report.json")
-    result.assert_outcomes(failed=14)
-    assert_clean_failure(result)
-    checks = _checks(pytester)
-    for k, (name, kind) in enumerate(KERAS_WEIGHTED):
-        message = checks[f"test_net[{k}]"]["message"]
-        assert f"first moved layer: {name} ({kind})" in message, (k, message)
-    monkeypatch.delenv("SCALE")
-    monkeypatch.setenv("EPS", "3")
-    result = run(pytester, "test_net.py::test_net[0]")
-    result.assert_outcomes(failed=1)
-    assert "first moved layer: batch_normalization_4 (BatchNormalization)" in result.stdout.str()
-
-
-KERAS_SHARED = textwrap.dedent(
-    """
-    import numpy as np
-    import keras
-    from pytest_weightshape.frameworks.keras_adapter import ADAPTER
-
-    x = np.random.rand(3, 4).astype("float32")
-    shared = keras.layers.Dense(4, name="shared")
-    inner_in = keras.Input((4,))
-    inner = keras.Model(inner_in, shared(inner_in), name="inner")
-    outer_in = keras.Input((4,))
-    functional = keras.Model(outer_in, shared(inner(outer_in)))
-
-
-    class Sub(keras.Model):
-        def __init__(self):
-            super().__init__()
-            self.a = keras.layers.Dense(4, name="a")
-            self.chain = [self.a, keras.layers.Dense(3, name="b")]  # ``a`` tracked twice
-
-        def call(self, x, training=False):
-            return self.chain[1](self.a(self.a(x)))
-
-
-    subclassed = Sub()  # not built: its first call builds it
-    for model in (functional, subclassed):
-        _, record = ADAPTER.observe_layers(model, lambda: model(x, training=False))
-        print("NAMES", list(record["entries"]))
-    """
-)
-
-
-@pytest.mark.parametrize("backend", ["tensorflow", "torch"])
-def test_keras_layers_tracked_twice_or_built_on_first_call_are_recorded_once_per_call(
-    backend, tmp_path
-):
-    """A Keras layer shared by a nested model and its outer one, or held by two attributes of
-    a subclassed model, gets one entry per call (not one per path it is tracked under); a
-    subclassed model built by its first call (the torch backend runs ``call`` to build it,
-    then again) records its forward's calls only."""
-    import os
-    import pathlib
-    import subprocess
-    import sys
-
-    pytest.importorskip("keras")
-    pytest.importorskip(backend)
-    script = tmp_path / "shared.py"
-    script.write_text(KERAS_SHARED)
-    root = str(pathlib.Path(__file__).resolve().parents[2])
-    env = {"KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3", "PATH": "", "PYTHONPATH": root}
-    env["HOME"] = os.environ.get("HOME", str(tmp_path))
-    result = subprocess.run(
-        [sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=300
+    eps = (
+        KERAS_MODEL.replace('float(os.environ.get("SCALE", "1"))', "1.0")
+        .replace('os.environ.get("EPS")', '"3"')
+        .replace("range(14)", "[0]")
     )
-    names = [line for line in result.stdout.splitlines() if line.startswith("NAMES")]
-    assert names == [
-        "NAMES ['inner.shared', 'inner.shared#2']",
-        "NAMES ['a', 'a#2', 'b']",
-    ], result.stderr[-2000:]
+    pytester.makepyfile(test_eps=eps)
+    golden_of(pytester, "test_eps", "test_net[0]").parent.mkdir()
+    shutil.copy(
+        golden_of(pytester, "test_net", "test_net[0]"),
+        golden_of(pytester, "test_eps", "test_net[0]"),
+    )
+    monkeypatch.setenv("SCALE", "1.001")
+    result, outcomes = run_each(pytester, "--weightshape-report=report.json")
+    result.assert_outcomes(failed=15)
+    assert_clean_failure(result)
+    checks = _checks(pytester.path / "report.json")
+    for k, (name, kind) in enumerate(KERAS_WEIGHTED):
+        message = checks[f"test_net.py::test_net[{k}]"]["message"]
+        assert f"first moved layer: {name} ({kind})" in message, (k, message)
+    message = outcomes["test_eps::test_net[0]"][1]
+    assert "first moved layer: batch_normalization_4 (BatchNormalization)" in message

@@ -7,7 +7,16 @@ import textwrap
 
 import pytest
 
-from .helpers import DENSE, TEST, assert_clean_failure, golden_of, load_for_inline, run, run_inline
+from .helpers import (
+    DENSE,
+    TEST,
+    assert_clean_failure,
+    golden_of,
+    load_for_inline,
+    run,
+    run_each,
+    run_inline,
+)
 
 load_for_inline()  # the NumPy sessions here run in this process
 
@@ -80,19 +89,29 @@ def test_torch_readme_example_life_cycle(pytester):
         """
     )
     pytester.makepyfile(test_lstm=example)
-    run(pytester).assert_outcomes(failed=1)
     run(pytester, "--snapshot-update").assert_outcomes(passed=1)
-    run(pytester).assert_outcomes(passed=1)
-    recorded = golden_of(pytester, "test_lstm", "test_lstm_hidden_size").read_bytes()
+    golden = golden_of(pytester, "test_lstm", "test_lstm_hidden_size")
+    recorded = golden.read_bytes()
+    # one session: the recording again, the model without biases against its golden (copied
+    # for test_lstm_bias), and the example under another module name (test_lstm_new): no golden
     pytester.makepyfile(
-        test_lstm=example.replace("batch_first=True)", "batch_first=True, bias=False)")
+        test_lstm_bias=example.replace("batch_first=True)", "batch_first=True, bias=False)"),
+        test_lstm_new=example,
     )
-    result = run(pytester)
-    result.assert_outcomes(failed=1)
-    out = assert_clean_failure(result)
+    copied = golden_of(pytester, "test_lstm_bias", "test_lstm_hidden_size")
+    copied.parent.mkdir()
+    copied.write_bytes(recorded)
+    result, outcomes = run_each(pytester)
+    result.assert_outcomes(passed=1, failed=2)
+    assert_clean_failure(result)
+    assert outcomes["test_lstm::test_lstm_hidden_size"][0] == "passed"
+    status, out = outcomes["test_lstm_new::test_lstm_hidden_size"]
+    assert status == "failed" and "no golden for the check of test_lstm_hidden_size" in out
+    status, out = outcomes["test_lstm_bias::test_lstm_hidden_size"]
+    assert status == "failed"
     assert "likely cause: shape or structure changed" in out
     assert "bias_ih_l0" in out and "present" in out and "absent" in out
-    assert golden_of(pytester, "test_lstm", "test_lstm_hidden_size").read_bytes() == recorded
+    assert golden.read_bytes() == recorded and copied.read_bytes() == recorded
 
 
 def test_parametrize_gives_one_golden_per_parameter_set(pytester):

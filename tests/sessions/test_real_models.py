@@ -1,14 +1,17 @@
 """Issue 14 in whole sessions: keyword inputs, pruning with its masks kept, buffers, FLOPs
 behind --weightshape-flops (and its ini twin), and the warning for a variant that changes
-nothing. Each inner session is a subprocess (torch is imported there)."""
+nothing. Each inner session is a subprocess (torch is imported there); a session checks the
+recording and changed copies of it (modules of other names, the recorded goldens copied)
+together, and each inner test's outcome and message is read apart (``run_each``)."""
 
 import importlib.util
 import json
+import shutil
 import textwrap
 
 import pytest
 
-from .helpers import assert_clean_failure, golden_of, run
+from .helpers import assert_clean_failure, golden_of, run, run_each
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("torch") is None, reason="torch is not installed"
@@ -71,36 +74,50 @@ def checks(pytester, test):
     return data["checks"]["default"]["variants"]
 
 
-def test_pruning_masks_buffers_and_keyword_inputs_life_cycle(pytester, monkeypatch):
+def copy_golden(pytester, test, *modules):
+    """test_models's golden of ``test``, copied for each of ``modules`` (the same test in a
+    module of another name, checked in the same session)."""
+    for module in modules:
+        golden_of(pytester, module, test).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(golden_of(pytester, "test_models", test), golden_of(pytester, module, test))
+
+
+def test_pruning_masks_buffers_and_keyword_inputs_life_cycle(pytester):
     pytester.makepyfile(test_models=PRUNED)
     run(pytester, "--snapshot-update").assert_outcomes(passed=2)
     pruned = checks(pytester, "test_pruned")["amount=0.5"]
     assert "0.weight_mask" in pruned["buffers"] and "0.weight_orig" not in pruned["parameters"]
     assert "flops" not in pruned  # off unless asked
-    run(pytester).assert_outcomes(passed=2)
+
+    # one session checks the recording and three changed copies against its goldens
+    pytester.makepyfile(
+        test_random=PRUNED.replace('os.environ.get("METHOD", "l1")', '"random"'),
+        test_var=PRUNED.replace('float(os.environ.get("VAR", "1"))', "2.0"),
+        test_mask=PRUNED.replace('os.environ.get("MASK_P", "0.8")', '"0.3"'),
+    )
+    copy_golden(pytester, "test_pruned", "test_random", "test_var")
+    copy_golden(pytester, "test_tokens", "test_mask")
+    chosen = ("test_models.py", "test_random.py::test_pruned", "test_var.py::test_pruned")
+    result, outcomes = run_each(pytester, *chosen, "test_mask.py::test_tokens")
+    result.assert_outcomes(passed=2, failed=3)
+    assert_clean_failure(result)
+    assert outcomes["test_models::test_pruned"][0] == "passed"
+    assert outcomes["test_models::test_tokens"][0] == "passed"
 
     # l1 -> random pruning: a weights change naming the tensor and its mask
-    monkeypatch.setenv("METHOD", "random")
-    result = run(pytester, "test_models.py::test_pruned")
-    result.assert_outcomes(failed=1)
-    out = assert_clean_failure(result)
+    status, out = outcomes["test_random::test_pruned"]
+    assert status == "failed"
     assert "0.weight std" in out and "0.weight_mask" in out
     assert "forward numerics changed" not in out
-    monkeypatch.delenv("METHOD")
 
     # a changed running variance is named
-    monkeypatch.setenv("VAR", "2")
-    result = run(pytester, "test_models.py::test_pruned")
-    result.assert_outcomes(failed=1)
-    out = assert_clean_failure(result)
+    status, out = outcomes["test_var::test_pruned"]
+    assert status == "failed"
     assert "buffers changed" in out and "1.running_var std" in out
-    monkeypatch.delenv("VAR")
 
     # another mask: the failure names the keyword input
-    monkeypatch.setenv("MASK_P", "0.3")
-    result = run(pytester, "test_models.py::test_tokens")
-    result.assert_outcomes(failed=1)
-    out = assert_clean_failure(result)
+    status, out = outcomes["test_mask::test_tokens"]
+    assert status == "failed"
     assert "inputs changed: attention_mask" in out
 
 
@@ -202,13 +219,21 @@ def test_keras_keyword_inputs_and_non_trainable_weights(pytester, monkeypatch):
     variant = checks(pytester, "test_keras_tokens")["units=4"]
     assert list(variant["inputs"]) == ["input_ids", "attention_mask"]
     assert "bn/moving_variance" in variant["parameters"]  # non-trainable weights are recorded
-    monkeypatch.setenv("VAR", "3")
-    result = run(pytester)
-    result.assert_outcomes(failed=1, passed=1)
-    assert "bn/moving_variance std" in assert_clean_failure(result)
-    monkeypatch.setenv("VAR", "1")
-    monkeypatch.setenv("KEY", "mask")
-    result = run(pytester)
-    result.assert_outcomes(failed=1, passed=1)
-    out = assert_clean_failure(result)
+
+    # one session: a changed moving variance (test_var), an input named otherwise (test_key)
+    pytester.makepyfile(
+        test_var=KERAS.replace('float(os.environ.get("VAR", "1"))', "3.0"),
+        test_key=KERAS.replace('os.environ.get("KEY", "attention_mask")', '"mask"'),
+    )
+    for test in ("test_keras_tokens", "test_keras_subclassed"):
+        copy_golden(pytester, test, "test_var", "test_key")
+    result, outcomes = run_each(pytester, "test_var.py", "test_key.py")
+    result.assert_outcomes(failed=2, passed=2)
+    assert_clean_failure(result)
+    assert outcomes["test_var::test_keras_subclassed"][0] == "passed"
+    assert outcomes["test_key::test_keras_subclassed"][0] == "passed"
+    status, out = outcomes["test_var::test_keras_tokens"]
+    assert status == "failed" and "bn/moving_variance std" in out
+    status, out = outcomes["test_key::test_keras_tokens"]
+    assert status == "failed"
     assert "the model has no input named 'mask': its inputs are input_ids, attention_mask" in out

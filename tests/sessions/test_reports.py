@@ -1,5 +1,5 @@
 """Reports of a session (JSON, Markdown and the GitHub step summary, HTML), in inner pytest
-sessions (subprocesses)."""
+sessions (NumPy only: in this process, but for xdist's)."""
 
 import json
 import re
@@ -11,7 +11,18 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import BODY, DENSE, TEST, drifted_suite, golden_of, run, run_module
+from .helpers import (
+    BODY,
+    DENSE,
+    TEST,
+    drifted_suite,
+    golden_of,
+    load_for_inline,
+    run_module,
+    run_numpy,
+)
+
+load_for_inline()  # the NumPy sessions here run in this process (xdist ones in a subprocess)
 
 
 def strict_json(text):
@@ -22,8 +33,8 @@ def strict_json(text):
 
 
 def test_json_report_holds_every_statistic_the_divergence_and_both_environments(pytester):
-    drifted_suite(pytester)
-    result = run(pytester, "--weightshape-report=out/report.json")
+    drifted_suite(pytester, inline=True)
+    result = run_numpy(pytester, "--weightshape-report=out/report.json")
     result.assert_outcomes(passed=1, failed=2)
     result.stdout.fnmatch_lines(["report: out/report.json"])
     report = strict_json((pytester.path / "out" / "report.json").read_text())
@@ -74,11 +85,11 @@ def test_json_report_holds_every_statistic_the_divergence_and_both_environments(
 
 
 def test_markdown_report_and_github_step_summary(pytester, monkeypatch):
-    drifted_suite(pytester)
+    drifted_suite(pytester, inline=True)
     summary = pytester.path / "step_summary.md"
     summary.write_text("earlier step\n")
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
-    run(pytester, "--weightshape-report", "report.md").assert_outcomes(passed=1, failed=2)
+    run_numpy(pytester, "--weightshape-report", "report.md").assert_outcomes(passed=1, failed=2)
     markdown = (pytester.path / "report.md").read_text()
     assert markdown.startswith("### weightshape: 3 checks (1 drifted, 1 missing, 1 passed)")
     rows = [line for line in markdown.splitlines() if line.startswith("| ")]
@@ -92,8 +103,8 @@ def test_markdown_report_and_github_step_summary(pytester, monkeypatch):
 
 
 def test_html_report_is_self_contained_with_pictures_failing_first(pytester):
-    drifted_suite(pytester)
-    run(pytester, "--weightshape-report=report.html").assert_outcomes(passed=1, failed=2)
+    drifted_suite(pytester, inline=True)
+    run_numpy(pytester, "--weightshape-report=report.html").assert_outcomes(passed=1, failed=2)
     page = (pytester.path / "report.html").read_text()
     assert page.startswith("<!DOCTYPE html>")
     assert not re.search(r"<(script|link|img|iframe)\b", page)  # no assets to fetch
@@ -120,8 +131,8 @@ def test_one_merged_report_and_summary_under_xdist(pytester):
     pytest.importorskip("xdist")
     body = "".join(BODY.replace("def test_dense(", f"def test_dense_{u}(") for u in range(6))
     pytester.makepyfile(test_dense=DENSE + body)
-    run(pytester, "-n", "2", "--snapshot-update").assert_outcomes(passed=6)
-    result = run(pytester, "-n", "2", "--weightshape-report=report.json")
+    run_numpy(pytester, "-n", "2", "--snapshot-update").assert_outcomes(passed=6)
+    result = run_numpy(pytester, "-n", "2", "--weightshape-report=report.json")
     result.assert_outcomes(passed=6)
     assert result.stdout.str().count("= weightshape =") == 1
     result.stdout.fnmatch_lines(["6 checks: 6 passed"])
@@ -134,7 +145,7 @@ def test_one_merged_report_and_summary_under_xdist(pytester):
 
 def test_a_report_name_without_a_known_format_is_a_usage_error(pytester):
     pytester.makepyfile(test_dense=TEST)
-    result = run(pytester, "--weightshape-report=report.txt")
+    result = run_numpy(pytester, "--weightshape-report=report.txt")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*--weightshape-report (command line): 'report.txt'*.json*"])
 
@@ -153,8 +164,8 @@ def test_html_pictures_show_in_a_real_browser(pytester, tmp_path):
     if browser is None:
         pytest.skip("no chromium on this machine (apt-get install chromium)")
     image = pytest.importorskip("PIL.Image")
-    drifted_suite(pytester)
-    run(pytester, "--weightshape-report=report.html").assert_outcomes(passed=1, failed=2)
+    drifted_suite(pytester, inline=True)
+    run_numpy(pytester, "--weightshape-report=report.html").assert_outcomes(passed=1, failed=2)
     shot = tmp_path / "report.png"
     subprocess.run(
         [
@@ -196,14 +207,14 @@ def test_exact_tolerance_reports_and_diffs_without_infinities(pytester):
     pytester.makeini("[pytest]\naddopts = --snapshot-no-colors\n")  # with the cache provider
     exact = TEST.replace("(8, 16))", "(8, 16), rtol=0, atol=0)")
     pytester.makepyfile(test_dense=exact)
-    run(pytester, "--snapshot-update").assert_outcomes(passed=1)
-    run(pytester, "--weightshape-report=same.json").assert_outcomes(passed=1)
+    run_numpy(pytester, "--snapshot-update").assert_outcomes(passed=1)
+    run_numpy(pytester, "--weightshape-report=same.json").assert_outcomes(passed=1)
     same = strict_json((pytester.path / "same.json").read_text())["checks"][0]
     ratios = {s["ratio"] for s in same["statistics"] if s["allowed"] is not None}
     assert ratios == {0.0} and same["worst"] == 0.0
 
     pytester.makepyfile(test_dense=exact.replace("SCALE = 1.0", "SCALE = 1.0000001"))
-    result = run(pytester, "--weightshape-report=moved.json", "--junitxml=junit.xml")
+    result = run_numpy(pytester, "--weightshape-report=moved.json", "--junitxml=junit.xml")
     result.assert_outcomes(failed=1)
     moved = strict_json((pytester.path / "moved.json").read_text())["checks"][0]
     assert moved["worst"] == "inf" and "Infinity" not in (pytester.path / "junit.xml").read_text()
@@ -226,7 +237,7 @@ def test_a_check_whose_test_fails_in_teardown_is_reported_not_written(pytester):
             """
         )
     )
-    result = run(pytester, "--snapshot-update", "--weightshape-report=r.json")
+    result = run_numpy(pytester, "--snapshot-update", "--weightshape-report=r.json")
     result.assert_outcomes(passed=1, errors=1)
     result.stdout.fnmatch_lines(["1 check: 1 not written"])
     report = strict_json((pytester.path / "r.json").read_text())
@@ -240,7 +251,7 @@ def test_errors_are_reported_with_their_golden_and_a_run_without_checks_still_re
             "shape_variant.check(Dense,", "shape_variant.check(lambda units: 1 / 0,"
         )
     )
-    result = run(pytester, "--weightshape-report=r.json")
+    result = run_numpy(pytester, "--weightshape-report=r.json")
     result.assert_outcomes(failed=1)
     error = strict_json((pytester.path / "r.json").read_text())["checks"][0]
     assert (
@@ -249,7 +260,7 @@ def test_errors_are_reported_with_their_golden_and_a_run_without_checks_still_re
     assert "ZeroDivisionError" in error["message"]
 
     pytester.makepyfile(test_plain="def test_plain():\n    pass\n")
-    empty = run(pytester, "test_plain.py", "--weightshape-report=empty.md")
+    empty = run_numpy(pytester, "test_plain.py", "--weightshape-report=empty.md")
     empty.assert_outcomes(passed=1)
     assert "No shape_variant checks ran." in (pytester.path / "empty.md").read_text()
     empty.stdout.fnmatch_lines(["weightshape: no checks ran; report: empty.md"])
@@ -258,7 +269,7 @@ def test_errors_are_reported_with_their_golden_and_a_run_without_checks_still_re
 def test_an_unwritable_report_is_a_message_not_a_traceback(pytester):
     pytester.makepyfile(test_dense=TEST)
     (pytester.path / "taken").write_text("a file, not a folder")
-    result = run(pytester, "--snapshot-update", "--weightshape-report=taken/r.html")
+    result = run_numpy(pytester, "--snapshot-update", "--weightshape-report=taken/r.html")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["1 check: 1 recorded", "weightshape: report not written: *"])
     assert "Traceback" not in result.stdout.str() + result.stderr.str()

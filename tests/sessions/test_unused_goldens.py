@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from .helpers import BODY, TEST, golden_of, load_for_inline, run, run_inline
+from .helpers import BODY, TEST, golden_of, load_for_inline, run_inline, run_numpy
 
 load_for_inline()  # the NumPy sessions here run in this process
 
@@ -114,7 +114,7 @@ def test_goldens_of_a_renamed_test_are_unused_with_path_arguments_too(pytester):
     tests = pytester.path / "tests"
     tests.mkdir()
     (tests / "test_a.py").write_text(TEST + BODY.replace("def test_dense(", "def test_kept("))
-    run(pytester, "--snapshot-update", "tests").assert_outcomes(passed=2)
+    run_inline(pytester, "--snapshot-update", "tests").assert_outcomes(passed=2)
     old = pytester.path / "golden" / "tests" / "test_a" / "test_dense.json"
     kept = old.with_name("test_kept.json")
     assert old.exists() and kept.exists()
@@ -122,13 +122,15 @@ def test_goldens_of_a_renamed_test_are_unused_with_path_arguments_too(pytester):
         TEST.replace("def test_dense(", "def test_wide(")
         + BODY.replace("def test_dense(", "def test_kept(")
     )
-    run(pytester, "--snapshot-update", "tests/test_a.py::test_wide").assert_outcomes(passed=1)
+    run_inline(pytester, "--snapshot-update", "tests/test_a.py::test_wide").assert_outcomes(
+        passed=1
+    )
     for subset in (["tests/test_a.py::test_kept"], ["tests", "-k", "kept"]):
-        quiet = run(pytester, *subset)
+        quiet = run_inline(pytester, *subset)
         assert quiet.ret == pytest.ExitCode.OK, quiet.stdout.str()
         assert "no longer exist" not in quiet.stdout.str()
     for given in (["tests"], ["tests/"], ["tests/test_a.py"], ["tests", "-n", "2"]):
-        result = run(pytester, *given)
+        result = run_numpy(pytester, *given)
         result.assert_outcomes(passed=2)
         assert result.ret == pytest.ExitCode.TESTS_FAILED, given
         result.stdout.fnmatch_lines(
@@ -139,13 +141,13 @@ def test_goldens_of_a_renamed_test_are_unused_with_path_arguments_too(pytester):
             ]
         )
     assert old.exists()
-    warned = run(pytester, "tests", "--snapshot-warn-unused")
+    warned = run_inline(pytester, "tests", "--snapshot-warn-unused")
     assert warned.ret == pytest.ExitCode.OK and "test_dense.json" in warned.stdout.str()
-    updated = run(pytester, "tests", "--snapshot-update")
+    updated = run_inline(pytester, "tests", "--snapshot-update")
     assert updated.ret == pytest.ExitCode.OK
     updated.stdout.fnmatch_lines(["1 golden file of tests that no longer exist removed:"])
     assert not old.exists() and kept.exists() and old.with_name("test_wide.json").exists()
-    assert run(pytester, "tests").ret == pytest.ExitCode.OK
+    assert run_inline(pytester, "tests").ret == pytest.ExitCode.OK
 
 
 CLASS = """
@@ -170,12 +172,12 @@ def test_a_class_that_fails_to_collect_keeps_its_goldens(pytester):
     tests = pytester.path / "tests"
     tests.mkdir()
     (tests / "test_a.py").write_text(TEST + CLASS)
-    run(pytester, "--snapshot-update", "tests").assert_outcomes(passed=2)
+    run_inline(pytester, "--snapshot-update", "tests").assert_outcomes(passed=2)
     golden = pytester.path / "golden" / "tests" / "test_a" / "TestC.test_c.json"
     assert golden.exists()
     (tests / "test_a.py").write_text(TEST + BROKEN)
     for args in ([], ["--continue-on-collection-errors"], ["-n", "2"]):
-        result = run(pytester, "--snapshot-update", "tests", *args)
+        result = run_numpy(pytester, "--snapshot-update", "tests", *args)
         out = result.stdout.str()
         assert "no longer exist" not in out, (args, out)
         assert golden.exists(), args
@@ -187,7 +189,7 @@ def test_tests_deselected_by_a_conftest_keep_their_goldens(pytester):
     tests = pytester.path / "tests"
     tests.mkdir()
     (tests / "test_a.py").write_text(TEST + BODY.replace("def test_dense(", "def test_kept("))
-    run(pytester, "--snapshot-update", "tests").assert_outcomes(passed=2)
+    run_inline(pytester, "--snapshot-update", "tests").assert_outcomes(passed=2)
     kept = pytester.path / "golden" / "tests" / "test_a" / "test_kept.json"
     (tests / "conftest.py").write_text(
         "def pytest_collection_modifyitems(config, items):\n"
@@ -196,7 +198,7 @@ def test_tests_deselected_by_a_conftest_keep_their_goldens(pytester):
         "    items[:] = [i for i in items if i not in out]\n"
     )
     for args in ([], ["-n", "2"]):
-        result = run(pytester, "--snapshot-update", "tests", *args)
+        result = run_numpy(pytester, "--snapshot-update", "tests", *args)
         assert result.ret == pytest.ExitCode.OK and result.parseoutcomes()["passed"] == 1
         assert "no longer exist" not in result.stdout.str(), args
         assert kept.exists(), args
