@@ -52,8 +52,9 @@ def failure(
     ``localised`` (``layers.Localisation`` per failing variant) adds where it started: the
     ``first moved layer: NAME (TYPE)`` line and the layers after it.
 
-    When the structure changed (shapes, names), the value tables that follow from it are
-    summarised in one line unless ``verbose``; each table shows its largest drifts first.
+    When a value compared exactly changed (a shape, a name, a training setting), the value
+    tables that follow from it are summarised in one line unless ``verbose``; each table shows
+    its largest drifts first.
     """
     what = "check" if check == "default" else f"check {check!r}"
     lines = [
@@ -85,8 +86,8 @@ def failure(
     if hidden:
         lines.append("")
         lines.append(
-            f"{hidden} statistics also moved beyond tolerance, following the structural change "
-            "(-vv shows them)"
+            f"{hidden} statistics also moved beyond tolerance, following the exact change above "
+            "(a shape, name or setting; -vv shows them)"
         )
     lines.append("")
     lines.append(f"If the change is intended, accept it: pytest --snapshot-update {nodeid}")
