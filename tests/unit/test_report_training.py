@@ -579,6 +579,16 @@ def test_show_lists_a_training_goldens_losses_gradients_updates_and_frozen_param
     assert "no gradient: none (every parameter took a gradient)" in text
 
 
+def test_show_marks_a_diverged_loss():
+    """A golden whose loss went NaN (recorded as null) says so under its training tables."""
+    document = training_document(steps=3)
+    document["variants"]["units=5"]["training"]["losses"][2] = None
+    lines = cli.show_check("training", document)
+    (mark,) = [line for line in lines if line.startswith("  ! loss:")]
+    assert "degenerate (units=5): diverged: the loss is NaN or Inf at step 2 of 3" in mark
+    assert lines.index(mark) > lines.index("training divergence from the base (units=10)")
+
+
 def test_show_of_a_forward_check_is_unchanged():
     lines = cli.show_check("default", forward_document())
     assert "parameters" in lines and "parameters (initial weights)" not in lines
