@@ -3,9 +3,9 @@ its tensorflow, torch or jax backend.
 
 Every backend takes its gradients from its own autodiff: ``tf.GradientTape`` on tensorflow,
 torch autograd on the torch tensors behind the Keras variables, and ``jax.value_and_grad``
-over the model called in a ``keras.StatelessScope`` on jax (whose updated non-trainable state, BatchNorm's moving
-statistics, is assigned back after each step). A fresh Keras optimizer applies them to the
-trainable variables that took one.
+over the model called in a ``keras.StatelessScope`` on jax (whose updated non-trainable
+state, BatchNorm's moving statistics, is assigned back after each step). A fresh Keras
+optimizer applies them to the trainable variables that took one.
 
 The loss is the chosen loss plus the model's own losses (weight regularizers, ``add_loss``), as
 Keras's ``fit`` computes it. Dropout and other random layers draw from their layer's
@@ -460,9 +460,9 @@ def _jax_stepper() -> Callable[..., Step]:
     recompiles at every step, is faster compiled from the second step on), and a large model's
     compilation would take seconds per variant. The model runs through ``__call__`` inside a
     ``keras.StatelessScope`` (what ``stateless_call`` does around ``call``), so a ``call``
-    without ``training`` works as on the other backends. jax gives a zero gradient to a variable off the
-    loss's path; which ones are off is read once, from step 0's jaxpr, and they get no gradient
-    (as on tensorflow and torch)."""
+    without ``training`` works as on the other backends. jax gives a zero gradient to a
+    variable off the loss's path; which ones are off is read once, from step 0's jaxpr, and
+    they get no gradient (as on tensorflow and torch)."""
     import jax
 
     off: list[bool] = []

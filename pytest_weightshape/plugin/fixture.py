@@ -179,7 +179,8 @@ class ShapeVariant:
     def _warn(self) -> None:
         pending, self._warnings = self._warnings, []
         for text in pending:
-            warnings.warn(WeightShapeWarning(text), stacklevel=4)  # _warn, _guarded, check, the test
+            # stacklevel: _warn, _guarded, check, the test
+            warnings.warn(WeightShapeWarning(text), stacklevel=4)
 
     def _record_error(self, name: Any, message: str) -> None:
         check, path = self._current or (_shown_name(name), "")
