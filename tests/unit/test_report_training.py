@@ -339,6 +339,23 @@ def test_the_terminal_summary_says_a_check_trained_and_its_final_loss_per_varian
     assert "    units=5:\n      no gradient now: p1 (frozen, or off the loss's path)" in text
 
 
+def test_the_summary_does_not_say_every_value_held_when_a_loss_went_nan():
+    """A loss that became NaN (golden 5, now null) moved only in a value compared exactly: the
+    record's worst excess is 0, and the summary must not claim every value equals its golden."""
+    document = training_document(steps=3)
+    failing = build(document, copy.deepcopy(document), "drifted", _verdict())
+    failing["worst"] = 0.0
+    lines = summary_lines([failing])
+    assert "largest drift: none (every value equals its golden's)" not in lines
+    assert (
+        "largest drift: none within a tolerance; values that compare exactly moved "
+        "(tests/test_train.py::test_units [training])" in lines
+    )
+    passing = build(document, copy.deepcopy(document))
+    passing["worst"] = 0.0
+    assert "largest drift: none (every value equals its golden's)" in summary_lines([passing])
+
+
 def test_the_summary_lists_ten_training_checks_failing_first_and_counts_the_rest():
     document = training_document(steps=1, optimizer="sgd", lr=0.01, loss="cross_entropy")
     many = []
