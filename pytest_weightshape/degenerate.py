@@ -34,7 +34,8 @@ class Finding:
 
     variant: str  # a variant's name, or "every variant"
     output: str
-    kind: str  # "all NaN/Inf", "all zero", "constant", "below float noise", "identical"
+    kind: str  # "all NaN/Inf", "all zero", "constant", "below float noise", "identical",
+    # and for training checks "diverged" (output "loss") and "noise gradient"
     text: str
 
 
@@ -111,9 +112,31 @@ def _noise_gradients(variants: Mapping[str, Any]) -> list[Finding]:
     ]
 
 
+def _diverged(variants: Mapping[str, Any]) -> list[Finding]:
+    """Training variants whose loss became NaN or Inf (recorded as null)."""
+    out = []
+    for name, data in variants.items():
+        losses = (data.get("training") or {}).get("losses") or []
+        bad = [k for k, value in enumerate(losses) if _number(value) is None]
+        if bad:
+            out.append(
+                Finding(
+                    name,
+                    "loss",
+                    "diverged",
+                    f"the loss is NaN or Inf at step {bad[0]} of {len(losses)}: training "
+                    "diverged (a learning rate too large for this model, or a loss that divides "
+                    "by zero or takes the log of 0), and the golden cannot detect a change of "
+                    "the training step once it has; lower lr= or fix the loss, then record again",
+                )
+            )
+    return out
+
+
 def findings(document: Mapping[str, Any]) -> list[Finding]:
     """Every degenerate output of a check document (observed or recorded), and (training
-    checks) every gradient of float rounding noise."""
+    checks) every variant whose loss diverged to NaN/Inf and every gradient of float rounding
+    noise."""
     variants: Mapping[str, Any] = document.get("variants", {})
     out = [
         finding
@@ -121,7 +144,7 @@ def findings(document: Mapping[str, Any]) -> list[Finding]:
         for output, info in data.get("outputs", {}).items()
         if (finding := output_finding(name, output, info)) is not None
     ]
-    out += _noise_gradients(variants)
+    out += _diverged(variants) + _noise_gradients(variants)
     flagged = {f.output for f in out}
     if len(variants) > 1:
         outputs = dict.fromkeys(o for data in variants.values() for o in data.get("outputs", {}))

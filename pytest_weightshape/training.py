@@ -46,6 +46,10 @@ if TYPE_CHECKING:
 LOSSES: tuple[str, ...] = ("mse", "cross_entropy")
 #: The built-in optimizers, with their learning rate when ``lr=None``.
 DEFAULT_LR: dict[str, float] = {"sgd": 0.01, "adam": 0.001}
+#: The most steps a check takes: a golden pins a few steps (each step's loss, and per-step
+#: ratios, are recorded), and over many steps float rounding compounds past any tolerance;
+#: ``steps=10**6`` would otherwise train silently for hours and write a huge golden.
+MAX_STEPS = 1000
 #: The check name of a ``check_training`` call without ``name=``.
 DEFAULT_TRAINING_CHECK = "training"
 
@@ -171,7 +175,7 @@ def resolve_optimizer(optimizer: Any, lr: Any) -> Optimizer:
 
 
 def check_steps(steps: Any) -> int:
-    """``steps=``: a positive integer."""
+    """``steps=``: a positive integer, at most ``MAX_STEPS``."""
     import numbers
 
     from .errors import SpecError
@@ -180,5 +184,12 @@ def check_steps(steps: Any) -> int:
         raise SpecError(
             f"check_training(steps={steps!r}): steps must be a positive integer (the number "
             "of optimizer steps every variant takes)"
+        )
+    if int(steps) > MAX_STEPS:
+        raise SpecError(
+            f"check_training(steps={steps!r}): at most {MAX_STEPS} steps; a training golden "
+            "pins a few steps (one loss per step, per variant), and over many steps float "
+            "rounding compounds beyond any tolerance: use a few steps (1 to 10), or train in "
+            "the builder and pin the trained model with check()"
         )
     return int(steps)

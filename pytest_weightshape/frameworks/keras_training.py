@@ -3,9 +3,9 @@ its tensorflow, torch or jax backend.
 
 Every backend takes its gradients from its own autodiff: ``tf.GradientTape`` on tensorflow,
 torch autograd on the torch tensors behind the Keras variables, and ``jax.value_and_grad``
-over ``model.stateless_call`` on jax (whose updated non-trainable state, BatchNorm's moving
-statistics, is assigned back after each step). A fresh Keras optimizer applies them to the
-trainable variables that took one.
+over the model called in a ``keras.StatelessScope`` on jax (whose updated non-trainable
+state, BatchNorm's moving statistics, is assigned back after each step). A fresh Keras
+optimizer applies them to the trainable variables that took one.
 
 The loss is the chosen loss plus the model's own losses (weight regularizers, ``add_loss``), as
 Keras's ``fit`` computes it. Dropout and other random layers draw from their layer's
@@ -458,9 +458,11 @@ def _jax_stepper() -> Callable[..., Step]:
     (``jax.jit``) costs more than the few steps a check takes on most models (measured: a Dense
     0.02 s eager, 0.23 s compiled per variant; only a recurrent layer, whose scan eager jax
     recompiles at every step, is faster compiled from the second step on), and a large model's
-    compilation would take seconds per variant. jax gives a zero gradient to a variable off the
-    loss's path; which ones are off is read once, from step 0's jaxpr, and they get no gradient
-    (as on tensorflow and torch)."""
+    compilation would take seconds per variant. The model runs through ``__call__`` inside a
+    ``keras.StatelessScope`` (what ``stateless_call`` does around ``call``), so a ``call``
+    without ``training`` works as on the other backends. jax gives a zero gradient to a
+    variable off the loss's path; which ones are off is read once, from step 0's jaxpr, and
+    they get no gradient (as on tensorflow and torch)."""
     import jax
 
     off: list[bool] = []
@@ -476,10 +478,16 @@ def _jax_stepper() -> Callable[..., Step]:
         fixed = [v.value for v in state]
 
         def computed(values: list[Any]) -> tuple[Any, tuple[Any, Any]]:
-            raw, updated, extra = model.stateless_call(
-                values, fixed, *args, training=True, return_losses=True, **kwargs
-            )
-            return _with_model_losses(objective(raw), list(extra)), (raw, updated)
+            # model.stateless_call calls model.call directly, and training=True raised in a
+            # call() without that argument (a subclassed model); __call__ in a stateless scope
+            # handles it as on tensorflow and torch (and as Keras's fit does)
+            mapping = list(zip(trainable, values, strict=True))
+            mapping += list(zip(state, fixed, strict=True))
+            with keras.StatelessScope(state_mapping=mapping, collect_losses=True) as scope:
+                raw = model(*args, training=True, **kwargs)
+                extra = list(model.losses)
+            updated = [scope.get_current_value(v) for v in state]
+            return _with_model_losses(objective(raw), extra), (raw, updated)
 
         values = [v.value for v in trainable]
         if not off:

@@ -502,7 +502,8 @@ class ShapeVariant:
         nodeid = self._request.node.nodeid
         for found in findings(document):
             where = "every variant" if found.variant == "every variant" else found.variant
-            what = found.output if found.kind == "noise gradient" else f"output {found.output!r}"
+            training = found.kind in ("noise gradient", "diverged")
+            what = found.output if training else f"output {found.output!r}"
             self._warnings.append(
                 f"{nodeid} [{plan.check}]: {where}, {what} is degenerate "
                 f"({found.kind}): {found.text}"

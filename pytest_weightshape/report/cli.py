@@ -103,6 +103,9 @@ def show_check(name: str, check: Mapping[str, Any], layers: bool = False) -> lis
         lines += ["  " + line for line in text_table(("measure", *others), table)]
     if trained:
         lines += training.show_lines(check)
+        for key, marks in degenerate.items():  # a diverged loss, a noise gradient
+            if key not in outputs:
+                lines += [f"  ! {key}: {mark.strip()[2:]}" for mark in marks]
         if all(data.get("layers") is None for data in variants.values()):
             return lines  # a training check records no layers: nothing to add them with
     return lines + (layer_tables(variants) if layers else [_layer_count(variants)])

@@ -48,8 +48,14 @@ def summary_lines(records: Sequence[Mapping[str, Any]]) -> list[str]:
     measured = [r for r in records if number(r["worst"]) is not None]
     if measured:
         top = max(measured, key=lambda r: number(r["worst"]) or 0.0)
+        exact = [r for r in records if r["status"] == "drifted" and not number(r["worst"])]
         if number(top["worst"]):
             lines.append(f"largest drift: {top['worst']:.3g} of its tolerance ({label(top)})")
+        elif exact:  # moved only where values compare exactly (a setting, NaN, a shape)
+            lines.append(
+                "largest drift: none within a tolerance; values that compare exactly moved "
+                f"({label(exact[0])}{', ...' if len(exact) > 1 else ''})"
+            )
         else:
             lines.append("largest drift: none (every value equals its golden's)")
     lines += training.summary_lines(ordered(records), label)

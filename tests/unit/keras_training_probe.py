@@ -398,7 +398,37 @@ def portable():
     return out
 
 
+class _NoTrainingArgument(keras.Model):
+    """A subclassed model whose ``call`` takes no ``training`` (with a Dropout, which Keras
+    then runs in inference mode, in ``fit`` too)."""
+
+    def __init__(self):
+        super().__init__()
+        self.dense = keras.layers.Dense(16)
+        self.dropout = keras.layers.Dropout(0.5, seed=3)
+
+    def call(self, x):
+        return self.dropout(self.dense(x))
+
+
+def subclassed_without_training():
+    """Trained like ``fit`` trains it: no ``training=`` reaches ``call`` (jax's
+    ``stateless_call`` passed it and raised); ``dropped`` is step 0's fraction of zero
+    outputs."""
+
+    def make():
+        model = _NoTrainingArgument()
+        model(X)
+        return model
+
+    model = built(make)
+    trained = train(model, np.zeros((8, 16), np.float32), steps=2)
+    forward = host(trained.forward[0])
+    return {**listed(trained), "dropped": float(np.mean(forward == 0))}
+
+
 SECTIONS = {
+    "subclassed_without_training": subclassed_without_training,
     "dense_sgd": dense_sgd,
     "hand_gradient": hand_gradient,
     "dropout_batchnorm": dropout_batchnorm,

@@ -58,3 +58,18 @@ def test_an_output_the_axis_does_not_change_is_found():
 
 def test_an_ordinary_output_is_not_degenerate():
     assert findings(observe(Dense)) == []
+
+
+def test_a_training_whose_loss_diverged_is_found_with_the_step_and_the_fix():
+    """lr=1e30 makes step 1's loss NaN (recorded as null): recording warns, naming the variant,
+    the step and the fix; a variant whose losses stay finite is not flagged."""
+    doc = {
+        "kind": "training",
+        "variants": {
+            "h=4": {"outputs": {}, "training": {"losses": [0.49, None, None]}},
+            "h=8": {"outputs": {}, "training": {"losses": [0.26, 0.2, 0.1]}},
+        },
+    }
+    (found,) = findings(doc)
+    assert (found.variant, found.output, found.kind) == ("h=4", "loss", "diverged")
+    assert "NaN or Inf at step 1 of 3" in found.text and "lower lr=" in found.text

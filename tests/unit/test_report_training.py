@@ -339,6 +339,23 @@ def test_the_terminal_summary_says_a_check_trained_and_its_final_loss_per_varian
     assert "    units=5:\n      no gradient now: p1 (frozen, or off the loss's path)" in text
 
 
+def test_the_summary_does_not_say_every_value_held_when_a_loss_went_nan():
+    """A loss that became NaN (golden 5, now null) moved only in a value compared exactly: the
+    record's worst excess is 0, and the summary must not claim every value equals its golden."""
+    document = training_document(steps=3)
+    failing = build(document, copy.deepcopy(document), "drifted", _verdict())
+    failing["worst"] = 0.0
+    lines = summary_lines([failing])
+    assert "largest drift: none (every value equals its golden's)" not in lines
+    assert (
+        "largest drift: none within a tolerance; values that compare exactly moved "
+        "(tests/test_train.py::test_units [training])" in lines
+    )
+    passing = build(document, copy.deepcopy(document))
+    passing["worst"] = 0.0
+    assert "largest drift: none (every value equals its golden's)" in summary_lines([passing])
+
+
 def test_the_summary_lists_ten_training_checks_failing_first_and_counts_the_rest():
     document = training_document(steps=1, optimizer="sgd", lr=0.01, loss="cross_entropy")
     many = []
@@ -577,6 +594,16 @@ def test_show_lists_a_training_goldens_losses_gradients_updates_and_frozen_param
     text = "\n".join(cli.show_check("training", missing))
     assert "gradients missing (units=5): the jax backend gives no gradients here" in text
     assert "no gradient: none (every parameter took a gradient)" in text
+
+
+def test_show_marks_a_diverged_loss():
+    """A golden whose loss went NaN (recorded as null) says so under its training tables."""
+    document = training_document(steps=3)
+    document["variants"]["units=5"]["training"]["losses"][2] = None
+    lines = cli.show_check("training", document)
+    (mark,) = [line for line in lines if line.startswith("  ! loss:")]
+    assert "degenerate (units=5): diverged: the loss is NaN or Inf at step 2 of 3" in mark
+    assert lines.index(mark) > lines.index("training divergence from the base (units=10)")
 
 
 def test_show_of_a_forward_check_is_unchanged():

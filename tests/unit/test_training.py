@@ -69,6 +69,7 @@ def test_custom_loss_and_optimizer_are_named_by_qualified_name_and_keep_lr():
         (lambda: check_steps(0), "steps must be a positive integer"),
         (lambda: check_steps(1.5), "steps must be a positive integer"),
         (lambda: check_steps(True), "steps must be a positive integer"),
+        (lambda: check_steps(10**6), "steps=1000000): at most 1000 steps"),
     ],
 )
 def test_bad_calls_are_refused_with_the_fix(call, message):
@@ -79,6 +80,7 @@ def test_bad_calls_are_refused_with_the_fix(call, message):
 
 def test_steps_takes_numpy_integers():
     assert check_steps(np.int64(3)) == 3
+    assert check_steps(1000) == 1000  # the cap itself is allowed
 
 
 # -- targets ----------------------------------------------------------------------------------

@@ -224,3 +224,13 @@ def test_a_backend_without_autodiff_says_which_backends_train():
     message = section("numpy", "no_autodiff", "no-autodiff")["error"]
     assert message.startswith("ModelError: Keras's numpy backend computes no gradients"), message
     assert "KERAS_BACKEND=tensorflow, torch or jax" in message
+
+
+def test_a_subclassed_model_without_a_training_argument_trains_on_every_backend(backend):
+    """``call(self, x)`` without ``training``: every backend trains it (jax passed
+    ``training=True`` to ``call`` and raised), as Keras's ``fit`` does: its Dropout is not told
+    it trains, on every backend alike."""
+    found = section(backend, "subclassed_without_training")
+    assert len(found["losses"]) == 2 and found["no_gradient"] == []
+    assert set(found["gradients"]) == {"dense/kernel", "dense/bias"}
+    assert found["dropped"] == 0
