@@ -150,19 +150,37 @@ def quantile_plot(
             parts.extend(
                 f'<circle cx="{x(j):.1f}" cy="{y(v):.1f}" r="2.6" fill="{color}"/>' for j, v in pts
             )
-    legend_y = top + plot_h + 28
+    parts.extend(_legend(series, names, base, left, top + plot_h + 28, plot_w, heights=(4, 4)))
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _legend(
+    series: Sequence[Sequence[Any]],
+    names: Sequence[str],
+    base: str | None,
+    left: int,
+    legend_y: int,
+    plot_w: int,
+    *,
+    heights: tuple[int, int],
+) -> list[str]:
+    """A chart's legend, two columns: each variant's colour as a bar ``heights`` high (a
+    variant's, the base's: a loss plot draws its base thicker) and its name."""
+    parts = []
     shown = list(dict.fromkeys(name for name, *_ in series))
     for i, name in enumerate(shown):
         color = PALETTE[names.index(name) % len(PALETTE)]
         lx = left + (i % 2) * (plot_w // 2)
         ly = legend_y + (i // 2) * 14
         tag = " (base)" if name == base else ""
+        thick = heights[1] if name == base else heights[0]
         parts.append(
-            f'<rect x="{lx}" y="{ly - 8}" width="12" height="4" fill="{color}"/>'
+            f'<rect x="{lx}" y="{ly - 6 - thick // 2}" width="12" height="{thick}" '
+            f'fill="{color}"/>'
             f'<text x="{lx + 16}" y="{ly - 3}" font-size="10.5">{escape(name + tag)}</text>'
         )
-    parts.append("</svg>")
-    return "".join(parts)
+    return parts
 
 
 def drift_chart(statistics: Sequence[Mapping[str, Any]]) -> str:
@@ -336,19 +354,7 @@ def loss_plot(part: Mapping[str, Any]) -> str:
                 f"<title>{title}, step {s}: {v:.6g}</title></circle>"
                 for s, v in pts
             )
-    legend_y = top + plot_h + 42
-    shown = list(dict.fromkeys(name for name, *_ in series))
-    for i, name in enumerate(shown):
-        color = PALETTE[names.index(name) % len(PALETTE)]
-        lx = left + (i % 2) * (plot_w // 2)
-        ly = legend_y + (i // 2) * 14
-        tag = " (base)" if name == base else ""
-        thick = 5 if name == base else 3
-        parts.append(
-            f'<rect x="{lx}" y="{ly - 6 - thick // 2}" width="12" height="{thick}" '
-            f'fill="{color}"/>'
-            f'<text x="{lx + 16}" y="{ly - 3}" font-size="10.5">{escape(name + tag)}</text>'
-        )
+    parts.extend(_legend(series, names, base, left, top + plot_h + 42, plot_w, heights=(3, 5)))
     parts.append("</svg>")
     note = (
         f"<div class=meta>not drawn (not a finite number): {escape(', '.join(skipped[:6]))}"
