@@ -111,6 +111,27 @@ def outcomes_of(junit, output=""):
     return Outcomes(found, output)
 
 
+class SharedRuns:
+    """A test module's inner sessions, each run once (``once``) when a test first needs it,
+    each in a ``project`` folder of its own (so a recording that others copy stays as
+    recorded). A module-scoped fixture holds one; its subclass names the sessions."""
+
+    def __init__(self, tmp_path_factory, environ):
+        self.factory = tmp_path_factory
+        self.environ = environ
+        self.done = {}
+
+    def once(self, key, make):
+        """``make()``'s value, made the first time ``key`` is asked for."""
+        if key not in self.done:
+            self.done[key] = make()
+        return self.done[key]
+
+    def project(self, name):
+        """A new :class:`Project` in a fresh folder named after ``name``."""
+        return Project(self.factory.mktemp(name), self.environ)
+
+
 def run_each(pytester, *args, inline=False):
     """An inner session (``run``, or ``run_inline``) and what each of its tests did
     (``outcomes_of``)."""

@@ -16,7 +16,7 @@ import textwrap
 
 import pytest
 
-from .helpers import Project, assert_clean_failure
+from .helpers import SharedRuns, assert_clean_failure
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("keras") is None, reason="keras is not installed"
@@ -233,34 +233,20 @@ def tensorflow_env():
     return {"KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3"}
 
 
-class KerasRuns:
-    """The module's inner sessions, each run once (``_once``) when a test first needs it;
-    each in a folder of its own, so that the recording the others copy stays as recorded."""
-
-    def __init__(self, tmp_path_factory, environ):
-        self.factory = tmp_path_factory
-        self.environ = environ
-        self.done = {}
-
-    def _once(self, key, make):
-        if key not in self.done:
-            self.done[key] = make()
-        return self.done[key]
-
-    def _project(self, name):
-        return Project(self.factory.mktemp(name), self.environ)
+class KerasRuns(SharedRuns):
+    """The module's inner sessions (see ``SharedRuns``)."""
 
     def tensorflow(self):
         """test_keras_model (framework and portable weights), test_kinds, test_rng and
         test_shared_layers, recorded on TensorFlow: (project, result, outcomes)."""
 
         def make():
-            project = self._project("keras-tensorflow")
+            project = self.project("keras-tensorflow")
             project.write(test_keras_model=SEED_MODEL, test_kinds=MODEL_KINDS, test_rng=RNG_TEST)
             project.write(test_shared_layers=SHARED_LAYERS)
             return (project, *project.run("--snapshot-update", "-s", **tensorflow_env()))
 
-        return self._once("tensorflow", make)
+        return self.once("tensorflow", make)
 
     def tensorflow_again(self):
         """The recording checked again on TensorFlow, beside test_keras_scaled (the model with
@@ -270,7 +256,7 @@ class KerasRuns:
 
         def make():
             recorded = self.tensorflow()[0]
-            project = self._project("keras-tensorflow-again")
+            project = self.project("keras-tensorflow-again")
             recorded.copy(project.path)
             project.write(
                 test_keras_scaled=SEED_HEAD.replace("SCALE = 1.0", "SCALE = 1.001"),
@@ -284,19 +270,19 @@ class KerasRuns:
             )
             return (project, *project.run(**tensorflow_env()))
 
-        return self._once("tensorflow-again", make)
+        return self.once("tensorflow-again", make)
 
     def onednn_off(self):
         """test_keras_model, recorded with oneDNN at TensorFlow's default (on, on x86 Linux),
         checked with it off: (result, outcomes)."""
 
         def make():
-            project = self._project("keras-onednn")
+            project = self.project("keras-onednn")
             self.tensorflow()[0].copy(project.path)
             env = dict(tensorflow_env(), TF_ENABLE_ONEDNN_OPTS="0")
             return project.run("test_keras_model.py", **env)
 
-        return self._once("onednn", make)
+        return self.once("onednn", make)
 
     def other(self, backend):
         """test_kinds and test_rng (and on torch test_shared_layers) recorded on ``backend``
@@ -305,7 +291,7 @@ class KerasRuns:
         outcomes))."""
 
         def make():
-            project = self._project(f"keras-{backend}")
+            project = self.project(f"keras-{backend}")
             project.write(test_kinds=MODEL_KINDS, test_rng=RNG_TEST)
             if backend == "torch":
                 project.write(test_shared_layers=SHARED_LAYERS)
@@ -319,7 +305,7 @@ class KerasRuns:
             )
             return project, recording, project.run(**env)
 
-        return self._once(backend, make)
+        return self.once(backend, make)
 
 
 @pytest.fixture(scope="module")

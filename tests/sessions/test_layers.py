@@ -15,7 +15,13 @@ import textwrap
 
 import pytest
 
-from .helpers import Project, assert_clean_failure, golden_of, run_each, run_module
+from .helpers import (
+    SharedRuns,
+    assert_clean_failure,
+    golden_of,
+    run_each,
+    run_module,
+)
 
 needs_torch = pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="needs torch")
 
@@ -119,21 +125,11 @@ def strip_layers(path):
     return text, data
 
 
-class TorchRuns:
-    """The torch sessions of this module, each run once, in a folder of its own."""
-
-    def __init__(self, tmp_path_factory, environ):
-        self.factory = tmp_path_factory
-        self.environ = environ
-        self.done = {}
-
-    def _once(self, key, make):
-        if key not in self.done:
-            self.done[key] = make()
-        return self.done[key]
+class TorchRuns(SharedRuns):
+    """The torch sessions of this module (see ``SharedRuns``)."""
 
     def _copy(self, name, recorded):
-        project = Project(self.factory.mktemp(name), self.environ)
+        project = self.project(name)
         recorded.copy(project.path)
         return project
 
@@ -149,12 +145,12 @@ class TorchRuns:
         (project, result, outcomes)."""
 
         def make():
-            project = Project(self.factory.mktemp("layers-torch"), self.environ)
+            project = self.project("layers-torch")
             project.write(test_net=TORCH_MODEL, test_small=TORCH_PASSING, test_old=OLD_GOLDEN)
             # test_small asserts one forward hook per variant observed while recording
             return (project, *project.run("--snapshot-update", "-q", EXPECT_HOOKS="2"))
 
-        return self._once("recording", make)
+        return self.once("recording", make)
 
     def scaled(self):
         """test_net with layer k's weights scaled by 1 + 1e-3: (project, result, outcomes)."""
@@ -164,7 +160,7 @@ class TorchRuns:
             report = "--weightshape-report=report.json"
             return (project, *project.run("test_net.py", report, SCALE="1.001"))
 
-        return self._once("scaled", make)
+        return self.once("scaled", make)
 
     def eps(self):
         """A BatchNorm's eps changed (test_eps), with an HTML and a Markdown report:
@@ -177,7 +173,7 @@ class TorchRuns:
             reports = ("--weightshape-report=report.html", "--weightshape-report=report.md")
             return (project, *project.run("test_eps.py", *reports))
 
-        return self._once("eps", make)
+        return self.once("eps", make)
 
     def checks(self):
         """One session over the recording and changed copies: test_net[0] as recorded
@@ -209,7 +205,7 @@ class TorchRuns:
             result, outcomes = project.run("-p", "no:randomly", EXPECT_HOOKS="0")
             return project, result, outcomes, old, data
 
-        return self._once("checks", make)
+        return self.once("checks", make)
 
 
 @pytest.fixture(scope="module")
