@@ -3,7 +3,6 @@ sessions (NumPy only: in this process, but for xdist's)."""
 
 import json
 import re
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -11,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from ..browser import chromium, near, screenshot
 from .helpers import (
     BODY,
     DENSE,
@@ -150,54 +150,18 @@ def test_a_report_name_without_a_known_format_is_a_usage_error(pytester):
     result.stderr.fnmatch_lines(["*--weightshape-report (command line): 'report.txt'*.json*"])
 
 
-def _chromium():
-    for name in ("chromium", "chromium-browser", "google-chrome", "chrome"):
-        found = shutil.which(name)
-        if found:
-            return found
-    return None
-
-
 def test_html_pictures_show_in_a_real_browser(pytester, tmp_path):
     """Render the report headless in Chromium and look at the screenshot's pixels."""
-    browser = _chromium()
-    if browser is None:
-        pytest.skip("no chromium on this machine (apt-get install chromium)")
-    image = pytest.importorskip("PIL.Image")
+    browser = chromium()
     drifted_suite(pytester, inline=True)
     run_numpy(pytester, "--weightshape-report=report.html").assert_outcomes(passed=1, failed=2)
-    shot = tmp_path / "report.png"
-    subprocess.run(
-        [
-            browser,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--hide-scrollbars",
-            "--window-size=1280,1600",
-            f"--screenshot={shot}",
-            (pytester.path / "report.html").as_uri(),
-        ],
-        capture_output=True,
-        timeout=120,
-        check=True,
-    )
-    pixels = image.open(shot).convert("RGB")
-    colors = pixels.getcolors(maxcolors=1 << 20)
-    counts = {rgb: n for n, rgb in colors}
-
-    def near(target, tol=12):
-        return sum(
-            n
-            for rgb, n in counts.items()
-            if all(abs(a - b) <= tol for a, b in zip(rgb, target, strict=True))
-        )
-
+    url = (pytester.path / "report.html").as_uri()
+    counts = screenshot(browser, url, tmp_path / "report.png", "1280,1600")
     # the drifted check's drift bars (red), the base variant's quantile line (blue), the
     # second variant's (orange): each a real area of pixels on screen
-    assert near((0xD6, 0x27, 0x28)) > 2000
-    assert near((0x1F, 0x77, 0xB4)) > 300
-    assert near((0xFF, 0x7F, 0x0E)) > 300
+    assert near(counts, (0xD6, 0x27, 0x28)) > 2000
+    assert near(counts, (0x1F, 0x77, 0xB4)) > 300
+    assert near(counts, (0xFF, 0x7F, 0x0E)) > 300
     assert len(counts) > 50  # not a blank or error page
 
 

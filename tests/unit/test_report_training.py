@@ -6,8 +6,6 @@ import copy
 import json
 import math
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -17,6 +15,8 @@ from pytest_weightshape.compare import Difference, Verdict
 from pytest_weightshape.report import cli, formats, html, last_run, records, training
 from pytest_weightshape.report.formats import summary_lines, to_json, to_markdown
 from pytest_weightshape.report.html import loss_plot, to_html
+
+from ..browser import chromium, near, screenshot
 
 ENV = {"python": "3.11.7", "numpy": "2.4.6", "torch": "2.13.0", "device": "cpu", "threads": 2}
 #: A forward check's divergence of a variant from its base (as ``check`` records it).
@@ -508,21 +508,10 @@ def _kwargs(document):
     }
 
 
-def _chromium():
-    for name in ("chromium", "chromium-browser", "google-chrome", "chrome"):
-        found = shutil.which(name)
-        if found:
-            return found
-    return None
-
-
 def test_the_loss_plot_shows_in_a_real_browser(tmp_path):
     """Render a training check's page headless in Chromium: the base's loss line (blue) and
     the variant's (orange) are real areas of pixels."""
-    browser = _chromium()
-    if browser is None:
-        pytest.skip("no chromium on this machine (apt-get install chromium)")
-    image = pytest.importorskip("PIL.Image")
+    browser = chromium()
     document = training_document(steps=30)
     page = tmp_path / "report.html"
     record = build(document, copy.deepcopy(document))
@@ -531,33 +520,9 @@ def test_the_loss_plot_shows_in_a_real_browser(tmp_path):
     page.write_text(
         to_html([record]).replace("<details><summary>pictures", "<details open><summary>pictures")
     )
-    shot = tmp_path / "shot.png"
-    subprocess.run(
-        [
-            browser,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--hide-scrollbars",
-            "--window-size=1000,900",
-            f"--screenshot={shot}",
-            page.as_uri(),
-        ],
-        capture_output=True,
-        timeout=120,
-        check=True,
-    )
-    counts = {rgb: n for n, rgb in image.open(shot).convert("RGB").getcolors(maxcolors=1 << 20)}
-
-    def near(target, tol=12):
-        return sum(
-            n
-            for rgb, n in counts.items()
-            if all(abs(a - b) <= tol for a, b in zip(rgb, target, strict=True))
-        )
-
-    assert near((0x1F, 0x77, 0xB4)) > 300  # the base's line and markers
-    assert near((0xFF, 0x7F, 0x0E)) > 200  # the variant's
+    counts = screenshot(browser, page.as_uri(), tmp_path / "shot.png", "1000,900")
+    assert near(counts, (0x1F, 0x77, 0xB4)) > 300  # the base's line and markers
+    assert near(counts, (0xFF, 0x7F, 0x0E)) > 200  # the variant's
     assert len(counts) > 50
 
 
