@@ -119,6 +119,36 @@ class _Comparer:
                         variant, f"{where}/{name}", key, golden[name][key], current[name][key]
                     )
 
+    def outputs(
+        self,
+        variant: str,
+        where: str,
+        prefix: str,
+        golden: Mapping[str, Any],
+        current: Mapping[str, Any],
+    ) -> None:
+        """Recorded outputs (a check's, or a training check's step 0 forward): the same names
+        (at ``where``), and each output both have (at ``prefix`` + its name) its shape and
+        dtype exactly and its statistics within tolerance, scaled by its rms, with its
+        calibrated noise when recorded."""
+        self.names(variant, where, golden, current)
+        for oname, gout in golden.items():
+            if oname not in current:
+                continue
+            cout, at, gstats = current[oname], f"{prefix}{oname}", gout["stats"]
+            self.exact(variant, at, "shape", gout["shape"], cout["shape"])
+            self.exact(variant, at, "dtype", gout["dtype"], cout["dtype"])
+            self.stats(
+                variant,
+                at,
+                gstats,
+                cout["stats"],
+                dtype=gout["dtype"],
+                scale=rms(gstats),
+                count=int(gstats.get("count") or 0),
+                noise=gout.get("noise"),
+            )
+
     def close(
         self,
         variant: str,
@@ -212,25 +242,7 @@ def compare(golden: Mapping[str, Any], current: Mapping[str, Any], policy: Polic
         c.tensors(name, "parameters", g["parameters"], cur["parameters"])
         c.tensors(name, "inputs", g["inputs"], cur["inputs"])
         _compare_pruning(c, name, g, cur)
-        go, co = g["outputs"], cur["outputs"]
-        c.names(name, "outputs", go, co)
-        for oname in go:
-            if oname not in co:
-                continue
-            gout, cout = go[oname], co[oname]
-            c.exact(name, oname, "shape", gout["shape"], cout["shape"])
-            c.exact(name, oname, "dtype", gout["dtype"], cout["dtype"])
-            gstats = gout["stats"]
-            c.stats(
-                name,
-                oname,
-                gstats,
-                cout["stats"],
-                dtype=gout["dtype"],
-                scale=rms(gstats),
-                count=int(gstats.get("count") or 0),
-                noise=gout.get("noise"),
-            )
+        c.outputs(name, "outputs", "", g["outputs"], cur["outputs"])
         _compare_divergence(c, name, g, cur, gvars)
         if training:
             compare_training(c, name, g, cur)

@@ -92,23 +92,8 @@ def compare_training(c: Any, name: str, g: Mapping[str, Any], cur: Mapping[str, 
                 name, f"{WHERE}/step {k}", "loss", value, now[k],
                 dtype=dtype, scale=scale, count=0,
             )  # fmt: skip
-    gf, cf = gt.get("forward", {}), ct.get("forward", {})
-    c.names(name, f"{WHERE}/forward", gf, cf)
-    for oname, gout in gf.items():
-        if oname not in cf:
-            continue
-        cout = cf[oname]
-        c.exact(name, f"{WHERE}/forward/{oname}", "shape", gout["shape"], cout["shape"])
-        c.exact(name, f"{WHERE}/forward/{oname}", "dtype", gout["dtype"], cout["dtype"])
-        c.stats(
-            name,
-            f"{WHERE}/forward/{oname}",
-            gout["stats"],
-            cout["stats"],
-            dtype=gout["dtype"],
-            scale=rms(gout["stats"]),
-            count=int(gout["stats"].get("count") or 0),
-        )
+    forward = f"{WHERE}/forward"
+    c.outputs(name, forward, f"{forward}/", gt.get("forward", {}), ct.get("forward", {}))
     c.exact(name, WHERE, "no_gradient", gt.get("no_gradient", []), ct.get("no_gradient", []))
     if "gradients_missing" in gt or "gradients_missing" in ct:
         c.exact(
