@@ -34,11 +34,12 @@ from .inputs import input_stream as input_stream  # re-exported: moved to inputs
 from .inputs import make_inputs as make_inputs  # re-exported: moved to inputs
 from .inputs import resolve_inputs as resolve_inputs  # re-exported: moved to inputs
 from .portable import redraw
+from .reuse import Recorded, chained, sealed
 from .sensitivity import delta_for, measure, nudged, scaled
 from .sparsity import divergence_fields, same_outputs, same_weights, variant_fields
 from .sparsity import tensors as sparsity_tensors
 from .spec import Variant, VariantSpec, check_weights, format_value
-from .stats import fingerprint
+from .stats import fingerprint, output_crc
 
 
 def user_traceback(exc: BaseException) -> str:
@@ -94,6 +95,7 @@ class Observer:
         flops: bool = False,
         sensitivity: bool = False,
         layers: bool = False,
+        recorded: Mapping[str, Any] | None = None,
     ) -> None:
         if not callable(build):
             raise SpecError(
@@ -127,6 +129,11 @@ class Observer:
         #: Variants whose sensitivity could not be measured (a forward with changed weights
         #: failed), with why: recorded without it, and the test warns.
         self.unmeasured: list[str] = []
+        #: The golden's check document, read before a run that will not write it: outputs
+        #: whose bytes it sealed are taken from it instead of measured (see :mod:`.reuse`).
+        self.recorded = Recorded(recorded) if recorded is not None else None
+        #: Per variant, each output's CRC (``None``: kept on its device), for the seals.
+        self._crcs: dict[str, dict[str, int | None]] = {}
 
     def observe(self) -> dict[str, Any]:
         """Build, run and measure every variant; the base's outputs are kept for divergence."""
@@ -198,8 +205,10 @@ class Observer:
         adapter: Adapter,
     ) -> None:
         """A non-base variant's divergence from the base, into its document."""
-        doc["divergence"] = _divergence(base, doc, outputs, adapter.feature_axis)
+        reused = self.recorded.divergence if self.recorded is not None else None
+        doc["divergence"] = _divergence(base, doc, outputs, adapter.feature_axis, variant, reused)
         doc["divergence"]["parameters"].update(divergence_fields(base.doc, doc))
+        self._seal_divergence(variant, doc)
         if same_weights(base.doc, doc) and same_outputs(base.doc, doc):
             self.unchanged.append(variant.name)
 
@@ -362,10 +371,7 @@ class Observer:
             "parameter_count": int(sum(p.value.size for p in params)),
             "parameters": recorded,
             "inputs": self.input_info,
-            "outputs": {
-                o.name: {"shape": list(o.shape), "dtype": o.dtype, "stats": summarize_output(o)}
-                for o in outputs
-            },
+            "outputs": self._outputs(variant, outputs),
         }
         buffers = getattr(adapter, "buffers", None)
         if kept is not None and kept[1] is not None:
@@ -374,6 +380,39 @@ class Observer:
             doc["buffers"] = sparsity_tensors(buffers(model))
         doc.update(variant_fields(params, recorded))
         return doc
+
+    def _outputs(self, variant: Variant, outputs: list[Array]) -> dict[str, Any]:
+        """Each output's shape, dtype and statistics; the base's are sealed here (a variant's
+        once its divergence is known, in ``_diverge``). Statistics the golden sealed for these
+        bytes are taken from it (``reuse``)."""
+        crcs = self._crcs[variant.name] = {}
+        base = self._crcs.get(self.spec.variants[0].name, {}) if not variant.is_base else {}
+        records: dict[str, Any] = {}
+        for o in outputs:
+            crc = crcs[o.name] = output_crc(o.measured())
+            base_crc = base.get(o.name)
+            sealable = crc is not None and (o.name not in base or base_crc is not None)
+            stats = None
+            if sealable and self.recorded is not None:
+                assert crc is not None
+                stats = self.recorded.stats(variant.name, o.name, crc, base_crc)
+            if stats is None:
+                stats = summarize_output(o)
+            records[o.name] = {"shape": list(o.shape), "dtype": o.dtype, "stats": stats}
+            if sealable and o.name not in base:  # no divergence to seal with it
+                assert crc is not None
+                records[o.name]["digest"] = sealed(crc, stats, None)
+        return records
+
+    def _seal_divergence(self, variant: Variant, doc: dict[str, Any]) -> None:
+        """Seal each output of a variant that has a divergence from the base's: from both
+        outputs' CRCs, over its statistics and that divergence."""
+        crcs, base = self._crcs[variant.name], self._crcs[self.spec.variants[0].name]
+        for name, entry in doc["divergence"]["outputs"].items():
+            crc, base_crc = crcs.get(name), base.get(name)
+            if crc is not None and base_crc is not None:
+                record = doc["outputs"][name]
+                record["digest"] = sealed(chained(base_crc, crc), record["stats"], entry)
 
     def _calibrate(
         self, variant: Variant, adapter: Adapter, model: Any, outputs: list[Array], doc: Any
@@ -447,11 +486,30 @@ class _Base:
 
 
 def _divergence(
-    base: _Base, doc: dict[str, Any], outputs: list[Array], feature_axis: Callable[[int], int]
+    base: _Base,
+    doc: dict[str, Any],
+    outputs: list[Array],
+    feature_axis: Callable[[int], int],
+    variant: Variant | None = None,
+    reused: Callable[[str, str], dict[str, Any] | None] | None = None,
 ) -> dict[str, Any]:
     """A variant's divergence from the base: parameters, each output both have, outputs that
-    appeared or went away, and (calibrated goldens) each measure's rounding noise."""
+    appeared or went away, and (calibrated goldens) each measure's rounding noise. ``reused``
+    gives an output's divergence taken from the golden with its statistics (``reuse``)."""
     names = {o.name for o in outputs}
+
+    def measured(o: Array) -> dict[str, Any]:
+        taken = reused(variant.name, o.name) if reused is not None and variant else None
+        if taken is not None:
+            return taken
+        return output_divergence(
+            base.outputs[o.name],
+            o.measured(),
+            base.doc["outputs"][o.name]["stats"],
+            doc["outputs"][o.name]["stats"],
+            feature_axis(len(o.shape)),
+        )
+
     divergence: dict[str, Any] = {
         "parameters": parameter_divergence(
             base.doc["parameters"],
@@ -459,17 +517,7 @@ def _divergence(
             base.doc["parameter_count"],
             doc["parameter_count"],
         ),
-        "outputs": {
-            o.name: output_divergence(
-                base.outputs[o.name],
-                o.measured(),
-                base.doc["outputs"][o.name]["stats"],
-                doc["outputs"][o.name]["stats"],
-                feature_axis(len(o.shape)),
-            )
-            for o in outputs
-            if o.name in base.outputs
-        },
+        "outputs": {o.name: measured(o) for o in outputs if o.name in base.outputs},
         "outputs_added": [o.name for o in outputs if o.name not in base.outputs],
         "outputs_removed": [n for n in base.outputs if n not in names],
     }

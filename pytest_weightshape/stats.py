@@ -18,6 +18,7 @@ import numpy as np
 from .blocks import BLOCK, beside, blocks, in_parallel, spare_threads
 from .blocks import cgroup_cpus as cgroup_cpus  # re-exported: moved to blocks
 from .blocks import threads as threads  # re-exported: moved to blocks
+from .checksum import array_crc
 from .document import DIGEST_PREFIX, QUANTILE_KEYS, QUANTILES
 
 Stats = dict[str, Any]
@@ -491,13 +492,17 @@ def zero_count(array: np.ndarray) -> int:
     )
 
 
-def digest(array: np.ndarray) -> str:
+def digest(array: np.ndarray, most: int = 0) -> str:
     """``crc32:`` and the CRC-32 of the array's dtype, shape and bytes (in C order)."""
+    return f"{DIGEST_PREFIX}{digest_crc(array, most):08x}"
+
+
+def digest_crc(array: np.ndarray, most: int = 0) -> int:
+    """The CRC-32 of ``digest``: the array's dtype and shape, then its bytes (large arrays on
+    up to ``most`` threads, see ``checksum.array_crc``; the same value on any number)."""
     x = np.ascontiguousarray(array)
     crc = zlib.crc32(f"{x.dtype.str}{x.shape}".encode())
-    if x.size:
-        crc = zlib.crc32(x.data, crc)
-    return f"{DIGEST_PREFIX}{crc:08x}"
+    return array_crc(x, crc, most) if x.size else crc
 
 
 def block_digests(array: np.ndarray) -> list[int]:
@@ -509,6 +514,12 @@ def block_digests(array: np.ndarray) -> list[int]:
         return [zlib.crc32(block.data) for block in blocks(flat[span])]
 
     return [crc for run in in_parallel(crcs, flat.size) for crc in run]
+
+
+def output_crc(value: Any) -> int | None:
+    """``digest_crc`` of an output kept on the host (what ``reuse`` seals); ``None`` for a
+    tensor kept on its device (reading its bytes would copy it to the host)."""
+    return digest_crc(value) if isinstance(value, np.ndarray) else None
 
 
 def fingerprint(array: np.ndarray, zeros: bool = False) -> dict[str, Any]:
@@ -527,7 +538,7 @@ def fingerprint(array: np.ndarray, zeros: bool = False) -> dict[str, Any]:
     spare = spare_threads(x.size) if numeric else 0
     if spare:
         crc, found = beside(
-            lambda: digest(x), lambda: moments(x.reshape(-1), most=spare, rough=True)
+            lambda: digest(x, most=1), lambda: moments(x.reshape(-1), most=spare, rough=True)
         )
         mean, std, zero_count_ = found
         out: dict[str, Any] = {"digest": crc}

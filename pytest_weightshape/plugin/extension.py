@@ -19,6 +19,7 @@ from .. import golden
 from ..compare import Verdict, compare
 from ..document import DEFAULT_CHECK, with_missing
 from ..errors import GoldenError
+from ..reuse import unverified_dropped
 from ..tolerance import Policy
 
 if TYPE_CHECKING:
@@ -120,7 +121,11 @@ class WeightShapeExtension(AbstractSyrupyExtension):
         candidate.recorded = recalled if recalled is not None else json.loads(str(snapshot_data))
         candidate.verdict = compare(candidate.recorded, candidate.document, candidate.policy)
         if candidate.verdict.ok and candidate.fill_missing:
-            filled = with_missing(candidate.recorded, candidate.document)
+            filled = unverified_dropped(
+                candidate.recorded,
+                with_missing(candidate.recorded, candidate.document),
+                candidate.document,
+            )
             if filled != candidate.recorded:
                 candidate.written = filled
                 return False

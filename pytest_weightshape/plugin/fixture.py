@@ -226,6 +226,7 @@ class ShapeVariant:
             flops=settings.flops,
             sensitivity=may_record,
             layers=may_record,
+            recorded=None if may_record else self._recorded(plan),
         )
         document = observer.observe()
         self._observed_warnings(plan, observer)
@@ -391,6 +392,17 @@ class ShapeVariant:
         by a plain run either)."""
         settings = settings_of(self._request.config)
         return syrupy_bridge.may_update(plan.assertion) or settings.update_failing
+
+    def _recorded(self, plan: _Plan) -> Mapping[str, Any] | None:
+        """The golden's record of this check, for a run that will not write it: what it
+        sealed is taken instead of measured again (``reuse``). ``None`` when there is none or
+        it cannot be read (``_assert`` then says why)."""
+        from .. import golden
+
+        try:
+            return golden.read_checks(Path(plan.path))[1].get(plan.check)
+        except (GoldenError, OSError):
+            return None
 
     def _assert(
         self, plan: _Plan, document: dict[str, Any]

@@ -1,0 +1,108 @@
+"""What a passing run takes from its golden instead of measuring it again.
+
+An output's statistics are a function of its bytes, and its divergence from the base's output
+a function of both outputs' bytes. So each recorded output carries a seal (``digest``, beside
+its ``stats``): the CRC-32 of the output's bytes (for a variant's output that the base also
+has: of the base output's bytes, then its own), continued over the statistics and the
+divergence as recorded (``checksum.seal``). A later run reads its outputs' bytes once for their
+CRC; where the golden's seal verifies against that CRC and the golden's own values, those
+values are what measuring would give, to the bit, and are taken from the golden: no exact
+quantiles, no CKA. Where it does not verify (a byte moved, however little; a value edited by
+hand; a golden whose values were kept from an older recording) everything is measured.
+Only a run that will not write the golden reuses (a recording measures).
+"""
+
+from __future__ import annotations
+
+import copy
+import struct
+import zlib
+from collections.abc import Mapping
+from typing import Any
+
+from .checksum import seal
+
+
+def chained(base_crc: int | None, crc: int) -> int:
+    """The CRC an output is sealed from: its own bytes', after the base output's when the
+    output has a divergence from it."""
+    if base_crc is None:
+        return crc
+    return zlib.crc32(struct.pack("<II", base_crc, crc))
+
+
+def sealed(crc: int, stats: Mapping[str, Any], divergence: Mapping[str, Any] | None) -> str:
+    """The seal of an output's statistics (and divergence from the base's, if it has one)."""
+    body: dict[str, Any] = {"stats": stats}
+    if divergence is not None:
+        body["divergence"] = divergence
+    return seal(crc, body)
+
+
+def _at(document: Any, *keys: str) -> Any:
+    for key in keys:
+        if not isinstance(document, Mapping):
+            return None
+        document = document.get(key)
+    return document
+
+
+class Recorded:
+    """A golden check document read before the run, as far as the run may take from it."""
+
+    def __init__(self, document: Any) -> None:
+        self._document = document
+        #: Outputs taken from the golden: (variant, output) -> their divergence entry (or None).
+        self.reused: dict[tuple[str, str], dict[str, Any] | None] = {}
+
+    def stats(self, variant: str, name: str, crc: int, base_crc: int | None) -> Any:
+        """The golden's statistics of output ``name`` of ``variant`` (a copy) when its seal
+        verifies against ``crc`` (and the base output's ``base_crc``), else ``None``. The
+        divergence entry sealed with them is kept for ``divergence``."""
+        record = _at(self._document, "variants", variant, "outputs", name)
+        digest, stats = _at(record, "digest"), _at(record, "stats")
+        if not isinstance(digest, str) or not isinstance(stats, Mapping):
+            return None
+        entry = None
+        if base_crc is not None:
+            entry = _at(self._document, "variants", variant, "divergence", "outputs", name)
+            if not isinstance(entry, Mapping):
+                return None
+        try:
+            if sealed(chained(base_crc, crc), stats, entry) != digest:
+                return None
+        except (TypeError, ValueError):  # a hand-edited golden holding what JSON cannot
+            return None
+        self.reused[(variant, name)] = copy.deepcopy(dict(entry)) if entry is not None else None
+        return copy.deepcopy(dict(stats))
+
+    def divergence(self, variant: str, name: str) -> dict[str, Any] | None:
+        """The divergence entry sealed with output ``name``'s reused statistics, if any."""
+        return self.reused.get((variant, name))
+
+
+def unverified_dropped(
+    golden: Mapping[str, Any], merged: dict[str, Any], current: Mapping[str, Any]
+) -> dict[str, Any]:
+    """``merged`` (``document.with_missing(golden, current)``) without the seals it took from
+    ``current`` for values it kept from ``golden`` that differ from the current ones: such a
+    seal would not verify (it seals what this run measured, not what the golden holds)."""
+    variants = _at(merged, "variants")
+    if not isinstance(variants, Mapping):
+        return merged
+    for variant, data in variants.items():
+        outputs = _at(data, "outputs")
+        if not isinstance(outputs, dict):
+            continue
+        for name, record in outputs.items():
+            if not isinstance(record, dict) or "digest" not in record:
+                continue
+            if _at(golden, "variants", variant, "outputs", name, "digest") is not None:
+                continue  # the golden's own seal, kept with the values it seals
+            now = _at(current, "variants", variant)
+            same = record.get("stats") == _at(now, "outputs", name, "stats") and _at(
+                data, "divergence", "outputs", name
+            ) == _at(now, "divergence", "outputs", name)
+            if not same:
+                del record["digest"]
+    return merged
