@@ -71,6 +71,47 @@ def test_noise_below_tolerance_passes_and_does_not_rewrite(pytester):
     assert golden_of(pytester).read_bytes() == recorded
 
 
+COUNTING = """
+import pytest
+from pytest_weightshape import run
+
+@pytest.fixture(autouse=True)
+def counted(monkeypatch, pytestconfig):
+    measure = run.summarize_output
+    def summarize_output(output):
+        with open(pytestconfig.rootpath / "measured.txt", "a") as log:
+            log.write(output.name + "\\n")
+        return measure(output)
+    monkeypatch.setattr(run, "summarize_output", summarize_output)
+"""
+
+
+def test_a_passing_run_takes_what_its_golden_sealed_and_an_edited_golden_still_fails(pytester):
+    """Unchanged outputs are not measured again (their statistics are the golden's, sealed to
+    their bytes); a statistic edited in the golden breaks its seal: measured, and it fails."""
+    pytester.makepyfile(test_dense=TEST)
+    pytester.makeconftest(COUNTING)
+    log = pytester.path / "measured.txt"
+    run_inline(pytester, "--snapshot-update").assert_outcomes(passed=1)
+    assert log.read_text().split() == ["output"] * 6  # a recording measures (and sensitivity)
+    path = golden_of(pytester)
+    document = json.loads(path.read_text())
+    for variant in document["checks"]["default"]["variants"].values():
+        assert variant["outputs"]["output"]["digest"].startswith("crc32:")
+
+    log.write_text("")
+    run_inline(pytester).assert_outcomes(passed=1)
+    assert log.read_text() == ""  # nothing measured: both outputs' bytes are the recorded ones
+
+    stats = document["checks"]["default"]["variants"]["units=5"]["outputs"]["output"]["stats"]
+    stats["mean"] *= 1.01
+    path.write_text(json.dumps(document, indent=2))
+    edited = run_inline(pytester)
+    edited.assert_outcomes(failed=1)
+    assert "variant units=5 / output" in assert_clean_failure(edited)
+    assert log.read_text().split() == ["output"]  # the edited one only
+
+
 # skipped by lookup, not import: torch imported during a pytester test is dropped from
 # sys.modules when the test ends, and torch cannot be imported twice in one process
 @pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="needs torch")
