@@ -17,18 +17,32 @@ from __future__ import annotations
 import copy
 import struct
 import zlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .checksum import seal
 
 
-def chained(base_crc: int | None, crc: int) -> int:
+def chained(base_crc: int | None, crc: int, axis: int | None = None) -> int:
     """The CRC an output is sealed from: its own bytes', after the base output's when the
-    output has a divergence from it."""
+    output has a divergence from it, and the feature axis that divergence read when it is not
+    the last (``hinted``): the same bytes diverge otherwise along another framework's axis."""
     if base_crc is None:
         return crc
-    return zlib.crc32(struct.pack("<II", base_crc, crc))
+    if axis is None:
+        return zlib.crc32(struct.pack("<II", base_crc, crc))
+    return zlib.crc32(struct.pack("<III", base_crc, crc, axis))
+
+
+def hinted(base_shape: Sequence[int], shape: Sequence[int], hint: int) -> int | None:
+    """The feature axis an output's divergence reads from its framework (``hint``, the
+    adapter's ``feature_axis``) when that is not its last: only outputs of the base's shape
+    read it (a differing axis names itself), and only torch's channels-first outputs of 4 or
+    more dimensions have another (so seals of every other output are as they were)."""
+    if list(base_shape) != list(shape) or not shape:
+        return None
+    axis = hint % len(shape)
+    return None if axis == len(shape) - 1 else axis
 
 
 def sealed(crc: int, stats: Mapping[str, Any], divergence: Mapping[str, Any] | None) -> str:
@@ -55,10 +69,13 @@ class Recorded:
         #: Outputs taken from the golden: (variant, output) -> their divergence entry (or None).
         self.reused: dict[tuple[str, str], dict[str, Any] | None] = {}
 
-    def stats(self, variant: str, name: str, crc: int, base_crc: int | None) -> Any:
+    def stats(
+        self, variant: str, name: str, crc: int, base_crc: int | None, axis: int | None = None
+    ) -> Any:
         """The golden's statistics of output ``name`` of ``variant`` (a copy) when its seal
-        verifies against ``crc`` (and the base output's ``base_crc``), else ``None``. The
-        divergence entry sealed with them is kept for ``divergence``."""
+        verifies against ``crc`` (and the base output's ``base_crc``, and the feature ``axis``
+        its divergence reads, see ``chained``), else ``None``. The divergence entry sealed with
+        them is kept for ``divergence``."""
         record = _at(self._document, "variants", variant, "outputs", name)
         digest, stats = _at(record, "digest"), _at(record, "stats")
         if not isinstance(digest, str) or not isinstance(stats, Mapping):
@@ -69,7 +86,7 @@ class Recorded:
             if not isinstance(entry, Mapping):
                 return None
         try:
-            if sealed(chained(base_crc, crc), stats, entry) != digest:
+            if sealed(chained(base_crc, crc, axis), stats, entry) != digest:
                 return None
         except (TypeError, ValueError):  # a hand-edited golden holding what JSON cannot
             return None

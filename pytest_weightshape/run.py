@@ -34,7 +34,7 @@ from .inputs import input_stream as input_stream  # re-exported: moved to inputs
 from .inputs import make_inputs as make_inputs  # re-exported: moved to inputs
 from .inputs import resolve_inputs as resolve_inputs  # re-exported: moved to inputs
 from .portable import redraw
-from .reuse import Recorded, chained, sealed
+from .reuse import Recorded, chained, hinted, sealed
 from .sensitivity import delta_for, measure, nudged, scaled
 from .sparsity import divergence_fields, same_outputs, same_weights, variant_fields
 from .sparsity import tensors as sparsity_tensors
@@ -134,6 +134,9 @@ class Observer:
         self.recorded = Recorded(recorded) if recorded is not None else None
         #: Per variant, each output's CRC (``None``: kept on its device), for the seals.
         self._crcs: dict[str, dict[str, int | None]] = {}
+        #: The base's output shapes: whether a variant's output is read along its framework's
+        #: feature axis (``reuse.hinted``), for the seals.
+        self._base_shapes: dict[str, tuple[int, ...]] = {}
 
     def observe(self) -> dict[str, Any]:
         """Build, run and measure every variant; the base's outputs are kept for divergence."""
@@ -208,7 +211,7 @@ class Observer:
         reused = self.recorded.divergence if self.recorded is not None else None
         doc["divergence"] = _divergence(base, doc, outputs, adapter.feature_axis, variant, reused)
         doc["divergence"]["parameters"].update(divergence_fields(base.doc, doc))
-        self._seal_divergence(variant, doc)
+        self._seal_divergence(variant, doc, adapter.feature_axis)
         if same_weights(base.doc, doc) and same_outputs(base.doc, doc):
             self.unchanged.append(variant.name)
 
@@ -371,7 +374,7 @@ class Observer:
             "parameter_count": int(sum(p.value.size for p in params)),
             "parameters": recorded,
             "inputs": self.input_info,
-            "outputs": self._outputs(variant, outputs),
+            "outputs": self._outputs(variant, outputs, adapter.feature_axis),
         }
         buffers = getattr(adapter, "buffers", None)
         if kept is not None and kept[1] is not None:
@@ -381,12 +384,16 @@ class Observer:
         doc.update(variant_fields(params, recorded))
         return doc
 
-    def _outputs(self, variant: Variant, outputs: list[Array]) -> dict[str, Any]:
+    def _outputs(
+        self, variant: Variant, outputs: list[Array], feature_axis: Callable[[int], int]
+    ) -> dict[str, Any]:
         """Each output's shape, dtype and statistics; the base's are sealed here (a variant's
         once its divergence is known, in ``_diverge``). Statistics the golden sealed for these
         bytes are taken from it (``reuse``)."""
         crcs = self._crcs[variant.name] = {}
         base = self._crcs.get(self.spec.variants[0].name, {}) if not variant.is_base else {}
+        if variant.is_base:
+            self._base_shapes = {o.name: o.shape for o in outputs}
         records: dict[str, Any] = {}
         for o in outputs:
             crc = crcs[o.name] = output_crc(o.measured())
@@ -395,7 +402,8 @@ class Observer:
             stats = None
             if sealable and self.recorded is not None:
                 assert crc is not None
-                stats = self.recorded.stats(variant.name, o.name, crc, base_crc)
+                axis = self._axis(o.name, o.shape, feature_axis) if base_crc is not None else None
+                stats = self.recorded.stats(variant.name, o.name, crc, base_crc, axis)
             if stats is None:
                 stats = summarize_output(o)
             records[o.name] = {"shape": list(o.shape), "dtype": o.dtype, "stats": stats}
@@ -404,15 +412,26 @@ class Observer:
                 records[o.name]["digest"] = sealed(crc, stats, None)
         return records
 
-    def _seal_divergence(self, variant: Variant, doc: dict[str, Any]) -> None:
+    def _axis(
+        self, name: str, shape: tuple[int, ...], feature_axis: Callable[[int], int]
+    ) -> int | None:
+        """The feature axis output ``name``'s divergence reads, when sealed (``reuse.hinted``)."""
+        return hinted(self._base_shapes.get(name, ()), shape, feature_axis(len(shape)))
+
+    def _seal_divergence(
+        self, variant: Variant, doc: dict[str, Any], feature_axis: Callable[[int], int]
+    ) -> None:
         """Seal each output of a variant that has a divergence from the base's: from both
-        outputs' CRCs, over its statistics and that divergence."""
+        outputs' CRCs (and the feature axis it read, see ``reuse.chained``), over its
+        statistics and that divergence."""
         crcs, base = self._crcs[variant.name], self._crcs[self.spec.variants[0].name]
         for name, entry in doc["divergence"]["outputs"].items():
             crc, base_crc = crcs.get(name), base.get(name)
             if crc is not None and base_crc is not None:
                 record = doc["outputs"][name]
-                record["digest"] = sealed(chained(base_crc, crc), record["stats"], entry)
+                axis = self._axis(name, tuple(record["shape"]), feature_axis)
+                chain = chained(base_crc, crc, axis)
+                record["digest"] = sealed(chain, record["stats"], entry)
 
     def _calibrate(
         self, variant: Variant, adapter: Adapter, model: Any, outputs: list[Array], doc: Any
