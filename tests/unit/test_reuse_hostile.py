@@ -185,3 +185,31 @@ def test_a_golden_edited_where_a_seal_reaches_ends_as_measuring_gives(path, edit
         parent[path[-1]] = edit
     taken = Observer(UNITS, MIXED, (32, 16), recorded=recorded).observe()
     assert outputs_of(as_golden(taken)) == MIXED_MEASURED
+
+
+# -- --snapshot-update and the seals a golden holds --------------------------------------------
+
+
+def test_an_update_repairs_a_seal_that_no_longer_verifies_only_where_the_values_are_this_runs():
+    """A seal damaged (a merge, a hand edit) would never verify again, so every later run
+    would measure that output: an update puts this run's seal there when the golden's values
+    are this run's, and keeps the golden's seal (never verifying) beside values it kept."""
+    from pytest_weightshape.document import with_missing
+    from pytest_weightshape.reuse import unverified_dropped
+
+    current = Observer(UNITS, MIXED, (32, 16)).observe()
+    damaged = copy.deepcopy(current)
+    outputs = damaged["variants"]["units=5"]["outputs"]
+    outputs["a.0"]["digest"] = "crc32:00000000"
+    outputs["a.1"]["digest"] = {"not": "a seal"}
+    outputs["b.0"]["digest"] = "crc32:00000000"
+    outputs["b.0"]["stats"]["mean"] *= 1 + 1e-9  # kept (within tolerance): not this run's
+    merged = unverified_dropped(damaged, with_missing(damaged, current), current)
+    repaired = merged["variants"]["units=5"]["outputs"]
+    now = current["variants"]["units=5"]["outputs"]
+    assert repaired["a.0"]["digest"] == now["a.0"]["digest"]
+    assert repaired["a.1"]["digest"] == now["a.1"]["digest"]
+    assert repaired["b.0"]["digest"] == "crc32:00000000"
+    # repaired once: a second update finds nothing to write
+    again = unverified_dropped(merged, with_missing(merged, current), current)
+    assert again == merged
