@@ -101,9 +101,12 @@ class Recorded:
 def unverified_dropped(
     golden: Mapping[str, Any], merged: dict[str, Any], current: Mapping[str, Any]
 ) -> dict[str, Any]:
-    """``merged`` (``document.with_missing(golden, current)``) without the seals it took from
-    ``current`` for values it kept from ``golden`` that differ from the current ones: such a
-    seal would not verify (it seals what this run measured, not what the golden holds)."""
+    """``merged`` (``document.with_missing(golden, current)``) with each output's seal as it
+    verifies: the seal this run made where the values ``merged`` kept are this run's (also in
+    place of a golden's seal that no longer verifies: damaged by a merge or an edit, it would
+    never be taken again), none where they differ and the golden had none (this run's seal
+    seals what it measured, not what the golden holds); a golden's seal beside values that
+    differ stays as it was (the update changes nothing it need not)."""
     variants = _at(merged, "variants")
     if not isinstance(variants, Mapping):
         return merged
@@ -114,12 +117,14 @@ def unverified_dropped(
         for name, record in outputs.items():
             if not isinstance(record, dict) or "digest" not in record:
                 continue
-            if _at(golden, "variants", variant, "outputs", name, "digest") is not None:
-                continue  # the golden's own seal, kept with the values it seals
             now = _at(current, "variants", variant)
             same = record.get("stats") == _at(now, "outputs", name, "stats") and _at(
                 data, "divergence", "outputs", name
             ) == _at(now, "divergence", "outputs", name)
-            if not same:
+            kept = _at(golden, "variants", variant, "outputs", name, "digest") is not None
+            sealed_now = _at(now, "outputs", name, "digest")
+            if same and isinstance(sealed_now, str):
+                record["digest"] = sealed_now
+            elif not kept:
                 del record["digest"]
     return merged
