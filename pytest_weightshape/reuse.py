@@ -45,9 +45,17 @@ def hinted(base_shape: Sequence[int], shape: Sequence[int], hint: int) -> int | 
     return None if axis == len(shape) - 1 else axis
 
 
+#: How statistics and divergence are measured from an output's bytes, sealed with them. Bump it
+#: with any change that moves a measured value of the same bytes (a statistic, a quantile
+#: method, CKA's sampling or arithmetic): seals made before then no longer verify, so their
+#: outputs are measured by the new method (and compared with the golden's values) instead of
+#: lending values the old one measured.
+MEASURES = 1
+
+
 def sealed(crc: int, stats: Mapping[str, Any], divergence: Mapping[str, Any] | None) -> str:
     """The seal of an output's statistics (and divergence from the base's, if it has one)."""
-    body: dict[str, Any] = {"stats": stats}
+    body: dict[str, Any] = {"measures": MEASURES, "stats": stats}
     if divergence is not None:
         body["divergence"] = divergence
     return seal(crc, body)

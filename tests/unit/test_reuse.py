@@ -188,3 +188,15 @@ def test_an_update_adds_a_seal_only_where_the_golden_keeps_the_values_it_seals()
     moved = observe(scale=2.0)
     kept = unverified_dropped(current, with_missing(current, moved), moved)
     assert kept["variants"] == current["variants"]
+
+
+def test_a_seal_made_by_another_measuring_method_is_measured(measured, monkeypatch):
+    """Seals carry ``reuse.MEASURES``: after a change in how statistics or divergence are
+    measured (the number bumped), a golden's values are measured again, not lent."""
+    from pytest_weightshape import reuse
+
+    recorded = as_golden(observe())
+    measured["stats"].clear()
+    monkeypatch.setattr(reuse, "MEASURES", reuse.MEASURES + 1)
+    observe(recorded)
+    assert measured["stats"] == ["y", "y", "extra"]
