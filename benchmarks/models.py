@@ -2,6 +2,7 @@
 
     PYTHONPATH=. python benchmarks/models.py           # every row; prints the Markdown section
     PYTHONPATH=. python benchmarks/models.py wide      # only the rows named (wide, bert, resnet50)
+    PYTHONPATH=. python benchmarks/models.py --clean wide   # forwards and the passing check only
     OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/models.py   # one thread: CPU time = work
 
 Rows: ``Linear(1000, 10000)`` vs ``Linear(1000, 5000)`` on a (1000, 1000) input (1.5e7 weights
@@ -123,28 +124,35 @@ def as_golden(document: dict[str, Any]) -> dict[str, Any]:
     return golden.parse_file(golden.render_file("t", {"c": document}), "t.json")[1]["c"]
 
 
-def measure(key: str) -> dict[str, Any]:
+def measure(key: str, clean: bool = False) -> dict[str, Any]:
+    """Each path's best wall and CPU time; ``clean``: only the forwards and the passing check
+    with its golden (no CKA anywhere in the process: BLAS threads that spin after one would
+    slow the forward that follows it and flatter the ratio)."""
     _, text, marker, build, inputs = next(c for c in CASES if c[0] == key)
     recorded = as_golden(observe(marker, build, inputs, False))
     runs: dict[str, Callable[[], object]] = {
         "forward": lambda: forward_only(marker, build, inputs),
         "reused": lambda: observe(marker, build, inputs, False, recorded),
-        "check": lambda: observe(marker, build, inputs, False),
-        "layers": lambda: observe(marker, build, inputs, True),
     }
+    if not clean:
+        runs["check"] = lambda: observe(marker, build, inputs, False)
+        runs["layers"] = lambda: observe(marker, build, inputs, True)
     for run in runs.values():  # warm up every path
         run()
     wall: dict[str, list[float]] = {k: [] for k in runs}
     cpu: dict[str, list[float]] = {k: [] for k in runs}
     names = list(runs)
     for i in range(REPEATS):
-        for name in names[i % 4 :] + names[: i % 4]:  # each path takes each place in turn
+        turn = i % len(names)
+        for name in names[turn:] + names[:turn]:  # each path takes each place in turn
             start, start_cpu = time.perf_counter(), time.process_time()
             runs[name]()
             wall[name].append(time.perf_counter() - start)
             cpu[name].append(time.process_time() - start_cpu)
     best = {k: min(v) for k, v in wall.items()}
     best_cpu = {k: min(v) for k, v in cpu.items()}
+    if clean:
+        return {"text": text, "wall": best, "cpu": best_cpu}
     document = observe(marker, build, inputs, True)
     entries = len(next(iter(document["variants"].values()))["layers"].get("entries", {}))
     return {"text": text, "wall": best, "cpu": best_cpu, "layers": entries}
@@ -160,7 +168,19 @@ def ms(seconds: float) -> str:
 
 def main() -> None:
     torch.set_num_threads(int(os.environ.get("THREADS", torch.get_num_threads())))
-    keys = sys.argv[1:] or [c[0] for c in CASES]
+    clean = "--clean" in sys.argv
+    keys = [a for a in sys.argv[1:] if a != "--clean"] or [c[0] for c in CASES]
+    if clean:
+        for key in keys:
+            r = measure(key, clean=True)
+            w, c = r["wall"], r["cpu"]
+            print(
+                f"{r['text']}: forward passes {ms(w['forward'])} ({ms(c['forward'])} CPU), "
+                f"passing check, outputs unchanged {ms(w['reused'])} ({ms(c['reused'])} CPU): "
+                f"extra / forward {ratio(w, 'reused', 'forward'):.2f}x "
+                f"({ratio(c, 'reused', 'forward'):.2f}x of CPU time), no CKA in the process"
+            )
+        return
     load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
     omp = (
         f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']} "
