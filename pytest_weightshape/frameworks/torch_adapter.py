@@ -473,20 +473,14 @@ def _row_sums(
     if rows.dtype != dtype:
         rows = rows.to(dtype)
     per_row = torch.empty((3, rows.shape[0]), dtype=dtype, device=rows.device)
-    torch.sum(rows, dim=1, out=per_row[0])
-    torch.linalg.vector_norm(rows, 2, dim=1, out=per_row[1])
-    per_row[1].square_()
-    if sign:
-        torch.mul(per_row[0], sign, out=per_row[2])
-    else:
-        torch.sum(_absolute(rows, scratch), dim=1, out=per_row[2])
+    _reduce_rows(rows, per_row, None if sign else _absolute(rows, scratch), sign)
     return per_row.to(wide).sum(dim=1)
 
 
-def _absolute(rows: torch.Tensor, scratch: list[torch.Tensor] | None) -> torch.Tensor:
-    """|rows|, written into the scratch buffer when one is given (grown as needed)."""
+def _absolute(rows: torch.Tensor, scratch: list[torch.Tensor] | None) -> torch.Tensor | None:
+    """A buffer for |rows| from the scratch list (grown as needed), or ``None`` without one."""
     if scratch is None:
-        return rows.abs()
+        return None
     size = rows.numel()
     held = scratch[0] if scratch else None
     if (
@@ -497,7 +491,7 @@ def _absolute(rows: torch.Tensor, scratch: list[torch.Tensor] | None) -> torch.T
     ):
         held = torch.empty(size, dtype=rows.dtype, device=rows.device)
         scratch[:] = [held]
-    return torch.abs(rows, out=held[:size].view(rows.shape))
+    return held[:size]
 
 
 #: Layer output dtypes and device types measured by ``LayerSums``' own path (results in
@@ -517,11 +511,10 @@ class LayerSums:
     into one result buffer grown in large steps), and the results are read back with one
     ``tolist()`` per device after the forward (on CUDA: one device sync, not one per layer).
 
-    Why: fresh small tensors per layer (the per-row sums, 0-d extremes, float64 copies)
-    land in the hole a freed activation left, and glibc's per-thread cache keeps them there:
-    the next activation no longer fits and is taken from the top of the heap, which creeps
-    up by one activation per layer until glibc trims it, so the next forward faults its
-    pages in again (BENCHMARKS.md, "Localisation: recording layers").
+    Why: a layer's statistics then allocate about what the layer itself does (on the CNN of
+    ``benchmarks/layers.py``, 830 allocations past glibc's per-thread cache per observed
+    forward against 1118 with a fresh small tensor per reduction, and 799 for a plain
+    forward): fewer chunks for glibc to carve out of the holes freed activations leave.
 
     ``add`` returns an index; ``read()`` gives the statistics in that order. Outputs of
     other dtypes or devices are measured at once by ``layer_stats``."""
@@ -627,16 +620,19 @@ class LayerSums:
 def _reduce_rows(
     rows: torch.Tensor, per_row: torch.Tensor, absolute: torch.Tensor | None, sign: int
 ) -> None:
-    """``_row_sums``' reductions of ``rows`` into ``per_row`` (3 x rows), |x| into
-    ``absolute`` unless ``sign`` says every value has that sign."""
+    """The sum, the sum of squares and the sum of |x| of each row of ``rows`` into
+    ``per_row`` (3 x rows); |x| goes to ``absolute`` (a fresh tensor without one), unless
+    ``sign`` (1 or -1) says every value has that sign: then the |x| sums are the sums."""
     torch.sum(rows, dim=1, out=per_row[0])
     torch.linalg.vector_norm(rows, 2, dim=1, out=per_row[1])
     per_row[1].square_()
     if sign:
         torch.mul(per_row[0], sign, out=per_row[2])
     else:
-        assert absolute is not None
-        torch.sum(torch.abs(rows, out=absolute.view(rows.shape)), dim=1, out=per_row[2])
+        magnitude = (
+            rows.abs() if absolute is None else torch.abs(rows, out=absolute.view(rows.shape))
+        )
+        torch.sum(magnitude, dim=1, out=per_row[2])
 
 
 def _measurable(value: Any) -> bool:
