@@ -231,6 +231,7 @@ def golden_bytes(document: dict[str, Any]) -> tuple[int, int, int]:
 def main() -> None:
     torch.set_num_threads(int(os.environ.get("THREADS", "1")))
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    only = f" ONLY={ONLY}" if ONLY else ""
     rows = []
     for index, (name, marker, _, _) in enumerate(examples()):
         if ONLY not in name:
@@ -240,7 +241,8 @@ def main() -> None:
         rows.append((name, per_variant, found))
     print("## Localisation: recording layers (issue 15)\n")
     print(
-        f"`PYTHONPATH=. REPEATS={REPEATS} PROCESSES={PROCESSES} python benchmarks/layers.py` "
+        f"`PYTHONPATH=. REPEATS={REPEATS} PROCESSES={PROCESSES}{only} python "
+        "benchmarks/layers.py` "
         f"wrote this section. Machine: {platform.machine()}, {os.cpu_count()} cores, Python "
         f"{sys.version.split()[0]}, torch {torch.__version__} "
         f"({os.environ.get('THREADS', '1')} thread); load average {load} at the start, "
