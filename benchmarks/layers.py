@@ -1,20 +1,32 @@
 """What recording layers costs (issue 15): time and golden bytes.
 
-    PYTHONPATH=. python benchmarks/layers.py            # prints the Markdown section
+    PYTHONPATH=. REPEATS=7 PROCESSES=5 python benchmarks/layers.py   # prints the Markdown section
+    ONLY=CNN ...                                                       # only the 50-layer CNN
 
 (1) Recording time with vs without layer observation (``Observer(..., layers=True)``, what
-    ``--snapshot-update`` runs), on the examples and on a 50-layer CNN: medians of alternating
-    runs. A passing check runs ``Observer(..., layers=False)``, the code path without hooks, so
-    it costs nothing extra by construction (``tests/sessions/test_layers.py`` asserts no hook
-    is registered).
+    ``--snapshot-update`` runs), on the examples and on a 50-layer CNN. Each check is measured
+    in ``PROCESSES`` fresh processes, each running ``REPEATS`` rounds that alternate the arms
+    (without layers, with layers, a bare observation); the table gives the median CPU time of
+    every run of an arm (torch on one thread, so CPU time is the work done), the range of the
+    per-process ratios, and the median minor page faults per recording. Why fresh processes:
+    a forward's cost depends on glibc's heap (its dynamic mmap/trim thresholds follow the
+    process's allocation history; a 1 MB activation may get fresh pages, 2-3 us per 4 KB page,
+    at every forward or never), so the best of N runs in one process measures allocator luck.
+    A passing check runs ``Observer(..., layers=False)``, the code path without hooks, so it
+    costs nothing extra by construction (``tests/sessions/test_layers.py`` asserts no hook is
+    registered).
 (2) Golden bytes per recorded layer output on a ResNet-50 built by hand (bottleneck blocks
     [3, 4, 6, 3], no torchvision), and the golden's size with and without layers.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import platform
+import resource
+import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -31,6 +43,8 @@ from pytest_weightshape.run import Observer
 from pytest_weightshape.spec import parse_marker
 
 REPEATS = int(os.environ.get("REPEATS", "7"))
+PROCESSES = int(os.environ.get("PROCESSES", "5"))
+ONLY = os.environ.get("ONLY", "")  # measure only the checks whose name contains this
 
 
 # -- models ---------------------------------------------------------------------------------
@@ -101,12 +115,14 @@ def examples() -> list[tuple[str, dict[str, Any], Callable[..., Any], Any]]:
         init(layer.weight)
         return nn.Sequential(layer, nn.ReLU())
 
-    import keras
-
     def dense(units: int) -> Any:
+        import keras  # imported by the Keras checks' processes only
+
         return keras.Sequential([keras.Input((784,)), keras.layers.Dense(units, "relu")])
 
     def lstm(units: int) -> Any:
+        import keras
+
         return keras.Sequential([keras.Input((12, 8)), keras.layers.LSTM(units)])
 
     return [
@@ -152,25 +168,46 @@ def record(
 
 def timed(
     marker: dict[str, Any], build: Callable[..., Any], inputs: Any
-) -> tuple[float, float, float]:
-    """Best CPU time (seconds; torch on one thread, so it is the work done) of a recording
-    without layers, with layers, and of a bare observation (no layers, no sensitivity), runs
-    alternating: on a shared machine wall time measures the neighbours, and the fastest run is
-    the least disturbed one."""
-    record(marker, build, inputs, True)  # warm up both paths
-    without: list[float] = []
-    with_layers: list[float] = []
-    bare: list[float] = []
+) -> dict[str, list[tuple[float, int]]]:
+    """(CPU seconds, minor page faults) of every run of a recording without layers, with
+    layers, and of a bare observation (no layers, no sensitivity), ``REPEATS`` rounds
+    alternating the three after one warm-up of each."""
+    arms = {"without": (False, True), "with": (True, True), "bare": (False, False)}
+    runs: dict[str, list[tuple[float, int]]] = {arm: [] for arm in arms}
+    for layers, sensitivity in arms.values():
+        record(marker, build, inputs, layers, sensitivity)
     for _ in range(REPEATS):
-        for layers, sensitivity, into in (
-            (False, True, without),
-            (True, True, with_layers),
-            (False, False, bare),
-        ):
+        for arm, (layers, sensitivity) in arms.items():
+            faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
             start = time.process_time()
             record(marker, build, inputs, layers, sensitivity)
-            into.append(time.process_time() - start)
-    return min(without), min(with_layers), min(bare)
+            elapsed = time.process_time() - start
+            faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
+            runs[arm].append((elapsed, faults))
+    return runs
+
+
+def measure(index: int) -> dict[str, Any]:
+    """One fresh process's measurements of example ``index`` (``--measure INDEX``)."""
+    torch.set_num_threads(int(os.environ.get("THREADS", "1")))
+    _, marker, build, inputs = examples()[index]
+    runs = timed(marker, build, inputs)
+    size, bare, entries = golden_bytes(record(marker, build, inputs, True))
+    return {"runs": runs, "size": size, "bare": bare, "entries": entries}
+
+
+def in_fresh_processes(index: int) -> list[dict[str, Any]]:
+    """``measure(index)`` in ``PROCESSES`` fresh processes, one after the other."""
+    found = []
+    for _ in range(PROCESSES):
+        done = subprocess.run(
+            [sys.executable, __file__, "--measure", str(index)],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        found.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    return found
 
 
 def golden_bytes(document: dict[str, Any]) -> tuple[int, int, int]:
@@ -193,32 +230,61 @@ def golden_bytes(document: dict[str, Any]) -> tuple[int, int, int]:
 
 def main() -> None:
     torch.set_num_threads(int(os.environ.get("THREADS", "1")))
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    only = f" ONLY={ONLY}" if ONLY else ""
+    rows = []
+    for index, (name, marker, _, _) in enumerate(examples()):
+        if ONLY not in name:
+            continue
+        found = in_fresh_processes(index)
+        per_variant = found[0]["entries"] // len(next(iter(marker.values())))
+        rows.append((name, per_variant, found))
     print("## Localisation: recording layers (issue 15)\n")
     print(
-        f"`PYTHONPATH=. python benchmarks/layers.py` wrote this section. Machine: "
-        f"{platform.machine()}, {os.cpu_count()} cores, Python {sys.version.split()[0]}, "
-        f"torch {torch.__version__} ({torch.get_num_threads()} threads); load average "
-        f"{', '.join(f'{x:.2f}' for x in os.getloadavg())} at the start (a shared machine: "
-        f"CPU time, the best of {REPEATS} alternating runs).\n"
+        f"`PYTHONPATH=. REPEATS={REPEATS} PROCESSES={PROCESSES}{only} python "
+        "benchmarks/layers.py` "
+        f"wrote this section. Machine: {platform.machine()}, {os.cpu_count()} cores, Python "
+        f"{sys.version.split()[0]}, torch {torch.__version__} "
+        f"({os.environ.get('THREADS', '1')} thread); load average {load} at the start, "
+        f"{', '.join(f'{x:.2f}' for x in os.getloadavg())} at the end. Each check in "
+        f"{PROCESSES} fresh processes of {REPEATS} rounds alternating the arms: CPU time, "
+        "the median of every run.\n"
     )
     print(
         "Recording (`--snapshot-update`, which also measures the golden's sensitivity: two more "
-        "forwards per variant) with vs without layer observation; goal <= 1.5x. The last column "
-        "sets the layers' cost against a bare observation (a passing run's, no sensitivity).\n"
+        "forwards per variant) with vs without layer observation; goal <= 1.5x. The ratio's "
+        "range is that of the processes' own medians; page faults are minor faults per "
+        "recording (median). The last column sets the layers' cost against a bare observation "
+        "(a passing run's, no sensitivity).\n"
     )
     print(
         "| check | layer outputs / variant | recording without layers | with layers | ratio "
-        "| bytes / layer output | bare observation | (with layers - without) / bare |"
+        "| ratio over processes | page faults without / with | bytes / layer output "
+        "| bare observation | (with layers - without) / bare |"
     )
-    print("|---|---|---|---|---|---|---|---|")
-    for name, marker, build, inputs in examples():
-        without, with_layers, plain = timed(marker, build, inputs)
-        size, bare, entries = golden_bytes(record(marker, build, inputs, True))
-        per_variant = entries // len(next(iter(marker.values())))
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for name, per_variant, found in rows:
+        med = {
+            arm: statistics.median(t for f in found for t, _ in f["runs"][arm])
+            for arm in ("without", "with", "bare")
+        }
+        faults = {
+            arm: statistics.median(n for f in found for _, n in f["runs"][arm])
+            for arm in ("without", "with")
+        }
+        ratios = [
+            statistics.median(t for t, _ in f["runs"]["with"])
+            / statistics.median(t for t, _ in f["runs"]["without"])
+            for f in found
+        ]
+        f0 = found[0]
         print(
-            f"| {name} | {per_variant} | {without * 1e3:.1f} ms | {with_layers * 1e3:.1f} ms "
-            f"| {with_layers / without:.2f}x | {(size - bare) / entries:.0f} "
-            f"| {plain * 1e3:.1f} ms | {(with_layers - without) / plain:.2f}x |"
+            f"| {name} | {per_variant} | {med['without'] * 1e3:.1f} ms "
+            f"| {med['with'] * 1e3:.1f} ms | {med['with'] / med['without']:.2f}x "
+            f"| {min(ratios):.2f}x-{max(ratios):.2f}x "
+            f"| {faults['without']:,.0f} / {faults['with']:,.0f} "
+            f"| {(f0['size'] - f0['bare']) / f0['entries']:.0f} | {med['bare'] * 1e3:.1f} ms "
+            f"| {(med['with'] - med['without']) / med['bare']:.2f}x |"
         )
     print()
     doc = record({"classes": [1000, 10]}, resnet50, (1, 3, 224, 224), True)
@@ -233,4 +299,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--measure"]:
+        print(json.dumps(measure(int(sys.argv[2]))))
+    else:
+        main()

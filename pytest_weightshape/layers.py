@@ -56,26 +56,36 @@ class LayerOutput(NamedTuple):
 def flatten_output(raw: Any, is_leaf: Callable[[Any], bool]) -> list[tuple[str, Any]]:
     """A layer's output as (suffix, tensor) pairs, named as model outputs are: a lone tensor
     has the suffix ``""``, tuples and lists are indexed (``.0``), dicts and named tuples keyed.
-    Anything that is neither a tensor nor a container of tensors is left out."""
+    Anything that is neither a tensor nor a container of tensors is left out.
+
+    The walk is a plain function, not a closure calling itself: such a closure is a reference
+    cycle holding the returned list, and with it every layer output, alive until Python's
+    cyclic garbage collector runs (during a forward: each activation kept past its layer)."""
     out: list[tuple[str, Any]] = []
-
-    def walk(value: Any, path: tuple[str, ...], depth: int) -> None:
-        if depth > 8 or value is None:
-            return
-        if is_leaf(value):
-            out.append(("".join(f".{p}" for p in path), value))
-        elif isinstance(value, Mapping):
-            for key in value:
-                walk(value[key], (*path, str(key)), depth + 1)
-        elif isinstance(value, tuple) and hasattr(value, "_fields"):
-            for key in value._fields:
-                walk(getattr(value, key), (*path, key), depth + 1)
-        elif isinstance(value, (tuple, list)):
-            for i, item in enumerate(value):
-                walk(item, (*path, str(i)), depth + 1)
-
-    walk(raw, (), 0)
+    _walk(raw, (), 0, is_leaf, out)
     return out
+
+
+def _walk(
+    value: Any,
+    path: tuple[str, ...],
+    depth: int,
+    is_leaf: Callable[[Any], bool],
+    out: list[tuple[str, Any]],
+) -> None:
+    if depth > 8 or value is None:
+        return
+    if is_leaf(value):
+        out.append(("".join(f".{p}" for p in path), value))
+    elif isinstance(value, Mapping):
+        for key in value:
+            _walk(value[key], (*path, str(key)), depth + 1, is_leaf, out)
+    elif isinstance(value, tuple) and hasattr(value, "_fields"):
+        for key in value._fields:
+            _walk(getattr(value, key), (*path, key), depth + 1, is_leaf, out)
+    elif isinstance(value, (tuple, list)):
+        for i, item in enumerate(value):
+            _walk(item, (*path, str(i)), depth + 1, is_leaf, out)
 
 
 def from_sums(

@@ -357,14 +357,14 @@ def test_a_layer_output_that_cannot_be_measured_leaves_the_forward_alone(monkeyp
     torch = pytest.importorskip("torch")
     from pytest_weightshape.frameworks import torch_adapter
 
-    real = torch_adapter.layer_stats
+    real = torch_adapter.LayerSums.add
 
-    def fussy(tensor, scratch=None):
+    def fussy(self, tensor):
         if tensor.shape[-1] == 3:
             raise RuntimeError("cannot reduce this")
-        return real(tensor, scratch)
+        return real(self, tensor)
 
-    monkeypatch.setattr(torch_adapter, "layer_stats", fussy)
+    monkeypatch.setattr(torch_adapter.LayerSums, "add", fussy)
     model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Linear(4, 3), torch.nn.ReLU())
     x = torch.randn(2, 4)
     raw, record = torch_adapter.ADAPTER.observe_layers(model, lambda: model(x))
@@ -396,3 +396,210 @@ def test_torch_layer_statistics_of_one_sign_outputs_equal_the_general_path(sign)
         rows = t[:4096].view(-1, 1024)
         known = _row_sums(rows, torch.float32, torch.float64, None, int(sign))
         assert torch.equal(known, _row_sums(rows, torch.float32, torch.float64, None, 0))
+
+
+def _layer_output_cases(torch):
+    """Layer outputs of every shape the buffered path treats apart: fewer values than a row,
+    whole rows, rows and a ragged tail; float32 and float64; one sign, mixed, zeros, -0.0,
+    NaN and Inf; a non-contiguous view; and dtypes ``layer_stats`` measures itself."""
+    gen = torch.Generator().manual_seed(0)
+    cases = []
+    for n in (1, 5, 1023, 1024, 1025, 3000, 4096, 70001):
+        for dtype in (torch.float32, torch.float64):
+            x = torch.randn(n, generator=gen, dtype=dtype)
+            cases += [x, x.relu(), -x.relu(), x * 1e30, torch.zeros(n, dtype=dtype), -x.abs() * 0]
+    cases += [
+        torch.randn(64, 48, generator=gen).t(),
+        torch.tensor([float("nan"), 1.0]),
+        torch.tensor([float("inf"), -1.0] * 700),
+        torch.ones(3, 0),
+        torch.arange(10),
+        torch.randn(2000, generator=gen).half(),
+        torch.tensor([True, False, True]),
+    ]
+    return cases
+
+
+def test_torch_buffered_layer_statistics_equal_layer_stats_bit_for_bit():
+    """``LayerSums`` measures a forward's outputs into buffers and reads them back once: the
+    same statistics as ``layer_stats`` measuring each output alone, bit for bit (the golden
+    values recorded before it must not move), in the order they were added, also past the
+    result buffer's first growth and with outputs of other dtypes in between."""
+    torch = pytest.importorskip("torch")
+    from pytest_weightshape.frameworks.torch_adapter import LayerSums, layer_stats
+
+    cases = _layer_output_cases(torch)
+    assert len(cases) > 100  # more than the result buffer first holds
+    sums = LayerSums()
+    indices = [sums.add(t) for t in cases]
+    assert indices == list(range(len(cases)))
+    got = sums.read()
+    for t, stats in zip(cases, got, strict=True):
+        assert repr(stats) == repr(layer_stats(t.clone(), [])), (t.dtype, tuple(t.shape))
+    assert sums.read() == got  # reading twice reads the same
+
+
+def test_torch_observed_values_equal_layer_stats_for_tuples_and_repeated_layers():
+    """Through the hooks: a tuple output's parts and a layer called twice each get the
+    statistics ``layer_stats`` gives their tensors, and a second observation of the same
+    forward records the same (nothing is left over from the first)."""
+    torch = pytest.importorskip("torch")
+    from pytest_weightshape.frameworks.torch_adapter import ADAPTER, layer_stats
+
+    seen = {}
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Linear(40, 3000)
+            self.act = torch.nn.Tanh()
+            self.rnn = torch.nn.LSTM(3000, 7, batch_first=True)
+
+        def forward(self, x):
+            seen["fc"] = h = self.fc(x)
+            seen["act"] = a = self.act(h)
+            seen["act#2"] = b = self.act(a * 2)
+            out = self.rnn(b.unsqueeze(1))
+            seen["rnn.output"], (seen["rnn.h_n"], seen["rnn.c_n"]) = out
+            return out[0]
+
+    model = Net().eval()
+    x = torch.randn(3, 40)
+    _, record = ADAPTER.observe_layers(model, lambda: ADAPTER.forward(model, (x,)))
+    kinds = {"fc": "Linear", "act": "Tanh", "act#2": "Tanh"}
+    expected = layers.to_golden(
+        [
+            LayerOutput(
+                name, kinds.get(name, "LSTM"), "float32", tuple(t.shape), layer_stats(t, [])
+            )
+            for name, t in seen.items()
+        ]
+    )
+    assert list(record["entries"]) == list(seen)
+    assert record == expected
+    _, again = ADAPTER.observe_layers(model, lambda: ADAPTER.forward(model, (x,)))
+    assert again == record
+
+
+def test_torch_observation_frees_each_layer_output_when_the_model_does():
+    """The hooks keep no layer output alive: with Python's cyclic garbage collector off, an
+    output is freed as soon as the model drops it (a reference cycle in the walk over
+    outputs used to keep every activation of an observed forward alive until the collector
+    ran: the heap grew by one activation per layer, and the next forward faulted its pages
+    in again)."""
+    torch = pytest.importorskip("torch")
+    import gc
+    import weakref
+
+    from pytest_weightshape.frameworks.torch_adapter import ADAPTER
+
+    refs = []
+    alive = []
+
+    class Probe(torch.nn.Module):
+        def forward(self, x):
+            alive.append(sum(r() is not None for r in refs))
+            y = x * 1.5
+            refs.append(weakref.ref(y))
+            return y
+
+    class Pair(torch.nn.Module):  # a tuple output: the walk's containers
+        def forward(self, x):
+            y = (x + 1, {"z": x - 1})
+            out = y[0] * y[1]["z"]
+            refs.extend([weakref.ref(y[0]), weakref.ref(y[1]["z"]), weakref.ref(out)])
+            return out
+
+    model = torch.nn.Sequential(*[Probe() for _ in range(6)], Pair(), Probe())
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        raw, record = ADAPTER.observe_layers(
+            model, lambda: ADAPTER.forward(model, (torch.ones(4),))
+        )
+        assert "entries" in record
+        # a probe's input is the only earlier output alive (Pair's parts die with its call)
+        assert alive == [0, 1, 1, 1, 1, 1, 1]
+        del raw
+        assert [r() for r in refs] == [None] * len(refs)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def test_flatten_output_holds_nothing_once_its_result_is_dropped():
+    torch = pytest.importorskip("torch")
+    import gc
+    import weakref
+
+    t = torch.ones(3)
+    ref = weakref.ref(t)
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        parts = layers.flatten_output((t, {"a": [t]}), lambda v: isinstance(v, torch.Tensor))
+        assert [name for name, _ in parts] == [".0", ".1.a.0"]
+        del parts, t
+        assert ref() is None
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def test_torch_observation_that_raises_or_cannot_read_back_leaves_nothing_behind(monkeypatch):
+    """A forward raising halfway through an observation removes every hook, and the next
+    observation records what one in a fresh process would; statistics that cannot be read
+    back after the forward give a record that says so, never a failed forward."""
+    torch = pytest.importorskip("torch")
+    from pytest_weightshape.frameworks import torch_adapter
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Linear(4, 2000)
+            self.act = torch.nn.ReLU()
+            self.fail = False
+
+        def forward(self, x):
+            x = self.act(self.fc(x))
+            if self.fail:
+                raise RuntimeError("boom")
+            return self.act(x - 0.1)
+
+    model = Net().eval()
+    x = torch.randn(3, 4)
+    _, before = torch_adapter.observe_layers(model, lambda: model(x))
+    model.fail = True
+    with pytest.raises(RuntimeError, match="boom"):
+        torch_adapter.observe_layers(model, lambda: model(x))
+    assert all(not m._forward_hooks for m in model.modules())
+    model.fail = False
+    _, after = torch_adapter.observe_layers(model, lambda: model(x))
+    assert after == before
+
+    def broken(self):
+        raise RuntimeError("device lost")
+
+    monkeypatch.setattr(torch_adapter.LayerSums, "read", broken)
+    raw, record = torch_adapter.observe_layers(model, lambda: model(x))
+    assert torch.equal(raw, model(x))
+    assert record == {
+        "unrecorded": "reading the layers' statistics failed: RuntimeError: device lost"
+    }
+    assert all(not m._forward_hooks for m in model.modules())
+
+
+def test_torch_buffered_layer_statistics_on_cuda_equal_layer_stats():
+    """On CUDA the buffered path reads the extremes back with the sums, after the forward
+    (no device sync per layer): the same statistics as ``layer_stats`` on the device."""
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    from pytest_weightshape.frameworks.torch_adapter import LayerSums, layer_stats
+
+    cases = [t.cuda() for t in _layer_output_cases(torch)]
+    sums = LayerSums()
+    for t in cases:
+        sums.add(t)
+    for t, stats in zip(cases, sums.read(), strict=True):
+        assert repr(stats) == repr(layer_stats(t.clone(), [])), (t.dtype, tuple(t.shape))
