@@ -283,55 +283,8 @@ def flatten(
     ``None`` leaves are skipped; Python numbers become 0-d arrays; anything else is an error.
     """
     out: list[Array] = []
-
-    def walk(value: Any, path: tuple[str, ...]) -> None:
-        if value is None:
-            return
-        try:
-            converted = leaf(value)
-            if converted is None and isinstance(value, (np.ndarray, np.generic)):
-                converted = _host_leaf(value)  # a torch or Keras model may return NumPy
-        except ModelError as exc:
-            raise ModelError(f"output {'.'.join(path) or 'output'!r} is {exc}") from None
-        if converted is None and isinstance(value, (bool, int, float)):
-            converted = (np.asarray(value), np.asarray(value).dtype.name)
-        if isinstance(converted, Array):  # kept native on its device
-            out.append(Array(".".join(path) or "output", None, converted.dtype, converted.native))
-            return
-        if converted is not None:
-            name = ".".join(path) or "output"
-            array, dtype = converted
-            if array.dtype.kind not in "biufc":  # text, bytes, objects, dates
-                raise ModelError(
-                    f"output {name!r} holds {array.dtype} values ({type(value).__name__}), which "
-                    "have no statistics: return numeric arrays or tensors (encode text as ids)"
-                )
-            if np.iscomplexobj(array):  # measured as two real outputs
-                out.append(Array(f"{name}.real", np.ascontiguousarray(array.real), dtype))
-                out.append(Array(f"{name}.imag", np.ascontiguousarray(array.imag), dtype))
-            else:
-                out.append(Array(name, array, dtype))
-            return
-        if isinstance(value, Mapping):
-            for key in value:
-                walk(value[key], (*path, str(key)))
-        elif isinstance(value, tuple) and hasattr(value, "_fields"):
-            for key in value._fields:
-                walk(getattr(value, key), (*path, key))
-        elif isinstance(value, (tuple, list)):
-            for i, item in enumerate(value):
-                walk(item, (*path, str(i)))
-        else:
-            sparse = "sparse" in type(value).__name__.lower()
-            raise ModelError(
-                f"the model returned an output of unsupported type {type(value).__name__} "
-                f"at {'.'.join(path) or 'the top level'}: outputs must be arrays/tensors, "
-                "numbers, or tuples, lists and dicts of them"
-                + ("; return a dense tensor (to_dense)" if sparse else "")
-            )
-
     try:
-        walk(raw, ())
+        _flatten_into(raw, (), leaf, out)
     except RecursionError:
         raise ModelError(
             "the model's outputs are nested too deeply to flatten: return arrays or tensors, "
@@ -348,6 +301,60 @@ def flatten(
 
 
 # -- keyword inputs (issue 14) ----------------------------------------------------------------
+
+
+def _flatten_into(
+    value: Any,
+    path: tuple[str, ...],
+    leaf: Callable[[Any], tuple[np.ndarray, str] | Array | None],
+    out: list[Array],
+) -> None:
+    """``flatten``'s walk: a module function, not a closure calling itself (that is a reference
+    cycle holding ``out``, and with it every output, alive until the garbage collector runs)."""
+    if value is None:
+        return
+    try:
+        converted = leaf(value)
+        if converted is None and isinstance(value, (np.ndarray, np.generic)):
+            converted = _host_leaf(value)  # a torch or Keras model may return NumPy
+    except ModelError as exc:
+        raise ModelError(f"output {'.'.join(path) or 'output'!r} is {exc}") from None
+    if converted is None and isinstance(value, (bool, int, float)):
+        converted = (np.asarray(value), np.asarray(value).dtype.name)
+    if isinstance(converted, Array):  # kept native on its device
+        out.append(Array(".".join(path) or "output", None, converted.dtype, converted.native))
+        return
+    if converted is not None:
+        name = ".".join(path) or "output"
+        array, dtype = converted
+        if array.dtype.kind not in "biufc":  # text, bytes, objects, dates
+            raise ModelError(
+                f"output {name!r} holds {array.dtype} values ({type(value).__name__}), which "
+                "have no statistics: return numeric arrays or tensors (encode text as ids)"
+            )
+        if np.iscomplexobj(array):  # measured as two real outputs
+            out.append(Array(f"{name}.real", np.ascontiguousarray(array.real), dtype))
+            out.append(Array(f"{name}.imag", np.ascontiguousarray(array.imag), dtype))
+        else:
+            out.append(Array(name, array, dtype))
+        return
+    if isinstance(value, Mapping):
+        for key in value:
+            _flatten_into(value[key], (*path, str(key)), leaf, out)
+    elif isinstance(value, tuple) and hasattr(value, "_fields"):
+        for key in value._fields:
+            _flatten_into(getattr(value, key), (*path, key), leaf, out)
+    elif isinstance(value, (tuple, list)):
+        for i, item in enumerate(value):
+            _flatten_into(item, (*path, str(i)), leaf, out)
+    else:
+        sparse = "sparse" in type(value).__name__.lower()
+        raise ModelError(
+            f"the model returned an output of unsupported type {type(value).__name__} "
+            f"at {'.'.join(path) or 'the top level'}: outputs must be arrays/tensors, "
+            "numbers, or tuples, lists and dicts of them"
+            + ("; return a dense tensor (to_dense)" if sparse else "")
+        )
 
 
 def keyword_problem(adapter: Adapter, model: Any, keywords: Any, positional: int = 0) -> str | None:

@@ -603,3 +603,23 @@ def test_torch_buffered_layer_statistics_on_cuda_equal_layer_stats():
         sums.add(t)
     for t, stats in zip(cases, sums.read(), strict=True):
         assert repr(stats) == repr(layer_stats(t.clone(), [])), (t.dtype, tuple(t.shape))
+
+
+def test_flattened_outputs_are_freed_with_their_list_without_the_garbage_collector():
+    """``flatten``'s walk holds no reference cycle: a model's outputs (on a GPU, large) are
+    freed as soon as the check drops them, not when Python's collector next runs."""
+    import gc
+    import weakref
+
+    from pytest_weightshape.frameworks import flatten
+
+    gc.disable()
+    try:
+        value = np.ones(3, dtype=np.float32)
+        alive = weakref.ref(value)
+        out = flatten({"a": (value, {"b": value})}, lambda v: None)
+        assert [o.name for o in out] == ["a.0", "a.1.b"]
+        del out, value
+        assert alive() is None
+    finally:
+        gc.enable()
