@@ -1,5 +1,3 @@
-import os
-
 import pytest
 
 from .sessions.helpers import INNER_ADDOPTS, INNER_INI, INNER_UNSET
@@ -8,41 +6,43 @@ pytest_plugins = ["pytester"]
 
 
 @pytest.fixture(scope="session")
-def inner_pycache(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """One bytecode folder for every inner session of this run: a subprocess
-    session compiles pytest, syrupy and the plugin once (with assertions rewritten, which
-    ``PYTHONDONTWRITEBYTECODE`` would otherwise redo in every subprocess), outside the
-    repository and the virtual environment."""
-    base = tmp_path_factory.getbasetemp()
-    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # all workers'
-    where = shared / "inner-pycache"
-    where.mkdir(exist_ok=True)
-    return str(where)
+def inner_environ(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """What every inner session adds to its environment (the ``pytester`` fixture's
+    sessions, and those a module-scoped fixture runs without pytester: ``helpers.Project``).
+
+    Only start-up and compile time is saved here; no session runs otherwise:
+
+    - no ``PYTHONPYCACHEPREFIX``: a subprocess reads the bytecode that pip compiled into the
+      virtual environment at install time (with a prefix of its own, the first session of a
+      run compiled TensorFlow, Keras, torch and JAX again: ~20 s of CPU per worker);
+    - one JAX compilation cache for this worker's sessions (a session runs after another, so
+      no two processes write it at once): a Keras session on the jax backend compiles each
+      operation it runs (~0.05 s each, ~150 in a training check), and the sessions of a module
+      run the same models again (recorded, then checked);
+    - ``INNER_ADDOPTS``: no plugin that no inner session uses;
+    - ``PY_COLORS=0``: plain output to assert on."""
+    jax_cache = tmp_path_factory.getbasetemp() / "inner-jax-cache"  # this worker's
+    jax_cache.mkdir(exist_ok=True)
+    return {
+        "PYTEST_ADDOPTS": INNER_ADDOPTS,
+        "PY_COLORS": "0",
+        "JAX_COMPILATION_CACHE_DIR": str(jax_cache),
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+        "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
+    }
 
 
 @pytest.fixture
 def pytester(
-    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, inner_pycache: str
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, inner_environ: dict[str, str]
 ) -> pytest.Pytester:
     """Inner sessions get an ini of their own (no outer addopts), syrupy colours off, and an
     environment without the outer run's switches: ``CI`` makes the plugin strict, and an
-    outer xdist worker's variables would make syrupy in the inner session act as a worker.
-    Subprocess sessions keep their bytecode in one shared folder (``inner_pycache``) and load
-    no plugin they do not use (``INNER_ADDOPTS``): both only save start-up time."""
+    outer xdist worker's variables would make syrupy in the inner session act as a worker;
+    ``inner_environ`` is added (start-up time only)."""
     pytester.makeini(INNER_INI)
     for name in INNER_UNSET:
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("PYTHONPYCACHEPREFIX", inner_pycache)
-    monkeypatch.setenv("PYTEST_ADDOPTS", INNER_ADDOPTS)
+    for name, value in inner_environ.items():
+        monkeypatch.setenv(name, value)
     return pytester
-
-
-@pytest.fixture(scope="session")
-def inner_environ(inner_pycache: str) -> dict[str, str]:
-    """What an inner session that a module-scoped fixture runs without pytester
-    (``helpers.Project``) adds to the environment: the ``pytester`` fixture's settings."""
-    return {
-        "PYTHONPYCACHEPREFIX": inner_pycache,
-        "PYTEST_ADDOPTS": INNER_ADDOPTS,
-        "PY_COLORS": "0",
-    }
