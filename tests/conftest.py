@@ -1,8 +1,54 @@
+from pathlib import Path
+
 import pytest
 
 from .sessions.helpers import INNER_ADDOPTS, INNER_INI, INNER_UNSET
 
 pytest_plugins = ["pytester"]
+
+#: The slowest test files, slowest first (CPU seconds of each alone, measured on the 2-core CI
+#: machine, in BENCHMARKS.md "The project's test loop"): they start first. Under the README's
+#: ``-n 2 --dist loadfile`` a file runs on one worker, and xdist would otherwise start the
+#: files with the most tests first, leaving these few-test, long files (inner sessions that
+#: start TensorFlow, torch or JAX) to the end, one worker running them while the other idles.
+#: A file missing here only runs later; a stale order costs wall time, never a test.
+SLOWEST_FIRST = (
+    "sessions/test_keras.py",
+    "sessions/test_layers.py",
+    "sessions/test_training_keras.py",
+    "unit/test_training_keras.py",
+    "sessions/test_real_models.py",
+    "sessions/test_training.py",
+    "sessions/test_devices.py",
+    "unit/test_properties.py",
+    "sessions/test_faults.py",
+    "sessions/test_xdist_and_reruns.py",
+    "sessions/test_life_cycle.py",
+)
+HERE = Path(__file__).parent
+
+
+def _rank(item: pytest.Item) -> int:
+    try:
+        name = item.path.relative_to(HERE).as_posix()
+    except ValueError:
+        return len(SLOWEST_FIRST)
+    return SLOWEST_FIRST.index(name) if name in SLOWEST_FIRST else len(SLOWEST_FIRST)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The files of ``SLOWEST_FIRST`` first, in its order; the others after them, as
+    collected. A stable sort: the tests of a file keep their order."""
+    items.sort(key=_rank)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    """``--dist loadfile`` hands out the files in the collected order (``SLOWEST_FIRST``
+    first): xdist's reordering by number of tests is turned off."""
+    if config.getoption("dist", None) == "loadfile":
+        config.option.loadscopereorder = False
+    return None  # xdist's own scheduler
 
 
 @pytest.fixture(scope="session")
