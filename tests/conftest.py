@@ -1,4 +1,4 @@
-import os
+from pathlib import Path
 
 import pytest
 
@@ -6,43 +6,89 @@ from .sessions.helpers import INNER_ADDOPTS, INNER_INI, INNER_UNSET
 
 pytest_plugins = ["pytester"]
 
+#: The slowest test files, slowest first (CPU seconds of each alone, measured on the 2-core CI
+#: machine, in BENCHMARKS.md "The project's test loop"): they start first. Under the README's
+#: ``-n 2 --dist loadfile`` a file runs on one worker, and xdist would otherwise start the
+#: files with the most tests first, leaving these few-test, long files (inner sessions that
+#: start TensorFlow, torch or JAX) to the end, one worker running them while the other idles.
+#: A file missing here only runs later; a stale order costs wall time, never a test.
+SLOWEST_FIRST = (
+    "sessions/test_keras.py",
+    "sessions/test_layers.py",
+    "sessions/test_training_keras.py",
+    "unit/test_training_keras.py",
+    "sessions/test_real_models.py",
+    "sessions/test_training.py",
+    "sessions/test_devices.py",
+    "unit/test_properties.py",
+    "sessions/test_faults.py",
+    "sessions/test_xdist_and_reruns.py",
+    "sessions/test_life_cycle.py",
+)
+HERE = Path(__file__).parent
+
+
+def _rank(item: pytest.Item) -> int:
+    try:
+        name = item.path.relative_to(HERE).as_posix()
+    except ValueError:
+        return len(SLOWEST_FIRST)
+    return SLOWEST_FIRST.index(name) if name in SLOWEST_FIRST else len(SLOWEST_FIRST)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The files of ``SLOWEST_FIRST`` first, in its order; the others after them, as
+    collected. A stable sort: the tests of a file keep their order."""
+    items.sort(key=_rank)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    """``--dist loadfile`` hands out the files in the collected order (``SLOWEST_FIRST``
+    first): xdist's reordering by number of tests is turned off."""
+    if config.getoption("dist", None) == "loadfile":
+        config.option.loadscopereorder = False
+    return None  # xdist's own scheduler
+
 
 @pytest.fixture(scope="session")
-def inner_pycache(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """One bytecode folder for every inner session of this run: a subprocess
-    session compiles pytest, syrupy and the plugin once (with assertions rewritten, which
-    ``PYTHONDONTWRITEBYTECODE`` would otherwise redo in every subprocess), outside the
-    repository and the virtual environment."""
-    base = tmp_path_factory.getbasetemp()
-    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # all workers'
-    where = shared / "inner-pycache"
-    where.mkdir(exist_ok=True)
-    return str(where)
+def inner_environ(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """What every inner session adds to its environment (the ``pytester`` fixture's
+    sessions, and those a module-scoped fixture runs without pytester: ``helpers.Project``).
+
+    Only start-up and compile time is saved here; no session runs otherwise:
+
+    - no ``PYTHONPYCACHEPREFIX``: a subprocess reads the bytecode that pip compiled into the
+      virtual environment at install time (with a prefix of its own, the first session of a
+      run compiled TensorFlow, Keras, torch and JAX again: ~20 s of CPU per worker);
+    - one JAX compilation cache for this worker's sessions (a session runs after another, so
+      no two processes write it at once): a Keras session on the jax backend compiles each
+      operation it runs (~0.05 s each, ~150 in a training check), and the sessions of a module
+      run the same models again (recorded, then checked);
+    - ``INNER_ADDOPTS``: no plugin that no inner session uses;
+    - ``PY_COLORS=0``: plain output to assert on."""
+    jax_cache = tmp_path_factory.getbasetemp() / "inner-jax-cache"  # this worker's
+    jax_cache.mkdir(exist_ok=True)
+    return {
+        "PYTEST_ADDOPTS": INNER_ADDOPTS,
+        "PY_COLORS": "0",
+        "JAX_COMPILATION_CACHE_DIR": str(jax_cache),
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+        "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
+    }
 
 
 @pytest.fixture
 def pytester(
-    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, inner_pycache: str
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, inner_environ: dict[str, str]
 ) -> pytest.Pytester:
     """Inner sessions get an ini of their own (no outer addopts), syrupy colours off, and an
     environment without the outer run's switches: ``CI`` makes the plugin strict, and an
-    outer xdist worker's variables would make syrupy in the inner session act as a worker.
-    Subprocess sessions keep their bytecode in one shared folder (``inner_pycache``) and load
-    no plugin they do not use (``INNER_ADDOPTS``): both only save start-up time."""
+    outer xdist worker's variables would make syrupy in the inner session act as a worker;
+    ``inner_environ`` is added (start-up time only)."""
     pytester.makeini(INNER_INI)
     for name in INNER_UNSET:
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("PYTHONPYCACHEPREFIX", inner_pycache)
-    monkeypatch.setenv("PYTEST_ADDOPTS", INNER_ADDOPTS)
+    for name, value in inner_environ.items():
+        monkeypatch.setenv(name, value)
     return pytester
-
-
-@pytest.fixture(scope="session")
-def inner_environ(inner_pycache: str) -> dict[str, str]:
-    """What an inner session that a module-scoped fixture runs without pytester
-    (``helpers.Project``) adds to the environment: the ``pytester`` fixture's settings."""
-    return {
-        "PYTHONPYCACHEPREFIX": inner_pycache,
-        "PYTEST_ADDOPTS": INNER_ADDOPTS,
-        "PY_COLORS": "0",
-    }

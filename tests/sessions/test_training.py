@@ -1,18 +1,24 @@
 """Training-step checks (``shape_variant.check_training``) through whole sessions: recorded
-then passing, reproducible with dropout (again and under ``-n 2``), failing with the right
-cause when the training step changes (learning rate, weight decay, momentum, the loss's
-reduction, a frozen layer), and bad calls failing with a message naming test and variant.
+then passing, reproducible with dropout (again, with another thread count and under ``-n 2``),
+failing with the right cause when the training step changes (learning rate, weight decay,
+momentum, the loss's reduction, a frozen layer), and bad calls failing with a message naming
+test and variant.
 
-The inner tests import torch, so each session runs in a subprocess (``helpers.run``); the
-knobs of one inner module are set through the environment.
+The inner tests import torch, so each session runs in a subprocess. The module records once
+(``TrainingRuns``: each session runs once, when a test first needs it); one session checks a
+copy of the recording beside changed copies of the inner module (a knob written into each,
+the recording's golden copied for it), and each test reads its inner test's outcome and
+message apart. The README's ``-n 2 --dist loadfile`` runs the module on one worker, so each
+session runs once.
 """
 
 import json
+import shutil
 import textwrap
 
 import pytest
 
-from .helpers import golden_of, run
+from .helpers import SharedRuns, assert_clean_failure, run
 
 pytest.importorskip("torch")
 
@@ -60,20 +66,98 @@ MODULE = textwrap.dedent(
 )
 
 
-@pytest.fixture
-def recorded(pytester):
-    pytester.makepyfile(test_training=MODULE)
-    run(pytester, "--snapshot-update").assert_outcomes(passed=1)
-    return pytester
+#: ``MODULE``'s forward check, and a ``check_training`` of its name in its place.
+FORWARD = "shape_variant.check(build, (4, 8))"
+SWAPPED = (
+    "shape_variant.check_training(build, (4, 8), (4, 3), loss='mse', optimizer='sgd', "
+    "name='default')"
+)
 
 
-def _checks(pytester):
-    path = golden_of(pytester, "test_training", "test_training")
-    return json.loads(path.read_text())["checks"]
+def with_knob(knob, value):
+    """``MODULE`` with the environment knob ``knob`` (as ``WS_LR``) set to ``value`` in it."""
+    if knob == "WS_FROZEN":
+        given = 'os.environ.get("WS_FROZEN") == "1"'
+        assert given in MODULE
+        return MODULE.replace(given, repr(value == "1"))
+    default = {"WS_LR": "0.01", "WS_WD": "0", "WS_MOMENTUM": "0", "WS_REDUCTION": "mean"}[knob]
+    given = f'os.environ.get("{knob}", "{default}")'
+    assert given in MODULE, knob
+    return MODULE.replace(given, repr(value))
 
 
-def test_recorded_then_passes_again_and_under_xdist(recorded):
-    checks = _checks(recorded)
+#: The knobs of the changed training steps, by the inner module that sets each.
+KNOBS = {
+    "test_lr": ("WS_LR", "0.0101"),
+    "test_weight_decay": ("WS_WD", "1e-4"),
+    "test_momentum": ("WS_MOMENTUM", "0.9"),
+    "test_reduction": ("WS_REDUCTION", "sum"),
+    "test_frozen": ("WS_FROZEN", "1"),
+}
+
+
+class TrainingRuns(SharedRuns):
+    """The module's inner sessions (see ``SharedRuns``)."""
+
+    def recording(self):
+        """``MODULE`` recorded: (project, result, outcomes)."""
+
+        def make():
+            project = self.project("training")
+            project.write(test_training=MODULE)
+            return (project, *project.run("--snapshot-update"))
+
+        return self.once("recording", make)
+
+    def copy(self, name):
+        """A new project holding the recording."""
+        project = self.project(name)
+        self.recording()[0].copy(project.path)
+        return project
+
+    def changed(self):
+        """One session over a copy of the recording: ``test_training`` as recorded (a rerun),
+        a module per knob of ``KNOBS`` and ``test_swapped`` (the forward check replaced by a
+        ``check_training`` of its name), each with the recording's golden: (project, result,
+        outcomes)."""
+
+        def make():
+            project = self.copy("training-changed")
+            modules = {module: with_knob(*knob) for module, knob in KNOBS.items()}
+            modules["test_swapped"] = MODULE.replace(FORWARD, SWAPPED)
+            assert modules["test_swapped"] != MODULE
+            project.write(**modules)
+            for module in modules:
+                (project.path / "golden" / module).mkdir()
+                shutil.copy(
+                    project.golden("test_training", "test_training"),
+                    project.golden(module, "test_training"),
+                )
+            return (project, *project.run())
+
+        return self.once("changed", make)
+
+
+@pytest.fixture(scope="module")
+def training_runs(tmp_path_factory, inner_environ):
+    return TrainingRuns(tmp_path_factory, inner_environ)
+
+
+def failure(training_runs, module):
+    """The failure message of ``module``'s test_training in the changed session (which failed
+    it with our message alone, without a traceback)."""
+    _, result, outcomes = training_runs.changed()
+    status, message = outcomes[f"{module}::test_training"]
+    assert status == "failed", result.stdout.str()
+    assert "Traceback" not in message
+    assert_clean_failure(result)
+    return message
+
+
+def test_recorded_then_passes_again_and_under_xdist(training_runs):
+    recorded, result, _ = training_runs.recording()
+    result.assert_outcomes(passed=1)
+    checks = json.loads(recorded.golden("test_training", "test_training").read_text())["checks"]
     assert set(checks) == {"default", "training"}  # both default names, side by side
     training = checks["training"]
     assert training["kind"] == "training" and "kind" not in checks["default"]
@@ -89,14 +173,17 @@ def test_recorded_then_passes_again_and_under_xdist(recorded):
         "gradient_norm_ratio",
         "update_norm_ratio",
     }
-    before = golden_of(recorded, "test_training", "test_training").read_bytes()
-    run(recorded).assert_outcomes(passed=1)  # dropout: the same masks every run
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("OMP_NUM_THREADS", "1")  # another thread count
-        run(recorded).assert_outcomes(passed=1)
+    before = recorded.golden("test_training", "test_training").read_bytes()
+    _, result, outcomes = training_runs.changed()
+    status, message = outcomes["test_training::test_training"]
+    assert status == "passed", message or result.stdout.str()  # dropout: the same masks
+    again = training_runs.copy("training-again")
+    result, _ = again.run(OMP_NUM_THREADS="1")  # another thread count
+    result.assert_outcomes(passed=1)
     pytest.importorskip("xdist")
-    run(recorded, "-n", "2").assert_outcomes(passed=1)
-    assert golden_of(recorded, "test_training", "test_training").read_bytes() == before
+    result, _ = again.run("-n", "2")
+    result.assert_outcomes(passed=1)
+    assert again.golden("test_training", "test_training").read_bytes() == before
 
 
 STEP_CHANGED = (
@@ -105,40 +192,27 @@ STEP_CHANGED = (
 )
 
 
-@pytest.mark.parametrize(
-    "knob",
-    [("WS_LR", "0.0101"), ("WS_WD", "1e-4"), ("WS_MOMENTUM", "0.9")],
-    ids=["lr", "weight_decay", "momentum"],
-)
-def test_a_changed_training_step_fails_while_the_forward_held(recorded, monkeypatch, knob):
-    monkeypatch.setenv(*knob)
-    result = run(recorded)
-    result.assert_outcomes(failed=1)
-    out = result.stdout.str()
-    assert "check 'training' of test_training moved beyond tolerance" in out
-    assert STEP_CHANGED in out
-    assert "check of test_training moved" not in out  # the forward check still passes
-    assert "Traceback" not in out
+@pytest.mark.parametrize("module", ["test_lr", "test_weight_decay", "test_momentum"])
+def test_a_changed_training_step_fails_while_the_forward_held(training_runs, module):
+    message = failure(training_runs, module)
+    assert "check 'training' of test_training moved beyond tolerance" in message
+    assert STEP_CHANGED in message
+    assert "check of test_training moved" not in message  # the forward check still passes
 
 
-def test_a_loss_reduction_change_names_the_loss(recorded, monkeypatch):
-    monkeypatch.setenv("WS_REDUCTION", "sum")
-    result = run(recorded)
-    result.assert_outcomes(failed=1)
-    out = result.stdout.str()
+def test_a_loss_reduction_change_names_the_loss(training_runs):
+    message = failure(training_runs, "test_reduction")
     assert (
         "likely cause: the loss changed (its definition or its reduction, e.g. mean -> sum) "
         "while the forward pass at step 0 held"
-    ) in out
-    assert "training/step 0" in out
+    ) in message
+    assert "training/step 0" in message
 
 
-def test_a_frozen_layer_names_its_parameters(recorded, monkeypatch):
-    monkeypatch.setenv("WS_FROZEN", "1")
-    result = run(recorded)
-    result.assert_outcomes(failed=1)
-    out = result.stdout.str()
-    assert "likely cause: no gradient now: hidden=10: 3.weight, 3.bias; hidden=20: 3.weight" in out
+def test_a_frozen_layer_names_its_parameters(training_runs):
+    message = failure(training_runs, "test_frozen")
+    frozen = "likely cause: no gradient now: hidden=10: 3.weight, 3.bias; hidden=20: 3.weight"
+    assert frozen in message
 
 
 ERRORS = textwrap.dedent(
@@ -242,20 +316,9 @@ def test_a_device_skip_is_reported_at_the_check_training_line(pytester):
     assert "fixture.py" not in out
 
 
-def test_a_forward_golden_is_not_compared_with_a_training_call_of_its_name(recorded):
-    source = (recorded.path / "test_training.py").read_text()
-    swapped = source.replace(
-        "shape_variant.check(build, (4, 8))",
-        "shape_variant.check_training(build, (4, 8), (4, 3), loss='mse', optimizer='sgd', "
-        "name='default')",
-    )
-    assert swapped != source
-    (recorded.path / "test_training.py").write_text(swapped)
-    result = run(recorded)
-    result.assert_outcomes(failed=1)
-    out = result.stdout.str()
+def test_a_forward_golden_is_not_compared_with_a_training_call_of_its_name(training_runs):
+    message = failure(training_runs, "test_swapped")
     assert (
         "likely cause: the golden holds a forward check (check()) under this name and this "
         "call is check_training(): they are not compared"
-    ) in out
-    assert "Traceback" not in out
+    ) in message
