@@ -8,6 +8,7 @@ import textwrap
 import pytest
 
 from .helpers import (
+    COUNTING,
     DENSE,
     TEST,
     assert_clean_failure,
@@ -69,21 +70,6 @@ def test_noise_below_tolerance_passes_and_does_not_rewrite(pytester):
     run_inline(pytester).assert_outcomes(passed=1)
     run_inline(pytester, "--snapshot-update").assert_outcomes(passed=1)
     assert golden_of(pytester).read_bytes() == recorded
-
-
-COUNTING = """
-import pytest
-from pytest_weightshape import run
-
-@pytest.fixture(autouse=True)
-def counted(monkeypatch, pytestconfig):
-    measure = run.summarize_output
-    def summarize_output(output):
-        with open(pytestconfig.rootpath / "measured.txt", "a") as log:
-            log.write(output.name + "\\n")
-        return measure(output)
-    monkeypatch.setattr(run, "summarize_output", summarize_output)
-"""
 
 
 def test_a_passing_run_takes_what_its_golden_sealed_and_an_edited_golden_still_fails(pytester):

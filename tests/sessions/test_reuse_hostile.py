@@ -3,23 +3,9 @@ damaged seal, and what a passing run then measures."""
 
 import json
 
-from .helpers import TEST, golden_of, load_for_inline, run_inline
+from .helpers import COUNTING, TEST, golden_of, load_for_inline, run_inline
 
 load_for_inline()  # the NumPy sessions here run in this process
-
-COUNTING = """
-import pytest
-from pytest_weightshape import run
-
-@pytest.fixture(autouse=True)
-def counted(monkeypatch, pytestconfig):
-    measure = run.summarize_output
-    def summarize_output(output):
-        with open(pytestconfig.rootpath / "measured.txt", "a") as log:
-            log.write(output.name + "\\n")
-        return measure(output)
-    monkeypatch.setattr(run, "summarize_output", summarize_output)
-"""
 
 
 def test_an_update_repairs_a_damaged_seal_once_and_a_passing_run_then_measures_nothing(pytester):
