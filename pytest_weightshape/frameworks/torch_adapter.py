@@ -488,10 +488,17 @@ def _absolute(rows: torch.Tensor, scratch: list[torch.Tensor] | None) -> torch.T
         or held.numel() < size
         or held.dtype != rows.dtype
         or held.device != rows.device
+        or _frozen(held)
     ):
         held = torch.empty(size, dtype=rows.dtype, device=rows.device)
         scratch[:] = [held]
     return held[:size]
+
+
+def _frozen(held: torch.Tensor) -> bool:
+    """Whether a kept buffer cannot be written here: made under ``torch.inference_mode`` (a
+    forward that runs its first layers so), it refuses in-place updates outside it."""
+    return held.is_inference() and not torch.is_inference_mode_enabled()
 
 
 #: Layer output dtypes and device types measured by ``LayerSums``' own path (results in
@@ -534,7 +541,7 @@ class LayerSums:
         (at least doubling; ``keep``: with the values it held)."""
         key = (kind, dtype, device)
         held = self._buffers.get(key)
-        if held is None or held.numel() < size:
+        if held is None or held.numel() < size or _frozen(held):
             grown = torch.empty(
                 max(size, 2 * held.numel() if held is not None else 0, 256),
                 dtype=dtype,
@@ -598,7 +605,7 @@ class LayerSums:
         from ..layers import from_sums
 
         values = {
-            device: self._buffer("results", torch.float64, device, _SLOT * used).tolist()
+            device: self._buffers["results", torch.float64, device][: _SLOT * used].tolist()
             for device, used in self._used.items()
         }
         out = []
