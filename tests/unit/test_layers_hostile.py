@@ -306,3 +306,36 @@ def test_observations_in_two_python_threads_at_once_stay_separate():
     for t in threads:
         t.join()
     assert got == expected
+
+
+def test_one_huge_layer_output_costs_no_copy_of_itself(tmp_path):
+    """Measuring a 200 MB layer output (values of both signs) takes bounded scratch for its
+    |x|, not a second 200 MB: the observed forward's peak memory stays near the plain one's.
+    In subprocesses: each peak (ru_maxrss) is its own."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "peak.py"
+    script.write_text(
+        "import resource, sys, torch\n"
+        "from pytest_weightshape.frameworks.torch_adapter import ADAPTER\n"
+        "class Big(torch.nn.Module):\n"
+        "    def forward(self, x):\n"
+        "        return x * 2.0\n"
+        "model = torch.nn.Sequential(Big(), torch.nn.Tanh())\n"
+        "x = torch.randn(50_000_000)\n"
+        "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "if sys.argv[1] == 'plain':\n"
+        "    with torch.no_grad():\n"
+        "        model(x)\n"
+        "else:\n"
+        "    ADAPTER.observe_layers(model, lambda: ADAPTER.forward(model, (x,)))\n"
+        "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) // 1024)\n"
+    )
+    peaks = {}
+    for mode in ("plain", "observed"):
+        done = subprocess.run(
+            [sys.executable, str(script), mode], capture_output=True, text=True, check=True
+        )
+        peaks[mode] = int(done.stdout.split()[-1])  # MiB over the input
+    assert peaks["observed"] < peaks["plain"] + 100, peaks  # 200 MiB more with a full |x| copy
