@@ -481,7 +481,7 @@ def _absolute(rows: torch.Tensor, scratch: list[torch.Tensor] | None) -> torch.T
     """A buffer for |rows| from the scratch list (grown as needed), or ``None`` without one."""
     if scratch is None:
         return None
-    size = rows.numel()
+    size = abs_size(rows.numel())
     held = scratch[0] if scratch else None
     if (
         held is None
@@ -499,6 +499,16 @@ def _frozen(held: torch.Tensor) -> bool:
     """Whether a kept buffer cannot be written here: made under ``torch.inference_mode`` (a
     forward that runs its first layers so), it refuses in-place updates outside it."""
     return held.is_inference() and not torch.is_inference_mode_enabled()
+
+
+#: Rows whose |x| ``_reduce_rows`` makes at once: the scratch for a layer output's |x| is at
+#: most this many rows (16 MiB of float32), not a copy of the whole output.
+ABS_ROWS = 4096
+
+
+def abs_size(values: int) -> int:
+    """The scratch ``_reduce_rows`` needs for the |x| of ``values`` values in rows."""
+    return min(values, ABS_ROWS * LAYER_ROW)
 
 
 #: Layer output dtypes and device types measured by ``LayerSums``' own path (results in
@@ -579,7 +589,7 @@ class LayerSums:
             rows = flat[:whole].view(-1, LAYER_ROW)
             n = rows.shape[0]
             per_row = self._buffer("rows", t.dtype, device, 3 * n).view(3, n)
-            absolute = None if sign else self._buffer("abs", t.dtype, device, whole)
+            absolute = None if sign else self._buffer("abs", t.dtype, device, abs_size(whole))
             _reduce_rows(rows, per_row, absolute, sign)
             if t.dtype != torch.float64:
                 wide = self._buffer("wide", torch.float64, device, 3 * n).view(3, n)
@@ -628,18 +638,24 @@ def _reduce_rows(
     rows: torch.Tensor, per_row: torch.Tensor, absolute: torch.Tensor | None, sign: int
 ) -> None:
     """The sum, the sum of squares and the sum of |x| of each row of ``rows`` into
-    ``per_row`` (3 x rows); |x| goes to ``absolute`` (a fresh tensor without one), unless
-    ``sign`` (1 or -1) says every value has that sign: then the |x| sums are the sums."""
+    ``per_row`` (3 x rows); |x| goes to ``absolute`` (at least ``abs_size(rows.numel())``
+    values; a fresh tensor without one), ``ABS_ROWS`` rows at a time (each row's sum is the
+    same however many rows go at once: |x| is contiguous), unless ``sign`` (1 or -1) says
+    every value has that sign: then the |x| sums are the sums."""
     torch.sum(rows, dim=1, out=per_row[0])
     torch.linalg.vector_norm(rows, 2, dim=1, out=per_row[1])
     per_row[1].square_()
     if sign:
         torch.mul(per_row[0], sign, out=per_row[2])
-    else:
+        return
+    for start in range(0, rows.shape[0], ABS_ROWS):  # |x| a block of rows at a time
+        part = rows[start : start + ABS_ROWS]
         magnitude = (
-            rows.abs() if absolute is None else torch.abs(rows, out=absolute.view(rows.shape))
+            part.abs()
+            if absolute is None
+            else torch.abs(part, out=absolute[: part.numel()].view(part.shape))
         )
-        torch.sum(magnitude, dim=1, out=per_row[2])
+        torch.sum(magnitude, dim=1, out=per_row[2, start : start + ABS_ROWS])
 
 
 def _measurable(value: Any) -> bool:

@@ -339,3 +339,22 @@ def test_one_huge_layer_output_costs_no_copy_of_itself(tmp_path):
         )
         peaks[mode] = int(done.stdout.split()[-1])  # MiB over the input
     assert peaks["observed"] < peaks["plain"] + 100, peaks  # 200 MiB more with a full |x| copy
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_abs_sums_a_block_of_rows_at_a_time_equal_them_all_at_once(dtype):
+    """The statistics of an output of more rows than ``ABS_ROWS`` equal those of one |x|
+    of the whole output, bit for bit (goldens recorded before keep their values)."""
+    from pytest_weightshape.frameworks.torch_adapter import ABS_ROWS, LAYER_ROW, LayerSums
+
+    torch.manual_seed(12)
+    t = torch.randn((2 * ABS_ROWS + 3) * LAYER_ROW + 5, dtype=dtype) * 2 + 0.3
+    rows = t[:-5].view(-1, LAYER_ROW)
+    narrow = torch.float32 if dtype == torch.float32 else torch.float64
+    at_once = rows.to(narrow).abs().sum(dim=1).to(torch.float64).sum().item()
+    at_once += t[-5:].to(torch.float64).abs().sum().item()
+    sums = LayerSums()
+    sums.add(t)
+    expected = at_once / t.numel()
+    assert repr(sums.read()[0]["mean_abs"]) == repr(expected)
+    assert repr(layer_stats(t, [])["mean_abs"]) == repr(expected)
