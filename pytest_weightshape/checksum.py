@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from .blocks import in_parallel
+from .document import DIGEST_PREFIX
 
 #: zlib's CRC-32 polynomial, bit-reflected (bit 31 is the coefficient of x**0).
 _POLY = 0xEDB88320
@@ -85,4 +86,4 @@ def seal(crc: int, record: Mapping[str, Any]) -> str:
     Equal seals: the same bytes, and the record as it was measured from them (not edited, not
     carried over from other bytes)."""
     text = json.dumps(record, sort_keys=True, separators=(",", ":"), allow_nan=True)
-    return f"crc32:{zlib.crc32(text.encode(), crc):08x}"
+    return f"{DIGEST_PREFIX}{zlib.crc32(text.encode(), crc):08x}"

@@ -122,10 +122,10 @@ def unverified_dropped(
         outputs = _at(data, "outputs")
         if not isinstance(outputs, dict):
             continue
+        now = _at(current, "variants", variant)
         for name, record in outputs.items():
             if not isinstance(record, dict) or "digest" not in record:
                 continue
-            now = _at(current, "variants", variant)
             same = record.get("stats") == _at(now, "outputs", name, "stats") and _at(
                 data, "divergence", "outputs", name
             ) == _at(now, "divergence", "outputs", name)

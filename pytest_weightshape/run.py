@@ -208,8 +208,11 @@ class Observer:
         adapter: Adapter,
     ) -> None:
         """A non-base variant's divergence from the base, into its document."""
-        reused = self.recorded.divergence if self.recorded is not None else None
-        doc["divergence"] = _divergence(base, doc, outputs, adapter.feature_axis, variant, reused)
+        recorded = self.recorded
+        taken = None
+        if recorded is not None:
+            taken = lambda name: recorded.divergence(variant.name, name)  # noqa: E731
+        doc["divergence"] = _divergence(base, doc, outputs, adapter.feature_axis, taken)
         doc["divergence"]["parameters"].update(divergence_fields(base.doc, doc))
         self._seal_divergence(variant, doc, adapter.feature_axis)
         if same_weights(base.doc, doc) and same_outputs(base.doc, doc):
@@ -509,18 +512,17 @@ def _divergence(
     doc: dict[str, Any],
     outputs: list[Array],
     feature_axis: Callable[[int], int],
-    variant: Variant | None = None,
-    reused: Callable[[str, str], dict[str, Any] | None] | None = None,
+    taken: Callable[[str], dict[str, Any] | None] | None = None,
 ) -> dict[str, Any]:
     """A variant's divergence from the base: parameters, each output both have, outputs that
-    appeared or went away, and (calibrated goldens) each measure's rounding noise. ``reused``
+    appeared or went away, and (calibrated goldens) each measure's rounding noise. ``taken``
     gives an output's divergence taken from the golden with its statistics (``reuse``)."""
     names = {o.name for o in outputs}
 
     def measured(o: Array) -> dict[str, Any]:
-        taken = reused(variant.name, o.name) if reused is not None and variant else None
-        if taken is not None:
-            return taken
+        entry = taken(o.name) if taken is not None else None
+        if entry is not None:
+            return entry
         return output_divergence(
             base.outputs[o.name],
             o.measured(),
