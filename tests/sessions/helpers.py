@@ -11,6 +11,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
+from . import warm
+
 DENSE = textwrap.dedent(
     """
     import numpy as np
@@ -46,9 +48,30 @@ NEW = BODY.replace("def test_dense(", "def test_new(").replace("[10, 5]", "[12, 
 
 
 def run(pytester, *args):
-    """An inner session in a subprocess: fresh imports and RNG (what a test that imports a
-    framework, or checks what a session imports, needs)."""
-    return pytester.runpytest_subprocess(*args)
+    """An inner session in a process of its own: fresh imports and RNG (what a test that
+    imports a framework, or checks what a session imports, needs), as
+    ``pytester.runpytest_subprocess`` gives, forked from a warm interpreter (``warm``) that
+    has imported pytest and the frameworks the inner test files import."""
+    pytester_runs = getattr(pytester, "_weightshape_runs", 0) + 1
+    pytester._weightshape_runs = pytester_runs
+    basetemp = pytester.path / f"runpytest-{pytester_runs}"
+    environ = dict(os.environ)  # pytester's (its HOME; ``inner_environ`` added)
+    environ["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(pytester.path), environ.get("PYTHONPATH", "")])
+    )
+    return _session(
+        [f"--basetemp={basetemp}", *args], pytester.path, environ, basetemp.with_suffix("")
+    )
+
+
+def _session(args, cwd, environ, output):
+    """``warm.pytest_session``'s run as a ``RunResult``, printed as pytester prints its
+    sessions (a failing outer test shows it)."""
+    start = time.monotonic()
+    code, out, err = warm.pytest_session(args, cwd, environ, output)
+    print("running: python -m pytest", *args, "\n     in:", cwd)
+    print(out, "\n", err, sep="")
+    return pytest.RunResult(code, out.splitlines(), err.splitlines(), time.monotonic() - start)
 
 
 def run_inline(pytester, *args):
@@ -168,24 +191,13 @@ class Project:
         environ["PYTHONPATH"] = os.pathsep.join(
             filter(None, [str(self.path), environ.get("PYTHONPATH", "")])
         )
-        command = [sys.executable, "-m", "pytest", f"--basetemp={basetemp}", *args]
-        start = time.monotonic()
-        done = subprocess.run(
-            [*command, f"--junitxml={junit}"],
-            cwd=self.path,
-            env=environ,
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=600,
+        result = _session(
+            [f"--basetemp={basetemp}", *args, f"--junitxml={junit}"],
+            self.path,
+            environ,
+            self.path / f"output-{self.sessions}",
         )
-        result = pytest.RunResult(
-            done.returncode,
-            done.stdout.splitlines(),
-            done.stderr.splitlines(),
-            time.monotonic() - start,
-        )
-        return result, outcomes_of(junit, done.stdout + done.stderr)
+        return result, outcomes_of(junit, result.stdout.str() + result.stderr.str())
 
     def copy(self, to):
         """The test files and goldens, into the folder ``to`` (a test's own)."""

@@ -1,0 +1,82 @@
+"""The warm interpreters the session tests fork their inner sessions from (``warm``): each
+session is a process of its own that starts as ``python -m pytest`` would, whatever the
+sessions before it did."""
+
+import os
+import textwrap
+
+from . import warm
+from .helpers import run
+
+#: An inner test that reports its process and leaves marks a later session must not see.
+PROBE = textwrap.dedent(
+    """
+    import os
+    import sys
+
+    import helper_module
+
+
+    def test_probe():
+        print("PROBE", os.getpid(), os.getppid(), os.getcwd(), os.environ.get("SCALE"),
+              "left" in sys.modules or "LEFT" in os.environ, helper_module.COUNT,
+              sys.argv[0].endswith("pytest/__init__.py"))
+        sys.modules["left"] = sys
+        helper_module.COUNT += 1
+        os.environ["LEFT"] = "1"
+    """
+)
+
+
+def probe_line(result):
+    line = next(x for x in result.stdout.lines if "PROBE " in x)
+    pid, ppid, cwd, scale, left, count, argv = line.split("PROBE ")[1].split()
+    return int(pid), int(ppid), cwd, scale, left, int(count), argv
+
+
+def test_sessions_of_one_warm_interpreter_share_nothing_they_did(pytester, monkeypatch):
+    pytester.makepyfile(test_probe=PROBE, helper_module="COUNT = 0\n")
+    first = run(pytester, "-s", "-p", "no:weightshape")
+    first.assert_outcomes(passed=1)
+    monkeypatch.setenv("SCALE", "1.001")  # not read at import: the same warm interpreter
+    second = run(pytester, "-s", "-p", "no:weightshape")
+    second.assert_outcomes(passed=1)
+    pid1, ppid1, cwd, scale1, left1, count1, argv = probe_line(first)
+    pid2, ppid2, _, scale2, left2, count2, _ = probe_line(second)
+    assert pid1 != pid2 and ppid1 == ppid2 != os.getpid()  # two children of one interpreter
+    assert cwd == str(pytester.path) and argv == "True"
+    assert (scale1, scale2) == ("None", "1.001")
+    assert (left1, left2, count1, count2) == ("False", "False", 0, 0)  # nothing carried over
+    assert "LEFT" not in os.environ
+
+
+def test_a_variable_read_at_import_gets_an_interpreter_of_its_own(pytester, monkeypatch):
+    pytester.makepyfile(test_probe=PROBE, helper_module="COUNT = 0\n")
+    first = run(pytester, "-s", "-p", "no:weightshape")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # read when OpenMP loads: not after a fork
+    second = run(pytester, "-s", "-p", "no:weightshape")
+    assert probe_line(first)[1] != probe_line(second)[1]
+
+
+def test_exit_codes_and_output_are_the_sessions(pytester):
+    pytester.makepyfile(test_fail="def test_fail():\n    print('OUT'); assert 0\n")
+    result = run(pytester, "-s")
+    assert result.ret == 1 and "OUT" in result.stdout.str()
+    result.assert_outcomes(failed=1)
+    assert run(pytester, "-k", "nothing_matches").ret == 5
+
+
+def test_a_session_past_its_timeout_is_killed(pytester):
+    pytester.makepyfile(test_slow="import time\n\ndef test_slow():\n    time.sleep(600)\n")
+    code, out, _ = warm.pytest_session(
+        ["-p", "no:weightshape"], pytester.path, dict(os.environ), pytester.path / "o", timeout=3
+    )
+    assert code == -9, out
+
+
+def test_the_frameworks_a_session_preloads_are_those_its_files_import(tmp_path):
+    (tmp_path / "test_a.py").write_text("import numpy\nfrom keras import layers\n# import jax\n")
+    (tmp_path / "conftest.py").write_text("def f():\n    import torch\n")
+    assert warm.preloads(tmp_path) == ("torch", "keras")
+    (tmp_path / "torch").mkdir()  # a folder that shadows torch: never the installed one
+    assert warm.preloads(tmp_path) == ("keras",)
