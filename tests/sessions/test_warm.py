@@ -76,7 +76,8 @@ def test_a_session_past_its_timeout_is_killed(pytester):
 
 def test_the_frameworks_a_session_preloads_are_those_its_files_import(tmp_path):
     (tmp_path / "test_a.py").write_text("import numpy\nfrom keras import layers\n# import jax\n")
-    (tmp_path / "conftest.py").write_text("def f():\n    import torch\n")
+    (tmp_path / "test_b.py").write_text("def f():\n    import tensorflow  # when called\n")
+    (tmp_path / "conftest.py").write_text("import torch.nn as nn\n")
     assert warm.preloads(tmp_path) == ("torch", "keras")
     (tmp_path / "torch").mkdir()  # a folder that shadows torch: never the installed one
     assert warm.preloads(tmp_path) == ("keras",)

@@ -37,7 +37,7 @@ from pathlib import Path
 
 #: What a warm interpreter may preload, in this order (Keras imports its backend).
 FRAMEWORKS = ("torch", "tensorflow", "jax", "keras", "transformers", "torch_pruning")
-IMPORTS = re.compile(r"^\s*(?:import|from)\s+(" + "|".join(FRAMEWORKS) + r")\b", flags=re.MULTILINE)
+IMPORTS = re.compile(r"^(?:import|from)\s+(" + "|".join(FRAMEWORKS) + r")\b", flags=re.MULTILINE)
 #: Environment variables read at start-up or import (the interpreter, BLAS and OpenMP thread
 #: pools, the frameworks' flags): sessions that differ in any of them never share a warm one.
 KEYED = re.compile(
@@ -49,7 +49,8 @@ KEEP = 3
 
 
 def preloads(cwd):
-    """The frameworks the ``*.py`` files in ``cwd`` import at a line's start, in
+    """The frameworks the ``*.py`` files in ``cwd`` import at their top level (not inside a
+    function: a framework a session may never import is not worth its start-up), in
     ``FRAMEWORKS`` order; none that a folder in ``cwd`` would shadow."""
     found = set()
     for path in Path(cwd).glob("*.py"):
@@ -85,10 +86,8 @@ class _Warm:
         try:
             return self._reply(max(deadline - time.monotonic(), 0))["code"]
         except TimeoutError:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)  # the session and the xdist workers it started
-            except ProcessLookupError:
-                pass
             return self._reply(30)["code"]
 
     def _reply(self, timeout):
