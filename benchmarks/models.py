@@ -3,6 +3,7 @@
     PYTHONPATH=. python benchmarks/models.py           # every row; prints the Markdown section
     PYTHONPATH=. python benchmarks/models.py wide      # only the rows named (wide, bert, resnet50)
     PYTHONPATH=. python benchmarks/models.py --clean wide   # forwards and the passing check only
+    PYTHONPATH=. python benchmarks/models.py --json out.json   # also writes the figures as JSON
     OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/models.py   # one thread: CPU time = work
 
 Rows: ``Linear(1000, 10000)`` vs ``Linear(1000, 5000)`` on a (1000, 1000) input (1.5e7 weights
@@ -23,6 +24,7 @@ thread) are given; CPU time does not count waiting for a core that other work ho
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import sys
@@ -168,11 +170,16 @@ def ms(seconds: float) -> str:
 
 def main() -> None:
     torch.set_num_threads(int(os.environ.get("THREADS", torch.get_num_threads())))
-    clean = "--clean" in sys.argv
-    keys = [a for a in sys.argv[1:] if a != "--clean"] or [c[0] for c in CASES]
+    args = sys.argv[1:]
+    clean = "--clean" in args
+    dump = Path(args[args.index("--json") + 1]) if "--json" in args else None
+    if dump is not None:
+        del args[args.index("--json") : args.index("--json") + 2]
+    keys = [a for a in args if a != "--clean"] or [c[0] for c in CASES]
+    results: dict[str, Any] = {}
     if clean:
         for key in keys:
-            r = measure(key, clean=True)
+            r = results[key] = measure(key, clean=True)
             w, c = r["wall"], r["cpu"]
             print(
                 f"{r['text']}: forward passes {ms(w['forward'])} ({ms(c['forward'])} CPU), "
@@ -180,6 +187,8 @@ def main() -> None:
                 f"extra / forward {ratio(w, 'reused', 'forward'):.2f}x "
                 f"({ratio(c, 'reused', 'forward'):.2f}x of CPU time), no CKA in the process"
             )
+        if dump is not None:
+            dump.write_text(json.dumps(results))
         return
     load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
     omp = (
@@ -209,7 +218,7 @@ def main() -> None:
     )
     print("|---|---|---|---|---|---|---|---|---|")
     for key in keys:
-        r = measure(key)
+        r = results[key] = measure(key)
         w, c = r["wall"], r["cpu"]
         print(
             f"| {r['text']} | {ms(w['forward'])} ({ms(c['forward'])}) "
@@ -225,6 +234,8 @@ def main() -> None:
     load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
     print(f"\nLoad average at the end: {load}. Goals: extra / forward <= 0.25x, layer records' ")
     print("extra / forward <= 0.5x.")
+    if dump is not None:
+        dump.write_text(json.dumps(results))
 
 
 if __name__ == "__main__":
