@@ -4,6 +4,9 @@ sessions before it did."""
 
 import os
 import textwrap
+from pathlib import Path
+
+import pytest
 
 from . import warm
 from .helpers import run
@@ -20,7 +23,7 @@ PROBE = textwrap.dedent(
     def test_probe():
         print("PROBE", os.getpid(), os.getppid(), os.getcwd(), os.environ.get("SCALE"),
               "left" in sys.modules or "LEFT" in os.environ, helper_module.COUNT,
-              sys.argv[0].endswith("pytest/__init__.py"))
+              sys.argv[0].endswith("pytest/__main__.py"))
         sys.modules["left"] = sys
         helper_module.COUNT += 1
         os.environ["LEFT"] = "1"
@@ -64,6 +67,36 @@ def test_exit_codes_and_output_are_the_sessions(pytester):
     assert result.ret == 1 and "OUT" in result.stdout.str()
     result.assert_outcomes(failed=1)
     assert run(pytester, "-k", "nothing_matches").ret == 5
+
+
+def test_a_session_starts_as_python_m_pytest(pytester):
+    """``sys.argv[0]`` and ``__main__`` are pytest's ``__main__``, as pytest names itself in
+    its usage."""
+    pytester.makepyfile(
+        test_main="import sys\n\ndef test_main():\n"
+        "    print('MAIN', sys.argv[0], sys.modules['__main__'].__spec__.name)\n"
+    )
+    out = run(pytester, "-s", "-p", "no:weightshape").stdout.str()
+    assert f"MAIN {Path(pytest.__file__).with_name('__main__.py')} pytest.__main__" in out
+    assert "python -m pytest: error: unrecognized" in run(pytester, "--no-such-option").stderr.str()
+
+
+def test_a_session_ends_as_python_ends(pytester):
+    """``sys.exit`` anywhere (here in a conftest) exits as the interpreter does, after the
+    session's threads and exit functions."""
+    ending = (
+        "import atexit, sys, threading, time\n\n"
+        "atexit.register(print, 'EXIT FUNCTION')\n"
+        "threading.Thread(target=lambda: (time.sleep(1), print('THREAD', flush=True))).start()\n"
+        "sys.exit({})\n"
+    )
+    pytester.makeconftest(ending.format(""))
+    result = run(pytester)
+    assert result.ret == 0  # SystemExit(None)
+    assert result.stdout.lines == ["THREAD", "EXIT FUNCTION"]
+    pytester.makeconftest(ending.format("'bye'"))
+    result = run(pytester)
+    assert result.ret == 1 and result.stderr.lines == ["bye"]
 
 
 def test_a_session_past_its_timeout_is_killed(pytester):

@@ -26,12 +26,14 @@ import contextlib
 import json
 import os
 import re
+import runpy
 import select
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -162,8 +164,9 @@ def pytest_session(args, cwd, environ, output, timeout=600):
 
 
 def _child(request):
-    """In the forked child: become the session ``request`` describes, run it, and exit."""
-    code = 3
+    """In the forked child: become the session ``request`` describes, run ``python -m pytest``
+    and exit as the interpreter would (after the session's threads and exit functions)."""
+    code = 1
     try:
         os.setpgid(0, 0)
         os.chdir(request["cwd"])
@@ -177,17 +180,21 @@ def _child(request):
             os.dup2(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), fd)
         if "numpy" in sys.modules:  # a new process seeds NumPy's global generator afresh
             sys.modules["numpy"].random.seed()
-        import pytest
-
-        sys.argv = [pytest.__file__, *request["args"]]
-        code = int(pytest.main(request["args"]))
+        sys.argv[1:] = request["args"]
+        runpy.run_module("pytest", run_name="__main__", alter_sys=True)
     except SystemExit as stop:
-        code = stop.code if isinstance(stop.code, int) else 1
+        code = 0 if stop.code is None else stop.code
+        if not isinstance(code, int):
+            print(code, file=sys.stderr)
+            code = 1
     except BaseException:
         import traceback
 
         traceback.print_exc()
     finally:
+        with contextlib.suppress(BaseException):
+            threading._shutdown()  # waits for the non-daemon threads, as Python exiting does
+            atexit._run_exitfuncs()
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(Exception):
                 stream.flush()
