@@ -2,8 +2,12 @@
 session is a process of its own that starts as ``python -m pytest`` would, whatever the
 sessions before it did."""
 
+import contextlib
 import os
+import signal
 import textwrap
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -105,6 +109,49 @@ def test_a_session_past_its_timeout_is_killed(pytester):
         ["-p", "no:weightshape"], pytester.path, dict(os.environ), pytester.path / "o", timeout=3
     )
     assert code == -9, out
+
+
+def test_an_interrupted_session_is_killed_and_its_interpreter_serves_on(pytester):
+    """A session has a process group of its own, which no Ctrl-C in a terminal reaches: when
+    the outer run is interrupted (here by SIGUSR1) while it waits, it kills the session, and
+    the warm interpreter answers the next session with that session's replies."""
+    pytester.makepyfile(
+        test_slow="import os, time\n\ndef test_slow():\n"
+        "    open('pid', 'w').write(str(os.getpid()))\n    time.sleep(600)\n"
+    )
+    pid_file, main = pytester.path / "pid", threading.get_ident()
+
+    def interrupt_when_running():
+        while not (pid_file.exists() and pid_file.read_text()):
+            time.sleep(0.05)
+        signal.pthread_kill(main, signal.SIGUSR1)
+
+    class Interrupted(Exception):
+        pass
+
+    def interrupted(*_):
+        raise Interrupted
+
+    previous = signal.signal(signal.SIGUSR1, interrupted)
+    watcher = threading.Thread(target=interrupt_when_running)
+    watcher.start()
+    try:
+        with pytest.raises(Interrupted):
+            run(pytester, "-p", "no:weightshape")
+    finally:
+        watcher.join()
+        signal.signal(signal.SIGUSR1, previous)
+    pid = int(pid_file.read_text())
+    try:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    code, _, _ = warm.pytest_session(
+        ["-k", "nothing_matches"], pytester.path, dict(os.environ), pytester.path / "o", timeout=30
+    )
+    assert code == 5
 
 
 def test_the_frameworks_a_session_preloads_are_those_its_files_import(tmp_path):

@@ -34,7 +34,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from pathlib import Path
 
 #: What a warm interpreter may preload, in this order (Keras imports its backend).
@@ -80,17 +79,29 @@ class _Warm:
             )
 
     def session(self, request, timeout):
-        """Run one session; its exit code (negative: the signal that ended it)."""
-        self.process.stdin.write((json.dumps(request) + "\n").encode())
-        self.process.stdin.flush()
-        pid = self._reply(timeout)["pid"]
-        deadline = time.monotonic() + timeout
+        """Run one session; its exit code (negative: the signal that ended it). A session past
+        ``timeout``, or one whose caller is interrupted (Ctrl-C), is killed with the processes
+        it started; a warm interpreter whose replies may be out of step serves no more."""
         try:
-            return self._reply(max(deadline - time.monotonic(), 0))["code"]
-        except TimeoutError:
+            self.process.stdin.write((json.dumps(request) + "\n").encode())
+            self.process.stdin.flush()
+            pid = self._reply(timeout)["pid"]
+        except BaseException:
+            self.process.kill()
+            raise
+        try:
+            return self._reply(timeout)["code"]
+        except BaseException as stop:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)  # the session and the xdist workers it started
-            return self._reply(30)["code"]
+            try:
+                code = self._reply(30)["code"]  # its end, reaped by the warm interpreter
+            except Exception:
+                self.process.kill()
+                raise stop from None
+            if not isinstance(stop, TimeoutError):
+                raise
+            return code
 
     def _reply(self, timeout):
         ready, _, _ = select.select([self.process.stdout], [], [], timeout)
