@@ -154,6 +154,18 @@ def test_an_interrupted_session_is_killed_and_its_interpreter_serves_on(pytester
     assert code == 5
 
 
+def test_a_framework_that_fails_to_import_fails_the_session_as_in_a_new_process(
+    pytester, monkeypatch
+):
+    """The session, not the warm interpreter, reports the error (Keras checks its backend
+    before it imports one: cheap)."""
+    monkeypatch.setenv("KERAS_BACKEND", "nonsense")
+    pytester.makepyfile(test_keras="import keras\n\ndef test_keras():\n    pass\n")
+    result = run(pytester, "-p", "no:weightshape")
+    assert result.ret == 2
+    result.stdout.fnmatch_lines(["*ERROR collecting test_keras.py*", "*Unable to import backend*"])
+
+
 def test_the_frameworks_a_session_preloads_are_those_its_files_import(tmp_path):
     (tmp_path / "test_a.py").write_text("import numpy\nfrom keras import layers\n# import jax\n")
     (tmp_path / "test_b.py").write_text("def f():\n    import tensorflow  # when called\n")

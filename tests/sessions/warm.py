@@ -215,13 +215,18 @@ def _child(request):
 def _serve(frameworks):
     """The warm interpreter: preload, then fork one child per request line."""
     import importlib
+    import traceback
 
+    replies = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)  # anything printed here goes to the log, never into a reply
     import pytest  # noqa: F401
 
     for name in frameworks:
-        importlib.import_module(name)
-    replies = os.fdopen(os.dup(1), "w")
-    os.dup2(2, 1)  # anything printed here goes to the log, never into a reply
+        try:
+            importlib.import_module(name)
+        except Exception:  # the session imports it again and fails as a new process would
+            traceback.print_exc()
+            break
     for line in sys.stdin:
         request = json.loads(line)
         sys.stderr.flush()
