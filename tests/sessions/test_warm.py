@@ -166,6 +166,17 @@ def test_a_framework_that_fails_to_import_fails_the_session_as_in_a_new_process(
     result.stdout.fnmatch_lines(["*ERROR collecting test_keras.py*", "*Unable to import backend*"])
 
 
+def test_the_warning_filters_a_preload_adds_are_not_the_sessions(pytester):
+    """A session imports its frameworks while collecting, under pytest's ``catch_warnings``,
+    so the filters they add end with the collection: NumPy's (imported by JAX, the cheapest
+    framework) hides "numpy.ndarray size changed" from no test."""
+    pytester.makepyfile(
+        test_warns="import warnings\n\nimport jax\n\n\ndef test_warns():\n"
+        "    warnings.warn('numpy.ndarray size changed')\n"
+    )
+    run(pytester, "-p", "no:weightshape").assert_outcomes(passed=1, warnings=1)
+
+
 def test_the_frameworks_a_session_preloads_are_those_its_files_import(tmp_path):
     (tmp_path / "test_a.py").write_text("import numpy\nfrom keras import layers\n# import jax\n")
     (tmp_path / "test_b.py").write_text("def f():\n    import tensorflow  # when called\n")

@@ -216,17 +216,19 @@ def _serve(frameworks):
     """The warm interpreter: preload, then fork one child per request line."""
     import importlib
     import traceback
+    import warnings
 
     replies = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)  # anything printed here goes to the log, never into a reply
     import pytest  # noqa: F401
 
-    for name in frameworks:
-        try:
-            importlib.import_module(name)
-        except Exception:  # the session imports it again and fails as a new process would
-            traceback.print_exc()
-            break
+    with warnings.catch_warnings():  # as a session's collection imports them
+        for name in frameworks:
+            try:
+                importlib.import_module(name)
+            except Exception:  # the session imports it again and fails as a new process would
+                traceback.print_exc()
+                break
     for line in sys.stdin:
         request = json.loads(line)
         sys.stderr.flush()
