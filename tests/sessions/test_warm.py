@@ -184,3 +184,5 @@ def test_the_frameworks_a_session_preloads_are_those_its_files_import(tmp_path):
     assert warm.preloads(tmp_path) == ("torch", "keras")
     (tmp_path / "torch").mkdir()  # a folder that shadows torch: never the installed one
     assert warm.preloads(tmp_path) == ("keras",)
+    (tmp_path / "keras.py").write_text("")  # a module shadows as a package does
+    assert warm.preloads(tmp_path) == ()

@@ -52,11 +52,12 @@ KEEP = 3
 def preloads(cwd):
     """The frameworks the ``*.py`` files in ``cwd`` import at their top level (not inside a
     function: a framework a session may never import is not worth its start-up), in
-    ``FRAMEWORKS`` order; none that a folder in ``cwd`` would shadow."""
+    ``FRAMEWORKS`` order; none that a folder or module in ``cwd`` would shadow."""
     found = set()
     for path in Path(cwd).glob("*.py"):
         found.update(IMPORTS.findall(path.read_text(errors="replace")))
-    return tuple(f for f in FRAMEWORKS if f in found and not (Path(cwd) / f).exists())
+    shadowed = {path.stem for path in Path(cwd).iterdir()}
+    return tuple(f for f in FRAMEWORKS if f in found and f not in shadowed)
 
 
 class _Warm:
