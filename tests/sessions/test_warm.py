@@ -5,6 +5,8 @@ sessions before it did."""
 import contextlib
 import os
 import signal
+import subprocess
+import sys
 import textwrap
 import threading
 import time
@@ -63,6 +65,35 @@ def test_a_variable_read_at_import_gets_an_interpreter_of_its_own(pytester, monk
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # read when OpenMP loads: not after a fork
     second = run(pytester, "-s", "-p", "no:weightshape")
     assert probe_line(first)[1] != probe_line(second)[1]
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "imports", "expression"),
+    [
+        ("LC_ALL", "C", "", "sys.flags.utf8_mode"),  # the interpreter's start-up
+        ("TZ", "EST5EDT", "", "time.tzname"),  # the time module's import
+        (  # NumPy's import, preloaded with a framework (JAX: the cheapest)
+            "NUMPY_MADVISE_HUGEPAGE",
+            "0",
+            "import jax\n",
+            "numpy._core.multiarray._get_madvise_hugepage()",
+        ),
+    ],
+)
+def test_a_session_reads_what_a_new_interpreter_reads_at_start_up(
+    pytester, monkeypatch, name, value, imports, expression
+):
+    pytester.makepyfile(
+        test_read=f"{imports}import sys\nimport time\n\nimport numpy\n\n\ndef test_read():\n"
+        f"    open('read.txt', 'w').write(repr({expression}))\n"
+    )
+    run(pytester, "-p", "no:weightshape").assert_outcomes(passed=1)  # warm without the variable
+    monkeypatch.setenv(name, value)
+    run(pytester, "-p", "no:weightshape").assert_outcomes(passed=1)
+    forked = (pytester.path / "read.txt").read_text()
+    command = [sys.executable, "-c", "import test_read; test_read.test_read()"]
+    subprocess.run(command, cwd=pytester.path, check=True)
+    assert forked == (pytester.path / "read.txt").read_text()
 
 
 def test_exit_codes_and_output_are_the_sessions(pytester):

@@ -39,11 +39,12 @@ from pathlib import Path
 #: What a warm interpreter may preload, in this order (Keras imports its backend).
 FRAMEWORKS = ("torch", "tensorflow", "jax", "keras", "transformers", "torch_pruning")
 IMPORTS = re.compile(r"^(?:import|from)\s+(" + "|".join(FRAMEWORKS) + r")\b", flags=re.MULTILINE)
-#: Environment variables read at start-up or import (the interpreter, BLAS and OpenMP thread
-#: pools, the frameworks' flags): sessions that differ in any of them never share a warm one.
+#: Environment variables read at start-up or import (the interpreter and its locale, the time
+#: zone, BLAS and OpenMP thread pools, NumPy's and the frameworks' flags): sessions that differ
+#: in any of them never share a warm one.
 KEYED = re.compile(
-    r"^(PYTHON(?!PATH$)|KERAS_|TF_|JAX_|XLA_|OMP_|MKL_|OPENBLAS_|GOTO|KMP_|CUDA_|NVIDIA_|"
-    r"TORCH|PYTORCH_|HIP_|ROCR_|LD_|MALLOC_|HF_|TRANSFORMERS_|TOKENIZERS_)"
+    r"^(PYTHON(?!PATH$)|LC_|LANG|TZ|NPY_|NUMPY_|KERAS_|TF_|JAX_|XLA_|OMP_|MKL_|OPENBLAS_|GOTO|"
+    r"KMP_|CUDA_|NVIDIA_|TORCH|PYTORCH_|HIP_|ROCR_|LD_|MALLOC_|HF_|TRANSFORMERS_|TOKENIZERS_)"
 )
 #: Warm interpreters kept per outer process (each holds its frameworks' memory).
 KEEP = 3
