@@ -59,6 +59,20 @@ def test_sessions_of_one_warm_interpreter_share_nothing_they_did(pytester, monke
     assert "LEFT" not in os.environ
 
 
+def test_sessions_of_one_warm_interpreter_draw_their_own_random_numbers(pytester):
+    """As new processes do, from Python's, NumPy's and torch's global generators."""
+    pytester.makepyfile(
+        test_draw="import random\n\nimport numpy\nimport torch\n\n\ndef test_draw():\n"
+        "    print('DRAW', random.random(), numpy.random.random(), torch.rand(1).item())\n"
+    )
+    first, second = (
+        next(x for x in run(pytester, "-s", "-p", "no:weightshape").stdout.lines if "DRAW " in x)
+        for _ in range(2)
+    )
+    draws = zip(first.split("DRAW ")[1].split(), second.split("DRAW ")[1].split(), strict=True)
+    assert all(one != other for one, other in draws), (first, second)
+
+
 def test_a_variable_read_at_import_gets_an_interpreter_of_its_own(pytester, monkeypatch):
     pytester.makepyfile(test_probe=PROBE, helper_module="COUNT = 0\n")
     first = run(pytester, "-s", "-p", "no:weightshape")

@@ -191,8 +191,10 @@ def _child(request):
         os.dup2(null, 0)
         for fd, name in ((1, request["out"]), (2, request["err"])):
             os.dup2(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), fd)
-        if "numpy" in sys.modules:  # a new process seeds NumPy's global generator afresh
+        if "numpy" in sys.modules:  # a new process seeds the global generators afresh
             sys.modules["numpy"].random.seed()
+        if "torch" in sys.modules:  # its CPU one (a device's starts from a fixed seed)
+            sys.modules["torch"].default_generator.seed()
         sys.argv[1:] = request["args"]
         runpy.run_module("pytest", run_name="__main__", alter_sys=True)
     except SystemExit as stop:
