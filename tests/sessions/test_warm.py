@@ -110,6 +110,16 @@ def test_a_session_reads_what_a_new_interpreter_reads_at_start_up(
     assert forked == (pytester.path / "read.txt").read_text()
 
 
+def test_a_session_has_the_variables_its_frameworks_set_when_imported(pytester):
+    """For themselves or another framework to read later, as Keras off TensorFlow sets
+    TF_FORCE_GPU_ALLOW_GROWTH (JAX off a TPU sets TPU_SKIP_MDS_QUERY: cheaper)."""
+    pytester.makepyfile(
+        test_env="import os\n\nimport jax\n\n\ndef test_env():\n"
+        "    assert os.environ.get('TPU_SKIP_MDS_QUERY') == '1'\n"
+    )
+    run(pytester, "-p", "no:weightshape").assert_outcomes(passed=1)
+
+
 def test_exit_codes_and_output_are_the_sessions(pytester):
     pytester.makepyfile(test_fail="def test_fail():\n    print('OUT'); assert 0\n")
     result = run(pytester, "-s")

@@ -176,15 +176,16 @@ def pytest_session(args, cwd, environ, output, timeout=600):
     return code, read(out), read(err)
 
 
-def _child(request):
-    """In the forked child: become the session ``request`` describes, run ``python -m pytest``
-    and exit as the interpreter would (after the session's threads and exit functions)."""
+def _child(request, imported):
+    """In the forked child: become the session ``request`` describes (with the environment
+    variables ``imported`` that the preloads set), run ``python -m pytest`` and exit as the
+    interpreter would (after the session's threads and exit functions)."""
     code = 1
     try:
         os.setpgid(0, 0)
         os.chdir(request["cwd"])
         os.environ.clear()
-        os.environ.update(request["env"])
+        os.environ.update({**request["env"], **imported})
         path = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
         sys.path[:0] = [os.getcwd(), *path]  # as ``python -m`` starts
         null = os.open(os.devnull, os.O_RDONLY)
@@ -226,6 +227,7 @@ def _serve(frameworks):
     os.dup2(2, 1)  # anything printed here goes to the log, never into a reply
     import pytest  # noqa: F401
 
+    environ = dict(os.environ)
     with warnings.catch_warnings():  # as a session's collection imports them
         for name in frameworks:
             try:
@@ -233,13 +235,14 @@ def _serve(frameworks):
             except Exception:  # the session imports it again and fails as a new process would
                 traceback.print_exc()
                 break
+    imported = {k: v for k, v in os.environ.items() if environ.get(k) != v}
     for line in sys.stdin:
         request = json.loads(line)
         sys.stderr.flush()
         pid = os.fork()
         if pid == 0:
             replies.close()
-            _child(request)
+            _child(request, imported)
         replies.write(json.dumps({"pid": pid}) + "\n")
         replies.flush()
         _, status = os.waitpid(pid, 0)
