@@ -4,11 +4,11 @@ Most of the suite's time went to starting inner sessions rather than to what the
 Python, pytest, and the framework the inner tests import (torch ~1-3 s of CPU, Keras on
 TensorFlow ~6 s, as it imports JAX too). A *warm interpreter* is a process that has imported
 pytest and those frameworks once, under the session's environment; each inner session is a
-child forked from it, which sets its own working directory, environment, ``sys.path`` and
-standard streams, then runs ``pytest.main``. So each session is still a process of its own:
-what it imports and changes after the fork (the plugin, the test modules, RNG state, the
-frameworks' settings) dies with it, and the next session starts from the same untouched
-interpreter, as a new ``python -m pytest`` would.
+child forked from it, which sets its own working directory, environment, ``sys.path``,
+standard streams and RNG seeds, then runs pytest as ``python -m`` does. So each session is
+still a process of its own: what it imports and changes after the fork (the plugin, the test
+modules, RNG state, the frameworks' settings) dies with it, and the next session starts from
+the same untouched interpreter, as a new ``python -m pytest`` would.
 
 What makes two sessions share a warm interpreter: the same frameworks preloaded (the ones the
 inner test files import at their top, ``preloads``) and the same values of every environment
@@ -17,8 +17,12 @@ outside those (``SCALE``, ``CI``, ``HOME``, ``PYTHONPATH``) are set in the child
 
 Not for sessions whose point is a fresh process's start-up (what the plugin imports, a
 module hidden from ``sys.path``): those files import no framework, so their interpreter has
-preloaded pytest alone, never the plugin or NumPy. Run as a script, this file is the warm
-interpreter: ``python warm.py torch,keras`` reads one JSON request a line from stdin.
+preloaded pytest alone, never the plugin or NumPy. Nor for what no fork can give: the
+sessions of one warm interpreter share its ``str`` hash seed (sets of strings iterate alike:
+a test of order independence runs interpreters of its own, as tests/unit/test_spec.py does),
+and Keras read its ``keras.json`` in the warm interpreter's ``HOME``. Run as a script, this
+file is the warm interpreter: ``python warm.py torch,keras`` reads one JSON request a line
+from stdin.
 """
 
 import atexit
