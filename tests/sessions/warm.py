@@ -4,11 +4,11 @@ Most of the suite's time went to starting inner sessions rather than to what the
 Python, pytest, and the framework the inner tests import (torch ~1-3 s of CPU, Keras on
 TensorFlow ~6 s, as it imports JAX too). A *warm interpreter* is a process that has imported
 pytest and those frameworks once, under the session's environment; each inner session is a
-child forked from it, which sets its own working directory, environment, ``sys.path`` and
-standard streams, then runs ``pytest.main``. So each session is still a process of its own:
-what it imports and changes after the fork (the plugin, the test modules, RNG state, the
-frameworks' settings) dies with it, and the next session starts from the same untouched
-interpreter, as a new ``python -m pytest`` would.
+child forked from it, which sets its own working directory, environment, ``sys.path``,
+standard streams and RNG seeds, then runs pytest as ``python -m`` does. So each session is
+still a process of its own: what it imports and changes after the fork (the plugin, the test
+modules, RNG state, the frameworks' settings) dies with it, and the next session starts from
+the same untouched interpreter, as a new ``python -m pytest`` would.
 
 What makes two sessions share a warm interpreter: the same frameworks preloaded (the ones the
 inner test files import at their top, ``preloads``) and the same values of every environment
@@ -17,8 +17,12 @@ outside those (``SCALE``, ``CI``, ``HOME``, ``PYTHONPATH``) are set in the child
 
 Not for sessions whose point is a fresh process's start-up (what the plugin imports, a
 module hidden from ``sys.path``): those files import no framework, so their interpreter has
-preloaded pytest alone, never the plugin or NumPy. Run as a script, this file is the warm
-interpreter: ``python warm.py torch,keras`` reads one JSON request a line from stdin.
+preloaded pytest alone, never the plugin or NumPy. Nor for what no fork can give: the
+sessions of one warm interpreter share its ``str`` hash seed (sets of strings iterate alike:
+a test of order independence runs interpreters of its own, as tests/unit/test_spec.py does),
+and Keras read its ``keras.json`` in the warm interpreter's ``HOME``. Run as a script, this
+file is the warm interpreter: ``python warm.py torch,keras`` reads one JSON request a line
+from stdin.
 """
 
 import atexit
@@ -26,23 +30,25 @@ import contextlib
 import json
 import os
 import re
+import runpy
 import select
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
-import time
+import threading
 from pathlib import Path
 
 #: What a warm interpreter may preload, in this order (Keras imports its backend).
 FRAMEWORKS = ("torch", "tensorflow", "jax", "keras", "transformers", "torch_pruning")
 IMPORTS = re.compile(r"^(?:import|from)\s+(" + "|".join(FRAMEWORKS) + r")\b", flags=re.MULTILINE)
-#: Environment variables read at start-up or import (the interpreter, BLAS and OpenMP thread
-#: pools, the frameworks' flags): sessions that differ in any of them never share a warm one.
+#: Environment variables read at start-up or import (the interpreter and its locale, the time
+#: zone, BLAS and OpenMP thread pools, NumPy's and the frameworks' flags): sessions that differ
+#: in any of them never share a warm one.
 KEYED = re.compile(
-    r"^(PYTHON(?!PATH$)|KERAS_|TF_|JAX_|XLA_|OMP_|MKL_|OPENBLAS_|GOTO|KMP_|CUDA_|NVIDIA_|"
-    r"TORCH|PYTORCH_|HIP_|ROCR_|LD_|MALLOC_|HF_|TRANSFORMERS_|TOKENIZERS_)"
+    r"^(PYTHON(?!PATH$)|LC_|LANG|TZ|NPY_|NUMPY_|KERAS_|TF_|JAX_|XLA_|OMP_|MKL_|OPENBLAS_|GOTO|"
+    r"KMP_|CUDA_|NVIDIA_|TORCH|PYTORCH_|HIP_|ROCR_|LD_|MALLOC_|HF_|TRANSFORMERS_|TOKENIZERS_)"
 )
 #: Warm interpreters kept per outer process (each holds its frameworks' memory).
 KEEP = 3
@@ -51,11 +57,12 @@ KEEP = 3
 def preloads(cwd):
     """The frameworks the ``*.py`` files in ``cwd`` import at their top level (not inside a
     function: a framework a session may never import is not worth its start-up), in
-    ``FRAMEWORKS`` order; none that a folder in ``cwd`` would shadow."""
+    ``FRAMEWORKS`` order; none that a folder or module in ``cwd`` would shadow."""
     found = set()
     for path in Path(cwd).glob("*.py"):
         found.update(IMPORTS.findall(path.read_text(errors="replace")))
-    return tuple(f for f in FRAMEWORKS if f in found and not (Path(cwd) / f).exists())
+    shadowed = {path.stem for path in Path(cwd).iterdir()}
+    return tuple(f for f in FRAMEWORKS if f in found and f not in shadowed)
 
 
 class _Warm:
@@ -78,17 +85,29 @@ class _Warm:
             )
 
     def session(self, request, timeout):
-        """Run one session; its exit code (negative: the signal that ended it)."""
-        self.process.stdin.write((json.dumps(request) + "\n").encode())
-        self.process.stdin.flush()
-        pid = self._reply(timeout)["pid"]
-        deadline = time.monotonic() + timeout
+        """Run one session; its exit code (negative: the signal that ended it). A session past
+        ``timeout``, or one whose caller is interrupted (Ctrl-C), is killed with the processes
+        it started; a warm interpreter whose replies may be out of step serves no more."""
         try:
-            return self._reply(max(deadline - time.monotonic(), 0))["code"]
-        except TimeoutError:
+            self.process.stdin.write((json.dumps(request) + "\n").encode())
+            self.process.stdin.flush()
+            pid = self._reply(timeout)["pid"]
+        except BaseException:
+            self.process.kill()
+            raise
+        try:
+            return self._reply(timeout)["code"]
+        except BaseException as stop:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)  # the session and the xdist workers it started
-            return self._reply(30)["code"]
+            try:
+                code = self._reply(30)["code"]  # its end, reaped by the warm interpreter
+            except Exception:
+                self.process.kill()
+                raise stop from None
+            if not isinstance(stop, TimeoutError):
+                raise
+            return code
 
     def _reply(self, timeout):
         ready, _, _ = select.select([self.process.stdout], [], [], timeout)
@@ -161,33 +180,41 @@ def pytest_session(args, cwd, environ, output, timeout=600):
     return code, read(out), read(err)
 
 
-def _child(request):
-    """In the forked child: become the session ``request`` describes, run it, and exit."""
-    code = 3
+def _child(request, imported):
+    """In the forked child: become the session ``request`` describes (with the environment
+    variables ``imported`` that the preloads set), run ``python -m pytest`` and exit as the
+    interpreter would (after the session's threads and exit functions)."""
+    code = 1
     try:
         os.setpgid(0, 0)
         os.chdir(request["cwd"])
         os.environ.clear()
-        os.environ.update(request["env"])
+        os.environ.update({**request["env"], **imported})
         path = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
         sys.path[:0] = [os.getcwd(), *path]  # as ``python -m`` starts
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
         for fd, name in ((1, request["out"]), (2, request["err"])):
             os.dup2(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), fd)
-        if "numpy" in sys.modules:  # a new process seeds NumPy's global generator afresh
+        if "numpy" in sys.modules:  # a new process seeds the global generators afresh
             sys.modules["numpy"].random.seed()
-        import pytest
-
-        sys.argv = [pytest.__file__, *request["args"]]
-        code = int(pytest.main(request["args"]))
+        if "torch" in sys.modules:  # its CPU one (a device's starts from a fixed seed)
+            sys.modules["torch"].default_generator.seed()
+        sys.argv[1:] = request["args"]
+        runpy.run_module("pytest", run_name="__main__", alter_sys=True)
     except SystemExit as stop:
-        code = stop.code if isinstance(stop.code, int) else 1
+        code = 0 if stop.code is None else stop.code
+        if not isinstance(code, int):
+            print(code, file=sys.stderr)
+            code = 1
     except BaseException:
         import traceback
 
         traceback.print_exc()
     finally:
+        with contextlib.suppress(BaseException):
+            threading._shutdown()  # waits for the non-daemon threads, as Python exiting does
+            atexit._run_exitfuncs()
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(Exception):
                 stream.flush()
@@ -197,20 +224,29 @@ def _child(request):
 def _serve(frameworks):
     """The warm interpreter: preload, then fork one child per request line."""
     import importlib
+    import traceback
+    import warnings
 
-    import pytest  # noqa: F401
-
-    for name in frameworks:
-        importlib.import_module(name)
     replies = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)  # anything printed here goes to the log, never into a reply
+    import pytest  # noqa: F401
+
+    environ = dict(os.environ)
+    with warnings.catch_warnings():  # as a session's collection imports them
+        for name in frameworks:
+            try:
+                importlib.import_module(name)
+            except Exception:  # the session imports it again and fails as a new process would
+                traceback.print_exc()
+                break
+    imported = {k: v for k, v in os.environ.items() if environ.get(k) != v}
     for line in sys.stdin:
         request = json.loads(line)
         sys.stderr.flush()
         pid = os.fork()
         if pid == 0:
             replies.close()
-            _child(request)
+            _child(request, imported)
         replies.write(json.dumps({"pid": pid}) + "\n")
         replies.flush()
         _, status = os.waitpid(pid, 0)
