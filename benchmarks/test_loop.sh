@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The README's test command, exactly as written there, from a fresh clone of this repository;
+# prints the install (venv + pip) and the pytest run apart (issue 18, part 4: 6 minutes in all).
+#   bash benchmarks/test_loop.sh [NEW_FOLDER]
+set -uo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+dir=${1:-$(mktemp -d)/clone}
+git clone -q "$repo" "$dir" && cd "$dir" || exit 1
+command=$(grep -m1 -e '-n 2 --dist loadfile' README.md)
+install=${command%% && .venv/bin/python -m pytest*}
+tests=".venv/bin/python -m pytest${command##*&& .venv/bin/python -m pytest}"
+start=$(date +%s.%N)
+bash -c "$install" || exit 1
+middle=$(date +%s.%N)
+bash -c "$tests"
+rc=$?
+end=$(date +%s.%N)
+printf 'README test command in %s: install %.0f s, pytest %.0f s, total %.0f s (pytest exit %d)\n' \
+    "$dir" "$(echo "$middle - $start" | bc)" "$(echo "$end - $middle" | bc)" \
+    "$(echo "$end - $start" | bc)" "$rc"
+exit $rc
