@@ -56,17 +56,17 @@ def run(pytester, *args):
     pytester._weightshape_runs = pytester_runs
     basetemp = pytester.path / f"runpytest-{pytester_runs}"
     environ = dict(os.environ)  # pytester's (its HOME; ``inner_environ`` added)
-    environ["PYTHONPATH"] = os.pathsep.join(
-        filter(None, [str(pytester.path), environ.get("PYTHONPATH", "")])
-    )
-    return _session(
-        [f"--basetemp={basetemp}", *args], pytester.path, environ, basetemp.with_suffix("")
-    )
+    output = pytester.path / f"output-{pytester_runs}"
+    return _session([f"--basetemp={basetemp}", *args], pytester.path, environ, output)
 
 
 def _session(args, cwd, environ, output):
-    """``warm.pytest_session``'s run as a ``RunResult``, printed as pytester prints its
-    sessions (a failing outer test shows it)."""
+    """``warm.pytest_session``'s run in ``cwd`` (first on ``PYTHONPATH``, as pytester puts
+    it) as a ``RunResult``, printed as pytester prints its sessions (a failing outer test
+    shows it)."""
+    environ = dict(
+        environ, PYTHONPATH=os.pathsep.join(filter(None, [str(cwd), environ.get("PYTHONPATH")]))
+    )
     start = time.monotonic()
     code, out, err = warm.pytest_session(args, cwd, environ, output)
     print("running: python -m pytest", *args, "\n     in:", cwd)
@@ -188,9 +188,6 @@ class Project:
         junit = self.path / f"each-{self.sessions}.xml"
         environ = {k: v for k, v in os.environ.items() if k not in INNER_UNSET}
         environ.update(self.environ, **env)
-        environ["PYTHONPATH"] = os.pathsep.join(
-            filter(None, [str(self.path), environ.get("PYTHONPATH", "")])
-        )
         result = _session(
             [f"--basetemp={basetemp}", *args, f"--junitxml={junit}"],
             self.path,
