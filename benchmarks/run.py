@@ -572,12 +572,6 @@ def real_models(repeats: int) -> tuple[str, dict[str, Any], dict[str, Any]]:
         return section, json.loads(full.read_text()), json.loads(clean.read_text())
 
 
-def extra(figures: dict[str, Any], what: str, base: str = "forward") -> float:
-    """Wall time of ``what`` beyond ``base``, over the forward passes' (models.py's ratio)."""
-    wall = figures["wall"]
-    return (wall[what] - wall[base]) / wall["forward"]
-
-
 def report_sizes() -> tuple[int, int, int]:
     """The example suite run with both reports: (checks, JSON bytes, HTML bytes)."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -949,6 +943,7 @@ def main() -> None:
     )
     models_text, models, clean = real_models(5 if not args.quick else 1)
     checks, json_bytes, html_bytes = report_sizes()
+    json_per_check, html_per_10 = json_bytes / checks, html_bytes / checks * 10
     sections.append(
         models_text.strip()
         + "\n\n`python benchmarks/models.py --clean wide` (the forwards and the passing check "
@@ -956,7 +951,7 @@ def main() -> None:
         + ms(clean["wide"]["wall"]["forward"])
         + ", passing check with the outputs as recorded "
         + ms(clean["wide"]["wall"]["reused"])
-        + f": **{extra(clean['wide'], 'reused'):.2f}x** the forwards.\n\n"
+        + f": **{clean['wide']['extra']['reused']:.2f}x** the forwards.\n\n"
         "### Report sizes (issue 18, part 3)\n\n"
         f"`pytest examples --weightshape-report=run.json --weightshape-report=run.html`: "
         f"{checks} checks (real models among them: BERT from a config, a pruned CNN, a Keras "
@@ -964,17 +959,17 @@ def main() -> None:
         + table(
             ["report", "bytes", "per check", "for 10 checks"],
             [
-                ["JSON", f"{json_bytes:,}", f"{json_bytes / checks / 1024:.1f} KB", "-"],
+                ["JSON", f"{json_bytes:,}", f"{json_per_check / 1024:.1f} KB", "-"],
                 [
                     "HTML",
                     f"{html_bytes:,}",
                     f"{html_bytes / checks / 1024:.1f} KB",
-                    f"~{html_bytes / checks * 10 / 1024:.0f} KB",
+                    f"~{html_per_10 / 1024:.0f} KB",
                 ],
             ],
         )
     )
-    wide = extra(clean["wide"], "reused")
+    wide = clean["wide"]["extra"]["reused"]
     summary.append(
         [
             "(18.1) passing check / forwards, Linear(1000, 10000) vs 5000 on (1000, 1000), "
@@ -984,7 +979,7 @@ def main() -> None:
             verdict(wide <= 0.25),
         ]
     )
-    moved = extra(models["wide"], "check")
+    moved = models["wide"]["extra"]["check"]
     summary.append(
         [
             "(18.1) the same, outputs moved within tolerance (everything measured)",
@@ -996,12 +991,13 @@ def main() -> None:
     for key, name in (("bert", "BERT-base"), ("resnet50", "ResNet-50")):
         if key not in models:
             continue
-        passing = extra(models[key], "reused")
-        layers = extra(models[key], "layers", "check")
+        passing, measured, layers = (
+            models[key]["extra"][k] for k in ("reused", "check", "layers")
+        )
         summary.append(
             [
                 f"(18.2) {name}: passing check / forwards, outputs as recorded; moved",
-                f"{passing:.2f}x; {extra(models[key], 'check'):.2f}x",
+                f"{passing:.2f}x; {measured:.2f}x",
                 "<= 0.25x",
                 verdict(passing <= 0.25),
             ]
@@ -1014,13 +1010,12 @@ def main() -> None:
                 verdict(layers <= 0.5),
             ]
         )
-    json_per_check = json_bytes / checks
     summary.append(
         [
             f"(18.3) JSON report per check / HTML page for 10 ({checks} example checks)",
-            f"{json_per_check / 1024:.1f} KB / ~{html_bytes / checks * 10 / 1024:.0f} KB",
+            f"{json_per_check / 1024:.1f} KB / ~{html_per_10 / 1024:.0f} KB",
             "<= ~20 KB / < 300 KB",
-            verdict(json_per_check <= 20 * 1024 and html_bytes / checks * 10 < 300 * 1024),
+            verdict(json_per_check <= 20 * 1024 and html_per_10 < 300 * 1024),
         ]
     )
     load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
