@@ -991,9 +991,7 @@ def main() -> None:
     for key, name in (("bert", "BERT-base"), ("resnet50", "ResNet-50")):
         if key not in models:
             continue
-        passing, measured, layers = (
-            models[key]["extra"][k] for k in ("reused", "check", "layers")
-        )
+        passing, measured, layers = (models[key]["extra"][k] for k in ("reused", "check", "layers"))
         summary.append(
             [
                 f"(18.2) {name}: passing check / forwards, outputs as recorded; moved",
