@@ -690,14 +690,29 @@ def machine() -> str:
     from pytest_weightshape.environment import cpu_name
 
     load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
+    loop, total = speed_probe()
     return (
         f"Machine: {cpu_name()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
         f"numpy {np.__version__}, torch {torch.__version__} ({torch.get_num_threads()} threads; "
         f"the statistics' passes over large outputs use {threads()}). "
-        f"Load average at the start (1, 5, 15 min): {load}; the machine was shared with other "
-        "work, so timings are noisy: medians of repeated runs (each section gives the count), "
-        "compared runs alternate."
+        f"Load average at the start (1, 5, 15 min): {load}. Speed probe (compare it across "
+        f"runs of this file: the host's speed varies): a Python loop of 1e7 additions "
+        f"{loop:.2f} s, `x.sum()` of 1e7 float32 {total * 1000:.1f} ms. Timings are noisy: "
+        "medians of repeated runs (each section gives the count), compared runs alternate."
     )
+
+
+def speed_probe() -> tuple[float, float]:
+    """The machine's speed as this run found it: a pure-Python loop (one core) and a memory-bound
+    NumPy pass, medians of 5, so that two runs' timings can be told apart from the host's."""
+
+    def loop() -> None:
+        total = 0
+        for i in range(10_000_000):
+            total += i
+
+    values = np.ones(10_000_000, dtype=np.float32)
+    return median_time(loop, 5), median_time(values.sum, 5)
 
 
 def main() -> None:

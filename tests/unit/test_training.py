@@ -283,14 +283,15 @@ def test_cross_entropy_takes_class_ids_and_lr_overrides_a_factory():
             "returned str; it must return a torch.optim.Optimizer",
         ),
         (
-            dict(optimizer=torch.optim.SGD([nn.Parameter(torch.ones(1))], lr=0.1)),
+            # built in the test: an optimizer at collection imports torch._dynamo (~2 s)
+            lambda: dict(optimizer=torch.optim.SGD([nn.Parameter(torch.ones(1))], lr=0.1)),
             "already bound to parameters; give a factory instead",
         ),
     ],
 )
 def test_bad_training_setups_raise_model_errors_naming_the_variant(kwargs, message):
     with pytest.raises(ModelError) as info:
-        train(**kwargs)
+        train(**(kwargs() if callable(kwargs) else kwargs))
     assert str(info.value).startswith("variant hidden=5: ")
     assert message in str(info.value)
 
