@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import math
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from . import environment
@@ -21,7 +22,9 @@ from .errors import ModelError, SpecError, exception_line
 from .frameworks import (
     Adapter,
     Array,
+    Generators,
     adapter_for,
+    kept_generators,
     kept_globals,
     keyword_problem,
     numerics,
@@ -137,11 +140,30 @@ class Observer:
         #: The base's output shapes: whether a variant's output is read along its framework's
         #: feature axis (``reuse.hinted``), for the seals.
         self._base_shapes: dict[str, tuple[int, ...]] = {}
+        #: The generators ``observe`` saved (see ``_seeded``); ``None`` outside it.
+        self._generators: Generators | None = None
 
     def observe(self) -> dict[str, Any]:
-        """Build, run and measure every variant; the base's outputs are kept for divergence."""
-        with numerics(self.deterministic), placed(self.device):
-            return self._observe()
+        """Build, run and measure every variant; the base's outputs are kept for divergence.
+        Every build and forward runs under the spec's seed; the generators are saved once for
+        the whole check and put back after it (``frameworks.kept_generators``)."""
+        with numerics(self.deterministic), placed(self.device), kept_generators() as kept:
+            self._generators = kept
+            try:
+                return self._observe()
+            finally:
+                self._generators = None
+
+    @contextmanager
+    def _seeded(self) -> Iterator[None]:
+        """The block under the spec's seed (inside ``observe``, the generators it saved are
+        seeded again; elsewhere they are saved and put back around the block)."""
+        if self._generators is None:
+            with seeded(self.spec.seed):
+                yield
+        else:
+            self._generators.seed(self.spec.seed)
+            yield
 
     def _observe(self) -> dict[str, Any]:
         variants: dict[str, Any] = {}
@@ -228,7 +250,7 @@ class Observer:
         return adapter, model
 
     def _build(self, variant: Variant) -> tuple[Adapter, Any]:
-        with seeded(self.spec.seed):
+        with self._seeded():
             try:
                 model = self.build(**variant.kwargs)
             except Exception as exc:
@@ -265,7 +287,7 @@ class Observer:
         for the next (see :meth:`.inputs.Input.keep`). With ``observed``, the model's layers
         are observed during it and their record is put there (``observed["layers"]``)."""
         converted, keywords = self._converted(variant, adapter, model)
-        with seeded(self.spec.seed):
+        with self._seeded():
             try:
                 if keywords:
                     forward = lambda: adapter.forward(model, converted, keywords)  # noqa: E731

@@ -44,6 +44,50 @@ def test_every_variant_is_built_from_the_same_seed_and_rng_state_is_restored():
     assert again == doc
 
 
+def test_each_build_and_forward_starts_from_the_seed_whatever_the_builder_drew():
+    """The generators are saved once per check (``kept_generators``) and seeded again before
+    each build and forward: a builder that draws from them leaves the forward unaffected, and a
+    check that fails puts them back as it found them."""
+    seen = []
+
+    def draw(where):
+        seen.append((where, random.random(), np.random.random(), torch.rand(1).item()))
+
+    class Drawing(nn.Module):
+        def __init__(self, units):
+            super().__init__()
+            self.units = units
+
+        def forward(self, x):
+            draw("forward")
+            return x * self.units
+
+    def build(units):
+        draw("build")
+        np.random.random(100), random.random(), torch.rand(7)  # the builder draws on
+        if units == 0:
+            raise ValueError("no units")
+        return Drawing(units)
+
+    observe(build, (4, 16))
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
+    first = (random.random(), np.random.random(), torch.rand(1).item())
+    assert [s[0] for s in seen] == ["build", "forward"] * 2
+    assert all(s[1:] == first for s in seen)
+
+    random.seed(7)
+    np.random.seed(7)
+    torch.manual_seed(7)
+    before = (random.getstate(), np.random.get_state()[1].copy(), torch.get_rng_state())
+    with pytest.raises(ModelError, match="variant units=0: the builder raised"):
+        observe(build, (4, 16), units=[3, 0])
+    assert random.getstate() == before[0]
+    assert (np.random.get_state()[1] == before[1]).all()
+    assert torch.equal(torch.get_rng_state(), before[2])
+
+
 def test_lstm_outputs_get_their_names_and_model_runs_in_eval_without_grad():
     seen = {}
 
