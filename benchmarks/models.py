@@ -16,10 +16,14 @@ recorded ones, byte for byte, so their sealed statistics and divergence are take
 without (everything measured, as when the outputs moved within tolerance), and the observation
 with every layer recorded (``layers=True``, what ``--snapshot-update`` adds for localisation).
 
-Runs alternate (forward, checks, check with layers, then the next round in another order);
-each figure is the best of ``REPEATS`` (default 5) runs: on a shared machine the fastest run is
-the least disturbed one. Both wall time and CPU time (user + system of this process, every
-thread) are given; CPU time does not count waiting for a core that other work holds.
+Runs alternate (forward, checks, check with layers, then the next round in another order), for
+``REPEATS`` rounds (default 5). Each path's time is its median over the rounds, and its extra
+is paired: the median over the rounds of (the path - the forward passes of the same round),
+so a slow minute of a shared machine slows both sides of each difference. (The best of each
+path, the figure before, read the extra of a check whose forward passes vary by 30% from one
+run to the next as a difference of two lucky draws: 0.18x to 0.38x on the same code.) Both
+wall time and CPU time (user + system of this process, every thread) are given; CPU time
+does not count waiting for a core that other work holds.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -127,9 +132,11 @@ def as_golden(document: dict[str, Any]) -> dict[str, Any]:
 
 
 def measure(key: str, clean: bool = False) -> dict[str, Any]:
-    """Each path's best wall and CPU time; ``clean``: only the forwards and the passing check
-    with its golden (no CKA anywhere in the process: BLAS threads that spin after one would
-    slow the forward that follows it and flatter the ratio)."""
+    """Each path's median wall and CPU time, and its paired extra (see the module's
+    docstring) as a ratio to the forward passes' median (``extra``, ``extra_cpu``).
+    ``clean``: only the forwards and the passing check with its golden (no CKA anywhere in
+    the process: BLAS threads that spin after one would slow the forward that follows it and
+    flatter the ratio)."""
     _, text, marker, build, inputs = next(c for c in CASES if c[0] == key)
     recorded = as_golden(observe(marker, build, inputs, False))
     runs: dict[str, Callable[[], object]] = {
@@ -151,21 +158,34 @@ def measure(key: str, clean: bool = False) -> dict[str, Any]:
             runs[name]()
             wall[name].append(time.perf_counter() - start)
             cpu[name].append(time.process_time() - start_cpu)
-    best = {k: min(v) for k, v in wall.items()}
-    best_cpu = {k: min(v) for k, v in cpu.items()}
-    if clean:
-        return {"text": text, "wall": best, "cpu": best_cpu}
-    document = observe(marker, build, inputs, True)
-    entries = len(next(iter(document["variants"].values()))["layers"].get("entries", {}))
-    return {"text": text, "wall": best, "cpu": best_cpu, "layers": entries}
-
-
-def ratio(times: dict[str, float], what: str, base: str) -> float:
-    return (times[what] - times[base]) / times["forward"]
+    result: dict[str, Any] = {
+        "text": text,
+        "wall": {k: median(v) for k, v in wall.items()},
+        "cpu": {k: median(v) for k, v in cpu.items()},
+        "extra": paired(wall),
+        "extra_cpu": paired(cpu),
+    }
+    if not clean:
+        document = observe(marker, build, inputs, True)
+        result["layers"] = len(
+            next(iter(document["variants"].values()))["layers"].get("entries", {})
+        )
+    return result
 
 
 #: Each path's extra and what it is counted beyond: the ``--json`` figures' ``extra`` (wall time).
 EXTRAS = (("reused", "forward"), ("check", "forward"), ("layers", "check"))
+
+
+def paired(times: dict[str, list[float]]) -> dict[str, float]:
+    """Each path's extra beyond what it is counted beyond (``EXTRAS``), as a ratio to the
+    forward passes: the median of the rounds' differences over the forwards' median."""
+    forward = median(times["forward"])
+    return {
+        path: median([a - b for a, b in zip(times[path], times[base], strict=True)]) / forward
+        for path, base in EXTRAS
+        if path in times
+    }
 
 
 def ms(seconds: float) -> str:
@@ -188,14 +208,12 @@ def main() -> None:
             print(
                 f"{r['text']}: forward passes {ms(w['forward'])} ({ms(c['forward'])} CPU), "
                 f"passing check, outputs unchanged {ms(w['reused'])} ({ms(c['reused'])} CPU): "
-                f"extra / forward {ratio(w, 'reused', 'forward'):.2f}x "
-                f"({ratio(c, 'reused', 'forward'):.2f}x of CPU time), no CKA in the process"
+                f"extra / forward {r['extra']['reused']:.2f}x "
+                f"({r['extra_cpu']['reused']:.2f}x of CPU time), no CKA in the process"
             )
     else:
         table(keys, results)
     if dump is not None:
-        for r in results.values():
-            r["extra"] = {a: ratio(r["wall"], a, b) for a, b in EXTRAS if a in r["wall"]}
         dump.write_text(json.dumps(results))
 
 
@@ -213,8 +231,9 @@ def table(keys: list[str], results: dict[str, Any]) -> None:
         f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python "
         f"{platform.python_version()}, numpy {np.__version__}, torch {torch.__version__} "
         f"({torch.get_num_threads()} threads; the statistics' passes use {threads()}); load "
-        f"average {load} at the start. Best of {REPEATS} alternating runs; wall time, and CPU "
-        "time (every thread of the process) in brackets.\n"
+        f"average {load} at the start. Medians of {REPEATS} alternating rounds, extras paired "
+        "within a round (see the script's docstring); wall time, and CPU time (every thread of "
+        "the process) in brackets.\n"
     )
     print(
         "A passing check whose outputs are the recorded ones, byte for byte (the usual case: same "
@@ -230,15 +249,15 @@ def table(keys: list[str], results: dict[str, Any]) -> None:
     print("|---|---|---|---|---|---|---|---|---|")
     for key in keys:
         r = results[key] = measure(key)
-        w, c = r["wall"], r["cpu"]
+        w, c, x, xc = r["wall"], r["cpu"], r["extra"], r["extra_cpu"]
         print(
             f"| {r['text']} | {ms(w['forward'])} ({ms(c['forward'])}) "
             f"| {ms(w['reused'])} ({ms(c['reused'])}) "
-            f"| {ratio(w, 'reused', 'forward'):.2f}x ({ratio(c, 'reused', 'forward'):.2f}x) "
+            f"| {x['reused']:.2f}x ({xc['reused']:.2f}x) "
             f"| {ms(w['check'])} ({ms(c['check'])}) "
-            f"| {ratio(w, 'check', 'forward'):.2f}x ({ratio(c, 'check', 'forward'):.2f}x) "
+            f"| {x['check']:.2f}x ({xc['check']:.2f}x) "
             f"| {ms(w['layers'])} ({ms(c['layers'])}) "
-            f"| {ratio(w, 'layers', 'check'):.2f}x ({ratio(c, 'layers', 'check'):.2f}x) "
+            f"| {x['layers']:.2f}x ({xc['layers']:.2f}x) "
             f"| {r['layers']} |",
             flush=True,
         )

@@ -564,7 +564,7 @@ def real_models(repeats: int) -> tuple[str, dict[str, Any], dict[str, Any]]:
         ).stdout
         subprocess.run(
             [sys.executable, script, "--clean", "wide", "--json", str(clean)],
-            env=dict(env, REPEATS=str(repeats + 2)),
+            env=dict(env, REPEATS=str(repeats + 4)),
             capture_output=True,
             text=True,
             check=True,
