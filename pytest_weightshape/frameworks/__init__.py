@@ -188,6 +188,13 @@ class Generators:
         random.setstate(self._python)
 
 
+def seedable() -> frozenset[str]:
+    """The imported frameworks whose generators ``Generators.seed`` seeds. One that a builder
+    imports itself is not seeded before it draws (importing every installed framework up front
+    would cost seconds): compare before and after, and build again under the seed."""
+    return frozenset(name for name, _ in _RNGS if name in sys.modules)
+
+
 @contextmanager
 def kept_generators() -> Iterator[Generators]:
     """Every generator (see ``Generators``) as it was before the block, after it."""

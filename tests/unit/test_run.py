@@ -1,4 +1,6 @@
 import random
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -86,6 +88,39 @@ def test_each_build_and_forward_starts_from_the_seed_whatever_the_builder_drew()
     assert random.getstate() == before[0]
     assert (np.random.get_state()[1] == before[1]).all()
     assert torch.equal(torch.get_rng_state(), before[2])
+
+
+#: A check whose builder is the first to import torch, then the same check again.
+LAZY_IMPORT = """
+import sys
+from pytest_weightshape.run import Observer
+from pytest_weightshape.spec import parse_marker
+
+def build(units):
+    import torch  # first imported here, by the builder, after the check seeded what it found
+    return torch.nn.Linear(8, units)
+
+def weights():
+    doc = Observer(parse_marker((), {"units": [4, 3]}), build, (2, 8)).observe()
+    return {
+        name: {p: t["fingerprint"]["digest"] for p, t in variant["parameters"].items()}
+        for name, variant in doc["variants"].items()
+    }
+
+assert "torch" not in sys.modules
+first = weights()
+assert "torch" in sys.modules
+print(first == weights(), first)
+"""
+
+
+def test_a_builder_that_imports_the_framework_itself_still_builds_from_the_seed():
+    """Before, the first variant of the first check whose builder imported torch drew its
+    weights from torch's unseeded generator: the golden depended on whether an earlier test
+    of the session had imported torch."""
+    done = subprocess.run([sys.executable, "-c", LAZY_IMPORT], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("True"), done.stdout
 
 
 def test_lstm_outputs_get_their_names_and_model_runs_in_eval_without_grad():
