@@ -101,6 +101,12 @@ class Recorded:
         self.reused[(variant, name)] = copy.deepcopy(dict(entry)) if entry is not None else None
         return copy.deepcopy(dict(stats))
 
+    def tensors(self, variant: str, kind: str) -> Mapping[str, Any] | None:
+        """The golden's ``kind`` (``parameters``, ``buffers``) of ``variant``, by name: their
+        fingerprints lend mean and std to tensors whose digest is theirs (``fingerprint``)."""
+        found = _at(self._document, "variants", variant, kind)
+        return found if isinstance(found, Mapping) else None
+
     def divergence(self, variant: str, name: str) -> dict[str, Any] | None:
         """The divergence entry sealed with output ``name``'s reused statistics, if any."""
         return self.reused.get((variant, name))

@@ -400,7 +400,7 @@ class Observer:
         record instead of the model's own now (a training check records the initial ones)."""
         # after the forward: lazy models build there
         params = adapter.parameters(model) if kept is None else kept[0]
-        recorded = sparsity_tensors(params)
+        recorded = sparsity_tensors(params, self._golden_tensors(variant, "parameters"))
         doc: dict[str, Any] = {
             "base": variant.is_base,
             "kwargs": _json_kwargs(variant.kwargs),
@@ -414,11 +414,18 @@ class Observer:
         }
         buffers = getattr(adapter, "buffers", None)
         if kept is not None and kept[1] is not None:
-            doc["buffers"] = sparsity_tensors(kept[1])
+            doc["buffers"] = sparsity_tensors(kept[1], self._golden_tensors(variant, "buffers"))
         elif buffers is not None:
-            doc["buffers"] = sparsity_tensors(buffers(model))
+            doc["buffers"] = sparsity_tensors(
+                buffers(model), self._golden_tensors(variant, "buffers")
+            )
         doc.update(variant_fields(params, recorded))
         return doc
+
+    def _golden_tensors(self, variant: Variant, kind: str) -> Mapping[str, Any] | None:
+        """The golden's tensors of ``kind`` for ``variant`` (read before a run that will not
+        write it): their mean and std are taken where the bytes are theirs."""
+        return self.recorded.tensors(variant.name, kind) if self.recorded is not None else None
 
     def _outputs(
         self, variant: Variant, outputs: list[Array], feature_axis: Callable[[int], int]

@@ -29,12 +29,18 @@ def zero_fraction(array: np.ndarray) -> float:
     return 1.0 - (array.size - zero_count(array)) / array.size  # as ever: goldens hold it
 
 
-def tensors(arrays: Sequence[Array]) -> dict[str, dict[str, Any]]:
+def tensors(
+    arrays: Sequence[Array], recorded: Mapping[str, Any] | None = None
+) -> dict[str, dict[str, Any]]:
     """Named tensors (parameters, buffers): shape, dtype, and a fingerprint with the zero
-    fraction beside digest, mean and std."""
+    fraction beside digest, mean and std. ``recorded``: the golden's tensors of this kind, by
+    name, whose fingerprints lend their mean and std to the same bytes (see ``fingerprint``)."""
     out = {}
     for a in arrays:
-        print_ = fingerprint(a.value, zeros=True)  # the zero fraction from the same pass
+        known = (recorded or {}).get(a.name)
+        known = known.get("fingerprint") if isinstance(known, Mapping) else None
+        known = known if isinstance(known, Mapping) else None
+        print_ = fingerprint(a.value, zeros=True, known=known)  # zeros from the same pass
         out[a.name] = {"shape": list(a.value.shape), "dtype": a.dtype, "fingerprint": print_}
     return out
 

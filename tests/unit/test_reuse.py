@@ -16,7 +16,7 @@ from pytest_weightshape.document import with_missing
 from pytest_weightshape.reuse import unverified_dropped
 from pytest_weightshape.run import Observer
 from pytest_weightshape.spec import parse_marker
-from pytest_weightshape.stats import digest
+from pytest_weightshape.stats import digest, digest_and_zeros, fingerprint, zero_count
 from pytest_weightshape.tolerance import Policy
 
 from ..models import Dense
@@ -165,6 +165,92 @@ def test_torch_outputs_on_the_cpu_are_sealed_and_taken_too(measured):
     again = Observer(parse_marker((), SPEC), build, (64, 16), recorded=as_golden(first)).observe()
     assert measured == {"stats": [], "divergence": []}
     assert without_environment(again) == without_environment(as_golden(first))
+
+
+# -- weights as recorded ----------------------------------------------------------------------
+
+
+def with_zeros_and_nan(shape, dtype):
+    x = np.random.default_rng(1).standard_normal(shape).astype(dtype)
+    flat = x.reshape(-1)
+    flat[::7] = 0
+    flat[3::1000] = np.nan
+    return x
+
+
+@pytest.mark.parametrize("most", [1, 2, 3])
+@pytest.mark.parametrize(
+    "x",
+    [
+        with_zeros_and_nan((1100, 1500), np.float32),  # spans of whole blocks and a tail
+        with_zeros_and_nan((3, 1 << 18), np.float16),
+        with_zeros_and_nan((700, 700), np.float64).T,  # not contiguous
+        with_zeros_and_nan((5, 7), np.float32),  # under one block
+        np.zeros(0, np.float32),
+        np.arange(-5, 600_000, dtype=np.int64),
+    ],
+    ids=["float32", "float16", "float64.T", "small", "empty", "int64"],
+)
+def test_one_pass_gives_the_digest_and_the_zeros_of_their_own_passes(x, most):
+    assert digest_and_zeros(x, most) == (digest(x), zero_count(x))
+
+
+def test_a_weight_as_recorded_lends_its_mean_and_std_the_zeros_are_measured():
+    """Same bytes (same digest): mean and std only size a change in a message, so they are
+    taken; the zero fraction feeds the variant's sparsity, which is compared: measured."""
+    x = with_zeros_and_nan((1100, 1500), np.float32)
+    recorded = fingerprint(x, zeros=True)
+    assert fingerprint(x, zeros=True, known=recorded) == recorded
+    edited = {**recorded, "mean": 123.0, "zero_fraction": 0.5}
+    assert fingerprint(x, zeros=True, known=edited) == {**recorded, "mean": 123.0}
+    moved = x.copy()
+    moved[0, 1] = 0.25
+    assert fingerprint(moved, zeros=True, known=recorded) == fingerprint(moved, zeros=True)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda f: f.update(mean="0.5"),
+        lambda f: f.pop("std"),
+        lambda f: f.update(digest=42),
+        lambda f: f.update(std=None),
+    ],
+    ids=["mean a string", "std removed", "digest a number", "std null"],
+)
+def test_a_damaged_recorded_fingerprint_is_measured_never_taken(damage):
+    x = with_zeros_and_nan((300, 1000), np.float32)
+    known = fingerprint(x, zeros=True)
+    damage(known)
+    assert fingerprint(x, zeros=True, known=known) == fingerprint(x, zeros=True)
+
+
+def test_a_passing_torch_check_takes_weights_and_buffers_as_recorded_and_measures_the_rest():
+    torch = pytest.importorskip("torch")
+
+    def build(units, scale=1.0):
+        model = torch.nn.Sequential(torch.nn.Linear(16, units), torch.nn.BatchNorm1d(units))
+        with torch.no_grad():
+            model[0].weight *= scale
+        return model
+
+    spec = parse_marker((), SPEC)
+    first = as_golden(Observer(spec, build, (64, 16)).observe())
+    golden_ = copy.deepcopy(first)
+    base = golden_["variants"]["units=10"]
+    base["parameters"]["0.weight"]["fingerprint"]["mean"] = 9.0
+    base["buffers"]["1.running_var"]["fingerprint"]["std"] = 8.0
+    again = Observer(spec, build, (64, 16), recorded=golden_).observe()
+    taken = again["variants"]["units=10"]
+    assert taken["parameters"]["0.weight"]["fingerprint"]["mean"] == 9.0
+    assert taken["buffers"]["1.running_var"]["fingerprint"]["std"] == 8.0
+    first["variants"]["units=10"] = taken
+    assert without_environment(again) == without_environment(first)  # the rest as measured
+
+    moved = lambda units: build(units, 1.001 if units == 5 else 1.0)  # noqa: E731
+    again = Observer(spec, moved, (64, 16), recorded=golden_).observe()
+    alone = Observer(spec, moved, (64, 16)).observe()
+    assert again["variants"]["units=5"]["parameters"] == alone["variants"]["units=5"]["parameters"]
 
 
 # -- --snapshot-update on an older golden ---------------------------------------------------
