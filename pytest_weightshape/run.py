@@ -29,7 +29,6 @@ from .frameworks import (
     keyword_problem,
     numerics,
     placed,
-    seedable,
     seeded,
     summarize_output,
 )
@@ -251,13 +250,13 @@ class Observer:
         return adapter, model
 
     def _build(self, variant: Variant) -> tuple[Adapter, Any]:
-        before = seedable()
-        model = self._built(variant)
-        if seedable() != before:
-            # the builder imported a framework: its first draws came from an unseeded generator
-            # (so the weights would depend on what the process imported before this check)
-            del model
-            model = self._built(variant)
+        with self._seeded():
+            try:
+                model = self.build(**variant.kwargs)
+            except Exception as exc:
+                raise ModelError(
+                    f"variant {variant.name}: the builder raised\n{user_traceback(exc)}"
+                ) from None
         if model is None:
             raise ModelError(
                 f"variant {variant.name}: the builder returned None; it must return the model"
@@ -273,16 +272,6 @@ class Observer:
                 f"variant {variant.name}: preparing the model for device {self.device!r} "
                 f"failed: {exception_line(exc)}"
             ) from None
-
-    def _built(self, variant: Variant) -> Any:
-        """The builder's model for ``variant``, built under the spec's seed."""
-        with self._seeded():
-            try:
-                return self.build(**variant.kwargs)
-            except Exception as exc:
-                raise ModelError(
-                    f"variant {variant.name}: the builder raised\n{user_traceback(exc)}"
-                ) from None
 
     def _forward(
         self,

@@ -11,12 +11,13 @@ import importlib
 import random
 import sys
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any, Protocol
 
 import numpy as np
 
 from ..errors import ModelError
+from .first_import import on_first_import
 
 
 class Array:
@@ -125,6 +126,9 @@ _DETERMINISM: tuple[tuple[str, str], ...] = (
     ("torch", "torch_adapter"),
     ("tensorflow", "tensorflow_adapter"),
 )
+#: Frameworks set up right after their first import when a builder or a forward imports one
+#: inside a check (``first_import``), as if it had been imported before the check.
+_WATCHED = frozenset(name for name, _ in _RNGS + _GLOBALS + _DETERMINISM)
 
 
 def adapter_for(model: Any) -> Adapter:
@@ -157,15 +161,26 @@ class Generators:
 
     Saving is the costly part (numpy's state alone took ~80 us to read and ~100 us to write
     back on the 2-core machine: a check that seeds each build and forward saves once). A
-    framework first imported after the save (by a builder) is saved when it is first seeded,
-    so it too is put back as found.
+    framework first imported inside ``kept_generators`` (by a builder) is saved as its import
+    left it and seeded with the last seed (``imported``), before the builder draws from it; one
+    imported otherwise after the save is saved when it is first seeded. Either way it is put
+    back as found.
     """
 
     def __init__(self) -> None:
         self._python = random.getstate()
         self._numpy = np.random.get_state()
         self._restores: dict[str, Callable[[], None]] = {}
+        self._seed: int | None = None
         self._save_new()
+
+    def imported(self, name: str) -> None:
+        """Framework ``name`` was first imported in the block: save it, seed it if seeded."""
+        for rng, module in _RNGS:
+            if rng == name and module not in self._restores:
+                self._restores[module] = _load(module).save()
+                if self._seed is not None:
+                    _load(module).seed(self._seed)
 
     def _save_new(self) -> None:
         # every state is saved before anything is seeded: seeding one framework may touch
@@ -175,6 +190,7 @@ class Generators:
                 self._restores[module] = _load(module).save()
 
     def seed(self, seed: int) -> None:
+        self._seed = seed
         self._save_new()
         random.seed(seed)
         np.random.seed(seed)
@@ -188,19 +204,13 @@ class Generators:
         random.setstate(self._python)
 
 
-def seedable() -> frozenset[str]:
-    """The imported frameworks whose generators ``Generators.seed`` seeds. One that a builder
-    imports itself is not seeded before it draws (importing every installed framework up front
-    would cost seconds): compare before and after, and build again under the seed."""
-    return frozenset(name for name, _ in _RNGS if name in sys.modules)
-
-
 @contextmanager
 def kept_generators() -> Iterator[Generators]:
     """Every generator (see ``Generators``) as it was before the block, after it."""
     generators = Generators()
     try:
-        yield generators
+        with on_first_import(_WATCHED, generators.imported):
+            yield generators
     finally:
         generators.restore()
 
@@ -228,8 +238,16 @@ def kept_globals(changed: list[str]) -> Iterator[None]:
         if name in sys.modules
         for what, state in _load(module).numeric_globals().items()
     }
+
+    def imported(name: str) -> None:  # as its import left them
+        for framework, module in _GLOBALS:
+            if framework == name:
+                for what, state in _load(module).numeric_globals().items():
+                    saved.setdefault(what, state)
+
     try:
-        yield
+        with on_first_import(_WATCHED, imported):
+            yield
     finally:
         now = {
             what: value
@@ -251,8 +269,13 @@ def numerics(deterministic: bool) -> Iterator[None]:
         if deterministic
         else []
     )
+
+    def imported(name: str) -> None:
+        restores.extend(_load(m).deterministic() for fw, m in _DETERMINISM if fw == name)
+
     try:
-        yield
+        with on_first_import(_WATCHED if deterministic else frozenset(), imported):
+            yield
     finally:
         for restore in reversed(restores):
             restore()
@@ -260,12 +283,21 @@ def numerics(deterministic: bool) -> Iterator[None]:
 
 @contextmanager
 def placed(device: str | None) -> Iterator[None]:
-    """Frameworks that place tensors at creation (Keras) build and run on ``device``."""
-    if device is None or "keras" not in sys.modules:
+    """Frameworks that place tensors at creation (Keras) build and run on ``device`` (Keras
+    imported in the block too, from its import on)."""
+    if device is None:
         yield
         return
-    with _load("keras_adapter").placed(device):
-        yield
+    with ExitStack() as late:
+        if "keras" in sys.modules:
+            late.enter_context(_load("keras_adapter").placed(device))
+
+        def imported(name: str) -> None:
+            if name == "keras":
+                late.enter_context(_load("keras_adapter").placed(device))
+
+        with on_first_import(frozenset({"keras"}), imported):
+            yield
 
 
 def to_numpy(value: Any) -> tuple[np.ndarray, str] | None:

@@ -1,3 +1,4 @@
+import json
 import random
 import subprocess
 import sys
@@ -90,37 +91,75 @@ def test_each_build_and_forward_starts_from_the_seed_whatever_the_builder_drew()
     assert torch.equal(torch.get_rng_state(), before[2])
 
 
-#: A check whose builder is the first to import torch, then the same check again.
+#: A check whose builder or model imports torch itself: ``python -c LAZY_IMPORT build|forward
+#: [pre]`` (``pre``: torch imported before the check) prints what the check recorded and did.
 LAZY_IMPORT = """
-import sys
+import functools, json, sys
+mode, pre = sys.argv[1], sys.argv[2:] == ["pre"]
+if pre:
+    import torch
 from pytest_weightshape.run import Observer
 from pytest_weightshape.spec import parse_marker
 
+seen = []
+
+@functools.cache  # built once per kwargs: the first call's draws must already be seeded
 def build(units):
-    import torch  # first imported here, by the builder, after the check seeded what it found
+    import torch
+    torch.set_default_dtype(torch.float64)
+    seen.append(torch.are_deterministic_algorithms_enabled())
     return torch.nn.Linear(8, units)
 
-def weights():
-    doc = Observer(parse_marker((), {"units": [4, 3]}), build, (2, 8)).observe()
-    return {
-        name: {p: t["fingerprint"]["digest"] for p, t in variant["parameters"].items()}
-        for name, variant in doc["variants"].items()
-    }
+class Noisy:  # a NumPy model whose forward imports torch and draws from it
+    def __init__(self, units):
+        self.units = units
 
-assert "torch" not in sys.modules
-first = weights()
-assert "torch" in sys.modules
-print(first == weights(), first)
+    def __call__(self, x):
+        import torch
+        return x[:, : self.units] + torch.randn(x.shape[0], self.units).numpy()
+
+spec = parse_marker((), {"units": [4, 3]})
+observer = Observer(spec, build if mode == "build" else Noisy, (2, 8), deterministic=True)
+doc = observer.observe()
+import torch
+print(json.dumps({
+    "variants": doc["variants"],
+    "changed": observer.changed_globals,
+    "dtype after": str(torch.get_default_dtype()),
+    "deterministic in the builds, after": [seen, torch.are_deterministic_algorithms_enabled()],
+}, sort_keys=True))
 """
 
 
-def test_a_builder_that_imports_the_framework_itself_still_builds_from_the_seed():
-    """Before, the first variant of the first check whose builder imported torch drew its
-    weights from torch's unseeded generator: the golden depended on whether an earlier test
-    of the session had imported torch."""
-    done = subprocess.run([sys.executable, "-c", LAZY_IMPORT], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith("True"), done.stdout
+def test_a_framework_first_imported_by_the_builder_or_model_is_set_up_as_if_imported_before():
+    """Before, a check set up only the frameworks imported when it started: a builder's own
+    ``import torch`` drew unseeded weights, and its default dtype leaked into later tests with
+    no warning, deterministic algorithms stayed off (the golden depended on whether an earlier
+    test had imported torch). Now each is set up right after its import."""
+    runs = {
+        (mode, pre): subprocess.Popen(
+            [sys.executable, "-c", LAZY_IMPORT, mode, *pre],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for mode in ("build", "forward")
+        for pre in ((), ("pre",))
+    }
+    done = {}
+    for key, process in runs.items():
+        out, err = process.communicate(timeout=300)
+        assert process.returncode == 0, err
+        done[key] = json.loads(out)
+    for mode in ("build", "forward"):
+        assert done[(mode, ())] == done[(mode, ("pre",))], mode
+    lazy = done[("build", ())]
+    assert lazy["changed"] == [
+        f"variant units={u} set the torch default dtype: torch.float32 -> torch.float64"
+        for u in (4, 3)
+    ]
+    assert lazy["dtype after"] == "torch.float32"
+    assert lazy["deterministic in the builds, after"] == [[True, True], False]
 
 
 def test_lstm_outputs_get_their_names_and_model_runs_in_eval_without_grad():
