@@ -667,8 +667,8 @@ NOTES = """## Reading the rows that are not met
   whose outputs moved, however little, measures them all exactly: ~5 ns per output value on
   one thread (one streaming pass with a 65536-bin histogram of the floats' top 16 bits, then
   the few bins that hold the quantiles), CKA on at most 2048 sampled rows and 1024 features
-  per side (~33 ms for the Linear pair), and the weights' fingerprints (CRC-32 and moments,
-  ~0.5 ms per MB). A forward of one matrix product does too little per output value and per
+  per side (~33 ms for the Linear pair), and the weights' CRC-32 and zero count on both
+  threads (their mean and std are the golden's where their bytes are). A forward of one matrix product does too little per output value and per
   weight for that to stay under 0.25x; BERT-base and ResNet-50 do more (their rows).
 """
 
@@ -713,6 +713,12 @@ def speed_probe() -> tuple[float, float]:
 
     values = np.ones(10_000_000, dtype=np.float32)
     return median_time(loop, 5), median_time(values.sum, 5)
+
+
+def end_probe() -> str:
+    """The speed probe again: a host that slowed during the run shows here."""
+    loop, total = speed_probe()
+    return f"Python loop {loop:.2f} s, `x.sum()` {total * 1000:.1f} ms"
 
 
 def main() -> None:
@@ -1039,7 +1045,7 @@ def main() -> None:
         + table(["target", "measured", "goal", ""], summary)
         + "\n\n"
         + "\n\n".join(sections[1:])
-        + f"\n\nLoad average at the end: {load}.\n\n"
+        + f"\n\nLoad average at the end: {load}. Speed probe at the end: {end_probe()}.\n\n"
         + NOTES
     )
     print(text)
