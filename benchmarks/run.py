@@ -668,8 +668,9 @@ NOTES = """## Reading the rows that are not met
   one thread (one streaming pass with a 65536-bin histogram of the floats' top 16 bits, then
   the few bins that hold the quantiles), CKA on at most 2048 sampled rows and 1024 features
   per side (~33 ms for the Linear pair), and the weights' CRC-32 and zero count on both
-  threads (their mean and std are the golden's where their bytes are). A forward of one matrix product does too little per output value and per
-  weight for that to stay under 0.25x; BERT-base and ResNet-50 do more (their rows).
+  threads (their mean and std are the golden's where their bytes are). A forward of one
+  matrix product does too little per output value and per weight for that to stay under
+  0.25x; BERT-base and ResNet-50 do more (their rows).
 """
 
 
