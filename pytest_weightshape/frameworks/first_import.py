@@ -6,12 +6,14 @@ installed framework up front would cost seconds. So while a check's contexts are
 finder at the front of ``sys.meta_path`` watches the top-level modules of the frameworks;
 when one of them has run its module, each open context's action sets it up (saves its state,
 seeds it, ...) before the builder goes on to draw from it: as if it had been imported before
-the check.
+the check. What the import itself drew from Python's and NumPy's global generators (TensorFlow
+and Keras do) is put back too.
 """
 
 from __future__ import annotations
 
 import importlib.abc
+import random
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -19,6 +21,8 @@ from contextlib import contextmanager
 from importlib.machinery import ModuleSpec
 from types import ModuleType
 from typing import Any
+
+import numpy as np
 
 #: The open contexts' actions, outermost first: called with the framework's module name.
 _ACTIONS: list[Callable[[str], None]] = []
@@ -49,11 +53,23 @@ class _Finder(importlib.abc.MetaPathFinder):
         run = loader.exec_module
 
         def exec_module(module: ModuleType) -> None:
+            # importing TensorFlow or Keras draws from Python's and NumPy's global generators:
+            # put back, the import is invisible to the check, as one made before it would be
+            python, numpy = random.getstate(), np.random.get_state()
             run(module)
+            random.setstate(python)
+            np.random.set_state(numpy)
             with _LOCK:
                 actions = list(_ACTIONS)
             for action in actions:
-                action(fullname)
+                try:
+                    action(fullname)
+                except Exception as exc:
+                    where = getattr(module, "__file__", None) or "?"
+                    raise ImportError(
+                        f"{fullname} imported from {where} could not be set up for the check "
+                        f"({type(exc).__name__}: {exc}): is it the real {fullname}?"
+                    ) from exc
 
         loader.exec_module = exec_module  # this spec's own loader: made for this import
         return spec
