@@ -1004,7 +1004,7 @@ def main() -> None:
     moved = models["wide"]["extra"]["check"]
     summary.append(
         [
-            "(18.1) the same, outputs moved within tolerance (everything measured)",
+            "(18.1) the same, outputs moved within tolerance (every output measured)",
             f"{moved:.2f}x",
             "<= 0.25x",
             verdict(moved <= 0.25),
