@@ -91,13 +91,10 @@ def test_each_build_and_forward_starts_from_the_seed_whatever_the_builder_drew()
     assert torch.equal(torch.get_rng_state(), before[2])
 
 
-#: A check whose builder or model imports torch itself: ``python -c LAZY_IMPORT build|forward
-#: [pre]`` (``pre``: torch imported before the check) prints what the check recorded and did.
+#: A check whose builder or model imports torch itself, then the same check with torch
+#: imported: ``python -c LAZY_IMPORT build|forward`` prints what each recorded and did.
 LAZY_IMPORT = """
 import functools, json, sys
-mode, pre = sys.argv[1], sys.argv[2:] == ["pre"]
-if pre:
-    import torch
 from pytest_weightshape.run import Observer
 from pytest_weightshape.spec import parse_marker
 
@@ -118,16 +115,26 @@ class Noisy:  # a NumPy model whose forward imports torch and draws from it
         import torch
         return x[:, : self.units] + torch.randn(x.shape[0], self.units).numpy()
 
-spec = parse_marker((), {"units": [4, 3]})
-observer = Observer(spec, build if mode == "build" else Noisy, (2, 8), deterministic=True)
-doc = observer.observe()
-import torch
-print(json.dumps({
-    "variants": doc["variants"],
-    "changed": observer.changed_globals,
-    "dtype after": str(torch.get_default_dtype()),
-    "deterministic in the builds, after": [seen, torch.are_deterministic_algorithms_enabled()],
-}, sort_keys=True))
+def check():
+    spec = parse_marker((), {"units": [4, 3]})
+    observer = Observer(
+        spec, build if sys.argv[1] == "build" else Noisy, (2, 8), deterministic=True
+    )
+    doc = observer.observe()
+    import torch
+    done = {
+        "variants": doc["variants"],
+        "changed": observer.changed_globals,
+        "dtype after": str(torch.get_default_dtype()),
+        "deterministic in the builds, after": [
+            list(seen), torch.are_deterministic_algorithms_enabled()
+        ],
+    }
+    build.cache_clear(), seen.clear()
+    return done
+
+assert "torch" not in sys.modules
+print(json.dumps([check(), check()], sort_keys=True))  # torch first imported by the first
 """
 
 
@@ -137,23 +144,21 @@ def test_a_framework_first_imported_by_the_builder_or_model_is_set_up_as_if_impo
     no warning, deterministic algorithms stayed off (the golden depended on whether an earlier
     test had imported torch). Now each is set up right after its import."""
     runs = {
-        (mode, pre): subprocess.Popen(
-            [sys.executable, "-c", LAZY_IMPORT, mode, *pre],
+        mode: subprocess.Popen(
+            [sys.executable, "-c", LAZY_IMPORT, mode],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
         for mode in ("build", "forward")
-        for pre in ((), ("pre",))
     }
     done = {}
-    for key, process in runs.items():
+    for mode, process in runs.items():
         out, err = process.communicate(timeout=300)
         assert process.returncode == 0, err
-        done[key] = json.loads(out)
-    for mode in ("build", "forward"):
-        assert done[(mode, ())] == done[(mode, ("pre",))], mode
-    lazy = done[("build", ())]
+        lazy, imported_before = done[mode] = json.loads(out)
+        assert lazy == imported_before, mode
+    lazy = done["build"][0]
     assert lazy["changed"] == [
         f"variant units={u} set the torch default dtype: torch.float32 -> torch.float64"
         for u in (4, 3)
