@@ -101,11 +101,15 @@ class Recorded:
         self.reused[(variant, name)] = copy.deepcopy(dict(entry)) if entry is not None else None
         return copy.deepcopy(dict(stats))
 
-    def tensors(self, variant: str, kind: str) -> Mapping[str, Any] | None:
-        """The golden's ``kind`` (``parameters``, ``buffers``) of ``variant``, by name: their
-        fingerprints lend mean and std to tensors whose digest is theirs (``fingerprint``)."""
-        found = _at(self._document, "variants", variant, kind)
-        return found if isinstance(found, Mapping) else None
+    def fingerprints(self, variant: str, kind: str) -> dict[str, Mapping[str, Any]]:
+        """The golden's fingerprints of ``variant``'s ``kind`` (``parameters``, ``buffers``),
+        by tensor name: they lend mean and std to tensors whose digest is theirs
+        (``stats.fingerprint``); a tensor whose entry is not a mapping has none."""
+        tensors = _at(self._document, "variants", variant, kind)
+        if not isinstance(tensors, Mapping):
+            return {}
+        found = {name: _at(tensor, "fingerprint") for name, tensor in tensors.items()}
+        return {name: f for name, f in found.items() if isinstance(f, Mapping)}
 
     def divergence(self, variant: str, name: str) -> dict[str, Any] | None:
         """The divergence entry sealed with output ``name``'s reused statistics, if any."""

@@ -411,10 +411,10 @@ class Observer:
         doc.update(variant_fields(params, recorded))
         return doc
 
-    def _golden_tensors(self, variant: Variant, kind: str) -> Mapping[str, Any] | None:
-        """The golden's tensors of ``kind`` for ``variant`` (read before a run that will not
-        write it): their mean and std are taken where the bytes are theirs."""
-        return self.recorded.tensors(variant.name, kind) if self.recorded is not None else None
+    def _golden_tensors(self, variant: Variant, kind: str) -> dict[str, Mapping[str, Any]]:
+        """The golden's fingerprints of ``variant``'s tensors of ``kind`` (read before a run
+        that will not write it): their mean and std are taken where the bytes are theirs."""
+        return self.recorded.fingerprints(variant.name, kind) if self.recorded is not None else {}
 
     def _outputs(
         self, variant: Variant, outputs: list[Array], feature_axis: Callable[[int], int]

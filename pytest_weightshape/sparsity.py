@@ -30,17 +30,14 @@ def zero_fraction(array: np.ndarray) -> float:
 
 
 def tensors(
-    arrays: Sequence[Array], recorded: Mapping[str, Any] | None = None
+    arrays: Sequence[Array], known: Mapping[str, Mapping[str, Any]] | None = None
 ) -> dict[str, dict[str, Any]]:
     """Named tensors (parameters, buffers): shape, dtype, and a fingerprint with the zero
-    fraction beside digest, mean and std. ``recorded``: the golden's tensors of this kind, by
-    name, whose fingerprints lend their mean and std to the same bytes (see ``fingerprint``)."""
+    fraction beside digest, mean and std. ``known``: the golden's fingerprints of these
+    tensors, by name, which lend their mean and std to the same bytes (see ``fingerprint``)."""
     out = {}
     for a in arrays:
-        known = (recorded or {}).get(a.name)
-        known = known.get("fingerprint") if isinstance(known, Mapping) else None
-        known = known if isinstance(known, Mapping) else None
-        print_ = fingerprint(a.value, zeros=True, known=known)  # zeros from the same pass
+        print_ = fingerprint(a.value, zeros=True, known=(known or {}).get(a.name))
         out[a.name] = {"shape": list(a.value.shape), "dtype": a.dtype, "fingerprint": print_}
     return out
 

@@ -435,7 +435,7 @@ def _sums(
     with np.errstate(all="ignore"):
         for block in blocks(part):
             m = block.size
-            zeros = int(np.count_nonzero(np.equal(block, 0, out=mask[:m])))
+            zeros = _block_zeros(block, mask)
             if single:
                 b1, b2 = _rough_sums(np.subtract(block, np.float32(shift), out=narrow[:m]))
             else:
@@ -487,9 +487,12 @@ def zero_count(array: np.ndarray) -> int:
     if flat.dtype.kind not in "fc" or flat.size < BLOCK:
         return int(flat.size - np.count_nonzero(flat))
     mask = np.empty(BLOCK, dtype=np.bool_)
-    return sum(
-        int(np.count_nonzero(np.equal(block, 0, out=mask[: block.size]))) for block in blocks(flat)
-    )
+    return sum(_block_zeros(block, mask) for block in blocks(flat))
+
+
+def _block_zeros(block: np.ndarray, mask: np.ndarray) -> int:
+    """The exact zeros of a float block, compared into ``mask`` (at least as long, reused)."""
+    return int(np.count_nonzero(np.equal(block, 0, out=mask[: block.size])))
 
 
 def digest(array: np.ndarray, most: int = 0) -> str:
@@ -501,8 +504,13 @@ def digest_crc(array: np.ndarray, most: int = 0) -> int:
     """The CRC-32 of ``digest``: the array's dtype and shape, then its bytes (large arrays on
     up to ``most`` threads, see ``checksum.array_crc``; the same value on any number)."""
     x = np.ascontiguousarray(array)
-    crc = zlib.crc32(f"{x.dtype.str}{x.shape}".encode())
+    crc = _header_crc(x)
     return array_crc(x, crc, most) if x.size else crc
+
+
+def _header_crc(x: np.ndarray) -> int:
+    """The CRC-32 of a digest's header: the array's dtype and shape."""
+    return zlib.crc32(f"{x.dtype.str}{x.shape}".encode())
 
 
 def block_digests(array: np.ndarray) -> list[int]:
@@ -592,7 +600,7 @@ def digest_and_zeros(array: np.ndarray, most: int = 0) -> tuple[str, int]:
     the same digest, bit for bit, as ``digest``."""
     x = np.ascontiguousarray(array)
     flat = x.reshape(-1)
-    header = zlib.crc32(f"{x.dtype.str}{x.shape}".encode())
+    header = _header_crc(x)
     if flat.dtype.kind not in "fc" or flat.size < BLOCK:
         return f"{DIGEST_PREFIX}{array_crc(x, header):08x}", zero_count(flat)
 
@@ -602,7 +610,7 @@ def digest_and_zeros(array: np.ndarray, most: int = 0) -> tuple[str, int]:
         crc = count = 0
         for block in blocks(values):
             crc = zlib.crc32(block.data, crc)
-            count += int(np.count_nonzero(np.equal(block, 0, out=mask[: block.size])))
+            count += _block_zeros(block, mask)
         return crc, values.nbytes, count
 
     crc, total = header, 0
