@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from .sessions.helpers import INNER_ADDOPTS, INNER_INI, INNER_UNSET
+from .sessions.helpers import INNER_ADDOPTS, INNER_INI, INNER_UNSET, quick_xla_flags
 
 pytest_plugins = ["pytester"]
 
@@ -65,6 +65,7 @@ def inner_environ(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
       no two processes write it at once): a Keras session on the jax backend compiles each
       operation it runs (~0.05 s each, ~150 in a training check), and the sessions of a module
       run the same models again (recorded, then checked);
+    - XLA's quick compiles (``quick_xla_flags``): Keras on jax compiles every eager op;
     - ``INNER_ADDOPTS``: no plugin that no inner session uses;
     - ``PY_COLORS=0``: plain output to assert on."""
     jax_cache = tmp_path_factory.getbasetemp() / "inner-jax-cache"  # this worker's
@@ -75,6 +76,7 @@ def inner_environ(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         "JAX_COMPILATION_CACHE_DIR": str(jax_cache),
         "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
         "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
+        "XLA_FLAGS": quick_xla_flags(),
     }
 
 

@@ -97,6 +97,21 @@ INNER_UNSET = (
     "PYTEST_ADDOPTS",
     "TOX_ENV_DIR",
 )
+#: XLA's CPU compiler with LLVM's optimisations off, for the Keras-on-jax processes the tests
+#: start. Eager Keras on jax compiles each operation it runs (~320 compiles, ~18 s of a ~31 s
+#: training probe), and the tests' models are tiny: optimising their code costs more than it
+#: saves (the probe: 31.5 s -> 25.3 s; test_keras and test_training_keras on jax: 67 s -> 57
+#: s). Records and checks of one test compile alike, and no test depends on XLA's code
+#: generation. Added to whatever XLA_FLAGS the outer run has.
+QUICK_XLA = "--xla_backend_optimization_level=0"
+
+
+def quick_xla_flags(environ: dict[str, str] | None = None) -> str:
+    """XLA_FLAGS for a process the tests start: the outer run's flags, then ``QUICK_XLA``."""
+    outer = (os.environ if environ is None else environ).get("XLA_FLAGS", "").strip()
+    return f"{outer} {QUICK_XLA}".strip()
+
+
 #: Every inner session's ini: no outer addopts, no cache, syrupy without colours.
 INNER_INI = "[pytest]\naddopts = -p no:cacheprovider --snapshot-no-colors\n"
 

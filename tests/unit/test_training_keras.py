@@ -16,6 +16,8 @@ import sys
 
 import pytest
 
+from ..sessions.helpers import quick_xla_flags
+
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("keras") is None, reason="keras is not installed"
 )
@@ -33,6 +35,7 @@ def probe(backend, *args):
         "PATH": "",
         "PYTHONPATH": ROOT,
         "HOME": os.environ.get("HOME", "/tmp"),
+        "XLA_FLAGS": quick_xla_flags(),  # jax compiles each eager op: see QUICK_XLA
     }
     result = subprocess.run(
         [sys.executable, str(PROBE), *args], capture_output=True, text=True, env=env, timeout=600
