@@ -670,7 +670,14 @@ NOTES = """## Reading the rows that are not met
   per side (~33 ms for the Linear pair), and the weights' CRC-32 and zero count on both
   threads (their mean and std are the golden's where their bytes are). A forward of one
   matrix product does too little per output value and per weight for that to stay under
-  0.25x; BERT-base and ResNet-50 do more (their rows).
+  0.25x; BERT-base and ResNet-50 do more (their rows). Two threads do not halve it on this
+  host: NumPy's element-wise passes over a 1 MB block (a cast, a copy of the keys, a
+  minimum) take as long on two threads side by side as one after the other (only `bincount`
+  scales), so a 1e7-value summary took 71 ms on one thread and 74 ms on two (a later
+  round's measurement). CKA on a thread of its own beside the statistics (products bound
+  by arithmetic beside passes bound by memory) took 99 ms against 164 ms for the two in
+  turn in isolation, but nothing in the check itself (14 alternating rounds: 8 ms slower,
+  paired median), where the statistics and BLAS already hold both cores; it was not kept.
 """
 
 
