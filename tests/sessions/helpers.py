@@ -106,10 +106,10 @@ INNER_UNSET = (
 QUICK_XLA = "--xla_backend_optimization_level=0"
 
 
-def quick_xla_flags(environ: dict[str, str] | None = None) -> str:
-    """XLA_FLAGS for a process the tests start: the outer run's flags, then ``QUICK_XLA``."""
-    outer = (os.environ if environ is None else environ).get("XLA_FLAGS", "").strip()
-    return f"{outer} {QUICK_XLA}".strip()
+def quick_xla_flags() -> str:
+    """XLA_FLAGS for a process the tests start: the outer run's flags, then ``QUICK_XLA``
+    (the last of a repeated flag wins)."""
+    return f"{os.environ.get('XLA_FLAGS', '').strip()} {QUICK_XLA}".strip()
 
 
 #: Every inner session's ini: no outer addopts, no cache, syrupy without colours.
