@@ -107,8 +107,7 @@ QUICK_XLA = "--xla_backend_optimization_level=0"
 
 
 def quick_xla_flags() -> str:
-    """XLA_FLAGS for a process the tests start: the outer run's flags, then ``QUICK_XLA``
-    (the last of a repeated flag wins)."""
+    """XLA_FLAGS for a process the tests start: the outer run's flags, then ``QUICK_XLA``."""
     return f"{os.environ.get('XLA_FLAGS', '').strip()} {QUICK_XLA}".strip()
 
 
