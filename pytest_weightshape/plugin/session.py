@@ -147,7 +147,19 @@ class Session:
 
     # -- hooks ----------------------------------------------------------------------------
 
-    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+    @pytest.hookimpl(wrapper=True, tryfirst=True)  # around every other plugin's and conftest's
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> Any:
+        """After every other hook: the tests that use the fixture. Tests a hook dropped from
+        ``items`` without calling ``pytest_deselected`` (the "--runslow" recipe's
+        ``items[:] = [...]``, CI sharding) count as deselected: their goldens are not unused
+        (for this plugin and for syrupy, which a conftest's hook runs before)."""
+        collected = list(items)
+        result = yield
+        kept = {id(item) for item in items}
+        dropped = [item for item in collected if id(item) not in kept]
+        if dropped:
+            self.pytest_deselected(dropped)
+            syrupy_bridge.dropped(self.config, dropped)
         if EXTENSION_MODULE in sys.modules:  # a test module loaded it: point it here too
             point_extension(self.config)
         for item in items:
@@ -161,6 +173,7 @@ class Session:
                         "nothing is checked: add `shape_variant` to the test's arguments"
                     )
                 )
+        return result
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         self.collected.update(item.nodeid for item in session.items)

@@ -69,6 +69,17 @@ def protect_unrun(config: pytest.Config) -> None:
             session.ran_item(nodeid, "skipped")
 
 
+def dropped(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests a hook removed from the session without deselecting them: syrupy is told they
+    were collected (a conftest's hook ran before syrupy's, which then saw only what was
+    left), so it does not take the run for one of every test and delete their goldens as
+    unused."""
+    found = getattr(config, "_syrupy", None)
+    collect = getattr(found, "collect_items", None)
+    if collect is not None:
+        collect(items)
+
+
 def workers_used(config: pytest.Config, extension: str) -> bool:
     """Whether an xdist worker reported using the extension class named ``extension``
     (``module.Class``): the controller then judges unused goldens with it."""

@@ -202,3 +202,27 @@ def test_tests_deselected_by_a_conftest_keep_their_goldens(pytester):
         assert result.ret == pytest.ExitCode.OK and result.parseoutcomes()["passed"] == 1
         assert "no longer exist" not in result.stdout.str(), args
         assert kept.exists(), args
+
+
+def test_tests_a_conftest_drops_without_deselecting_keep_their_goldens(pytester):
+    """The "--runslow" recipe drops tests with ``items[:] = [...]`` and never calls
+    ``pytest_deselected``: their goldens are still not unused, whether the run is given paths
+    or not, with or without xdist, and a plain run does not call them unused either."""
+    tests = pytester.path / "tests"
+    tests.mkdir()
+    (tests / "test_a.py").write_text(TEST + BODY.replace("def test_dense(", "def test_slow("))
+    run_inline(pytester, "--snapshot-update").assert_outcomes(passed=2)
+    slow = pytester.path / "golden" / "tests" / "test_a" / "test_slow.json"
+    (tests / "conftest.py").write_text(
+        "def pytest_collection_modifyitems(config, items):\n"
+        "    items[:] = [i for i in items if 'slow' not in i.name]\n"
+    )
+    for args in ([], ["tests"], ["-n", "2"], ["tests", "-n", "2"]):
+        result = run_numpy(pytester, "--snapshot-update", *args)
+        assert result.ret == pytest.ExitCode.OK and result.parseoutcomes()["passed"] == 1, args
+        out = result.stdout.str()
+        assert "no longer exist" not in out and "Deleted" not in out, (args, out)
+        assert slow.exists(), args
+    result = run_inline(pytester)
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str()
+    assert "unused" not in result.stdout.str()
