@@ -222,10 +222,18 @@ class Session:
                 if earlier is not None and record["status"] == "passed":
                     record["status"] = earlier  # matched what the superseded attempt wrote
                 self.records.append(record)
-        if report.failed and report.nodeid in self.users:
-            for record in self.records:  # the test failed after its check (call or teardown)
-                if record["nodeid"] == report.nodeid and record["status"] in WRITTEN:
+        # the test failed after its check (call or teardown); on an xdist controller, which
+        # collects nothing, its records tell that it uses the fixture
+        mine = [r for r in self.records if r["nodeid"] == report.nodeid] if report.failed else []
+        if report.failed and (report.nodeid in self.users or mine):
+            for record in mine:
+                if record["status"] in WRITTEN:
                     record["status"] = "not written"
+                    record["message"] = (
+                        f"golden {record['golden_path']} not written: the test failed after "
+                        f"its check (in its {report.when}); fix it, then run "
+                        f"pytest --snapshot-update {report.nodeid}"
+                    )
             self.failed.add(report.nodeid)
             syrupy_bridge.mark_not_run(self.config, report.nodeid)
 

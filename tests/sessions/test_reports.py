@@ -201,12 +201,30 @@ def test_a_check_whose_test_fails_in_teardown_is_reported_not_written(pytester):
             """
         )
     )
-    result = run_numpy(pytester, "--snapshot-update", "--weightshape-report=r.json")
-    result.assert_outcomes(passed=1, errors=1)
-    result.stdout.fnmatch_lines(["1 check: 1 not written"])
-    report = strict_json((pytester.path / "r.json").read_text())
-    assert report["summary"] == {"not written": 1}
-    assert not golden_of(pytester).exists()
+    named = [
+        "1 golden not written: the test failed after its check (fix it, then run pytest "
+        "--snapshot-update again):",
+        "  golden/test_dense/test_dense.json (test_dense.py::test_dense)",
+    ]
+    for args in ([], ["-n", "2"]):  # an xdist controller collects nothing itself
+        result = run_numpy(pytester, "--snapshot-update", "--weightshape-report=r.json", *args)
+        result.assert_outcomes(passed=1, errors=1)
+        result.stdout.fnmatch_lines(["1 check: 1 not written", *named])
+        report = strict_json((pytester.path / "r.json").read_text())
+        assert report["summary"] == {"not written": 1}, args
+        assert "failed after its check (in its teardown)" in report["checks"][0]["message"]
+        assert not golden_of(pytester).exists()
+    # a golden already there is left as it was, and the summary does not call it updated
+    test = pytester.path / "test_dense.py"
+    source = test.read_text()
+    test.write_text(source.replace(", broken)", ")"))
+    run_numpy(pytester, "--snapshot-update").assert_outcomes(passed=1)
+    recorded = golden_of(pytester).read_bytes()
+    test.write_text(source.replace("units=[10, 5]", "units=[10, 6]"))
+    for args in ([], ["-n", "2"]):
+        result = run_numpy(pytester, "--snapshot-update", *args)
+        result.stdout.fnmatch_lines(["1 check: 1 not written", *named])
+        assert golden_of(pytester).read_bytes() == recorded, args
 
 
 def test_errors_are_reported_with_their_golden_and_a_run_without_checks_still_reports(pytester):
