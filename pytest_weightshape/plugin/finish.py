@@ -189,19 +189,20 @@ def summary(terminalreporter: Any, config: pytest.Config, state: Session) -> Non
         for where, why in state.not_written:
             shown = os.path.relpath(where, here)
             terminalreporter.write_line(f"  {shown}: {why.replace(where, shown)}", red=True)
-    failed_after = [
-        r for r in state.records if r["status"] == "not written" and r["nodeid"] in state.failed
+    unwritten = [
+        r for r in state.records if r["status"] == "not written" and r["nodeid"] in state.unwritten
     ]
-    if failed_after:
-        count = len(failed_after)
+    if unwritten:
+        count = len(unwritten)
         terminalreporter.write_line(
-            f"{count} golden{'s' if count != 1 else ''} not written: the test failed after its "
-            "check (fix it, then run pytest --snapshot-update again):",
+            f"{count} golden{'s' if count != 1 else ''} not written (fix the cause, then run "
+            "pytest --snapshot-update again):",
             red=True,
         )
-        for record in failed_after:
+        for record in unwritten:
             shown = os.path.relpath(config.rootpath / record["golden_path"], here)
-            terminalreporter.write_line(f"  {shown} ({record['nodeid']})", red=True)
+            why = state.unwritten[record["nodeid"]]
+            terminalreporter.write_line(f"  {shown} ({record['nodeid']}): {why}", red=True)
     for problem in state.problems:
         terminalreporter.write_line(problem, red=True)
     if state.reports_written:

@@ -97,6 +97,11 @@ class Session:
         self.problems: list[str] = []
         #: Goldens that syrupy's flush could not write: (path, why); the run fails.
         self.not_written: list[tuple[str, str]] = []
+        #: Tests whose checks' goldens were never handed to syrupy's flush, with why (the test
+        #: failed after its check; its xdist worker crashed first): for the summary.
+        self.unwritten: dict[str, str] = {}
+        #: On an xdist controller: the worker (gateway id) that reported each test.
+        self.worker_of: dict[str, str] = {}
 
     # -- accessors ------------------------------------------------------------------------
 
@@ -216,6 +221,9 @@ class Session:
         if outcome == "rerun":
             self._superseded(report)
             return
+        worker = getattr(getattr(getattr(report, "node", None), "gateway", None), "id", None)
+        if worker is not None:
+            self.worker_of[report.nodeid] = worker
         if report.when == "call":
             for record in getattr(report, "weightshape", None) or ():
                 earlier = self.rerun_writes.pop((record["nodeid"], record["check"]), None)
@@ -226,19 +234,29 @@ class Session:
         # collects nothing, its records tell that it uses the fixture
         mine = [r for r in self.records if r["nodeid"] == report.nodeid] if report.failed else []
         if report.failed and (report.nodeid in self.users or mine):
-            for record in mine:
-                if record["status"] in WRITTEN:
-                    record["status"] = "not written"
-                    record["message"] = (
-                        f"golden {record['golden_path']} not written: the test failed after "
-                        f"its check (in its {report.when}); fix it, then run "
-                        f"pytest --snapshot-update {report.nodeid}"
-                    )
+            self._unwritten(mine, f"the test failed after its check (in its {report.when})")
             self.failed.add(report.nodeid)
             syrupy_bridge.mark_not_run(self.config, report.nodeid)
 
+    def _unwritten(self, records: list[dict[str, Any]], why: str) -> None:
+        """Checks whose goldens their test's worker will not write: ``not written``, why."""
+        for record in records:
+            if record["status"] in WRITTEN:
+                record["status"] = "not written"
+                record["message"] = (
+                    f"golden {record['golden_path']} not written: {why}; fix it, then run "
+                    f"pytest --snapshot-update {record['nodeid']}"
+                )
+                self.unwritten[record["nodeid"]] = why
+
     @pytest.hookimpl(optionalhook=True)  # pytest-xdist's: a worker finished
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        """A worker finished; one that crashed (``error``) never flushed the goldens of the
+        tests it ran: their checks are not written (xdist only reports the test it died in)."""
+        if error is not None:
+            gone = getattr(getattr(node, "gateway", None), "id", None)
+            crashed = [r for r in self.records if self.worker_of.get(r["nodeid"]) == gone]
+            self._unwritten(crashed, f"its xdist worker {gone} crashed before writing goldens")
         output = getattr(node, "workeroutput", None) or {}
         self.not_written += [(str(path), str(why)) for path, why in output.get(NOT_WRITTEN_KEY, ())]
         self.partial.update(str(path) for path in output.get(PARTIAL_KEY, ()))

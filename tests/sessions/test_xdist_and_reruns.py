@@ -117,3 +117,47 @@ def test_a_rerun_test_counts_reports_and_records_its_checks_once(pytester):
     junit = ElementTree.parse(pytester.path / "j.xml")
     for case in junit.iter("testcase"):  # each attempt's case holds its own check, once
         assert len(case.findall("properties/property[@name='weightshape[default]']")) == 1
+
+
+def test_goldens_of_an_xdist_worker_that_crashed_are_not_written_and_say_so(pytester, monkeypatch):
+    """A worker that dies (an OOM kill, ``os._exit``) never flushes the goldens of the tests it
+    ran before: their checks are ``not written``, each named with why, and the summary's
+    counts are what is on disk (it said "updated" for every check)."""
+    pytest.importorskip("xdist")
+    pytester.makepyfile(
+        test_dense=DENSE
+        + textwrap.dedent(
+            """
+            import os
+
+            SCALE = float(os.environ.get("SCALE", "1"))
+
+            @pytest.mark.parametrize("k", range(12))
+            @pytest.mark.shape_variant(units=[10, 5])
+            def test_p(shape_variant, k):
+                if os.environ.get("CRASH") == str(k):
+                    os._exit(1)
+                shape_variant.check(Dense, inputs=(8, 16))
+            """
+        )
+    )
+    run(pytester, "-n", "2", "--snapshot-update").assert_outcomes(passed=12)
+    folder = pytester.path / "golden" / "test_dense"
+    before = {f.name: f.read_bytes() for f in folder.iterdir()}
+    monkeypatch.setenv("CRASH", "9")
+    monkeypatch.setenv("SCALE", "1.001")  # every golden must be rewritten
+    result = run(pytester, "-n", "2", "--snapshot-update", "--weightshape-report=r.json")
+    assert result.ret != 0
+    after = {f.name: f.read_bytes() for f in folder.iterdir()}
+    unchanged = {name[:-5] for name in after if after[name] == before[name]}
+    checks = json.loads((pytester.path / "r.json").read_text())["checks"]
+    status = {c["nodeid"].split("::")[1]: c["status"] for c in checks}
+    assert "test_p[9]" not in status and "test_p[9]" in unchanged  # it died in its test
+    assert {t for t, s in status.items() if s == "not written"} == unchanged - {"test_p[9]"}
+    assert all(s in ("updated", "not written") for s in status.values()), status
+    lost = sorted(t for t, s in status.items() if s == "not written")
+    assert lost, "the crashed worker ran no test before test_p[9]"
+    out = result.stdout.str()
+    assert f"{len(lost)} golden{'s' if len(lost) != 1 else ''} not written" in out
+    for test in lost:
+        assert f"golden/test_dense/{test}.json (test_dense.py::{test}): its xdist worker" in out
