@@ -202,9 +202,9 @@ def test_a_check_whose_test_fails_in_teardown_is_reported_not_written(pytester):
         )
     )
     named = [
-        "1 golden not written: the test failed after its check (fix it, then run pytest "
-        "--snapshot-update again):",
-        "  golden/test_dense/test_dense.json (test_dense.py::test_dense)",
+        "1 golden not written (fix the cause, then run pytest --snapshot-update again):",
+        "  golden/test_dense/test_dense.json (test_dense.py::test_dense): the test failed "
+        "after its check (in its teardown)",
     ]
     for args in ([], ["-n", "2"]):  # an xdist controller collects nothing itself
         result = run_numpy(pytester, "--snapshot-update", "--weightshape-report=r.json", *args)
