@@ -271,8 +271,11 @@ def read_checks(path: Path) -> tuple[str | None, dict[str, dict[str, Any]]]:
 def _unreadable(path: Path, exc: BaseException | None) -> GoldenError:
     """``exc`` None: the path holds no regular file (a folder, a pipe ...)."""
     if isinstance(exc, IsADirectoryError) or path.is_dir():
-        why = "a folder stands at its path"
-    elif exc is None:
+        return GoldenError(
+            f"golden {path} cannot be read (a folder stands at its path). Move or remove the "
+            "folder, then record the golden with `pytest --snapshot-update`."
+        )
+    if exc is None:
         why = "it is not a regular file (a pipe, socket or device stands at its path)"
     elif isinstance(exc, UnicodeDecodeError):
         why = f"it is not UTF-8 text ({exc.reason} at byte {exc.start})"

@@ -279,6 +279,8 @@ def take_not_written() -> list[tuple[str, str]]:
 
 
 def _reason(exc: BaseException) -> str:
+    if isinstance(exc, IsADirectoryError):
+        return "a folder stands at its path: move or remove it, then run --snapshot-update again"
     if isinstance(exc, OSError) and exc.strerror:
         return f"{type(exc).__name__}: {exc.strerror}"
     if isinstance(exc, GoldenError):

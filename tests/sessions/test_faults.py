@@ -159,16 +159,6 @@ def test_a_golden_that_cannot_be_written_fails_the_run_and_the_others_are_writte
     assert "FileExistsError" in failed["message"]
 
 
-def test_a_folder_at_a_golden_path_is_named_and_not_replaced_by_an_update(pytester):
-    pytester.makepyfile(test_dense=TEST)
-    (pytester.path / "golden" / "test_dense" / "test_dense.json").mkdir(parents=True)
-    result = run_inline(pytester, "--snapshot-update")
-    out = result.stdout.str()
-    assert result.ret == 1 and "Traceback" not in out
-    assert "golden/test_dense/test_dense.json: IsADirectoryError" in out
-    assert (pytester.path / "golden" / "test_dense" / "test_dense.json").is_dir()
-
-
 def test_without_syrupy_the_check_says_what_it_needs(pytester):
     pytester.makeini("[pytest]\naddopts = -p no:cacheprovider\n")  # no syrupy options
     pytester.makepyfile(test_dense=TEST)
@@ -248,3 +238,25 @@ def test_diff_exit_code_counts_goldens_that_were_not_written(pytester):
     diff = run_module("diff", "--exit-code", cwd=pytester.path)
     assert diff.returncode == 1, diff.stdout
     assert "not written, rerun pytest --snapshot-update" in diff.stdout
+
+
+def test_a_folder_at_a_goldens_path_says_to_move_it_not_to_record_again(pytester):
+    """``--snapshot-update`` cannot write over a folder: the plain run's message says to move
+    or remove it, and the update's not-written line says so too (not "IsADirectoryError")."""
+    pytester.makepyfile(test_dense=TEST + OTHER)
+    run_inline(pytester, "--snapshot-update").assert_outcomes(passed=2)
+    path = golden_of(pytester)
+    path.unlink()
+    path.mkdir()
+    out = assert_clean_failure(run_inline(pytester))
+    assert "a folder stands at its path). Move or remove the folder, then record" in out
+    update = run_inline(pytester, "--snapshot-update")
+    assert update.ret != 0 and "IsADirectoryError" not in update.stdout.str()
+    update.stdout.fnmatch_lines(
+        [
+            "1 golden not written (the run fails):",
+            "  golden/test_dense/test_dense.json: a folder stands at its path: move or remove "
+            "it, then run --snapshot-update again",
+        ]
+    )
+    assert path.is_dir()
