@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import random
 import sys
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from typing import Any, Protocol
@@ -291,9 +292,12 @@ def placed(device: str | None) -> Iterator[None]:
     with ExitStack() as late:
         if "keras" in sys.modules:
             late.enter_context(_load("keras_adapter").placed(device))
+        owner = threading.get_ident()
 
         def imported(name: str) -> None:
-            if name == "keras":
+            # a Keras device scope belongs to the thread that enters it: Keras first imported
+            # on another thread (a builder that builds on a pool) is placed from the next check
+            if name == "keras" and threading.get_ident() == owner:
                 late.enter_context(_load("keras_adapter").placed(device))
 
         with on_first_import(frozenset({"keras"}), imported):

@@ -1,4 +1,5 @@
 import json
+import os
 import random
 import subprocess
 import sys
@@ -165,6 +166,49 @@ def test_a_framework_first_imported_by_the_builder_or_model_is_set_up_as_if_impo
     ]
     assert lazy["dtype after"] == "torch.float32"
     assert lazy["deterministic in the builds, after"] == [[True, True], False]
+
+
+#: A Keras check on device "cpu" whose builder imports Keras on a pool's thread, then the same
+#: check with Keras imported: ``python -c KERAS_ON_A_THREAD`` prints both documents' variants.
+KERAS_ON_A_THREAD = """
+import json, sys
+from concurrent.futures import ThreadPoolExecutor
+from pytest_weightshape.run import Observer
+from pytest_weightshape.spec import parse_marker
+
+pool = ThreadPoolExecutor(1)
+
+def build(units):
+    def make():
+        import keras
+        return keras.Sequential([keras.Input((6,)), keras.layers.Dense(units)])
+    return pool.submit(make).result()
+
+def check():
+    spec = parse_marker((), {"units": [4, 3]})
+    return Observer(spec, build, (2, 6), device="cpu").observe()["variants"]
+
+assert "keras" not in sys.modules
+print(json.dumps([check(), check()], sort_keys=True))
+"""
+
+
+def test_keras_first_imported_on_another_thread_by_the_builder_is_no_internal_error():
+    """A Keras device scope belongs to the thread that enters it: entered on the builder's
+    pool thread at Keras's first import and left on the check's, it raised "Exiting device
+    scope without proper scope nesting" (an internal error). The document is the one a check
+    with Keras imported before gives."""
+    pytest.importorskip("keras")
+    done = subprocess.run(
+        [sys.executable, "-c", KERAS_ON_A_THREAD],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    lazy, imported_before = json.loads(done.stdout.splitlines()[-1])
+    assert lazy == imported_before
 
 
 def test_lstm_outputs_get_their_names_and_model_runs_in_eval_without_grad():
