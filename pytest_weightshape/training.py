@@ -33,6 +33,7 @@ An adapter's ``train(model, inputs, keywords, targets, loss, optimizer, steps, s
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -110,6 +111,17 @@ def _qualified(thing: Any) -> str:
     return name
 
 
+#: Where Keras's losses live (Keras 3, tf.keras's Keras 2 package, TensorFlow's old copy).
+_KERAS_MODULES = ("keras.", "tf_keras.", "tensorflow.python.keras.")
+
+
+def _keras_loss(loss: Any) -> bool:
+    """Whether ``loss`` is one of Keras's losses (a ``keras.losses`` class's instance or
+    function), which take their arguments the other way round."""
+    module = getattr(loss if inspect.isfunction(loss) else type(loss), "__module__", "") or ""
+    return module.startswith(_KERAS_MODULES) and ".losses" in module
+
+
 def resolve_loss(loss: Any) -> Loss:
     """``loss=`` -> :class:`Loss`: a built-in's name, or a callable ``(output, target) ->
     scalar`` in the model's framework."""
@@ -123,6 +135,14 @@ def resolve_loss(loss: Any) -> Loss:
                 "in the model's framework"
             )
         return Loss(loss, loss)
+    if callable(loss) and _keras_loss(loss):
+        raise SpecError(
+            f"check_training(loss={_qualified(loss)}): Keras's losses take (y_true, y_pred), the "
+            "reverse of the (output, target) that check_training passes, so it would be computed "
+            "the wrong way round; swap them: loss=lambda output, target: "
+            f"keras.losses.{_qualified(loss)}{'' if inspect.isfunction(loss) else '(...)'}"
+            "(target, output)"
+        )
     if callable(loss):
         return Loss("custom", f"custom:{_qualified(loss)}", loss)
     raise SpecError(

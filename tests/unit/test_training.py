@@ -44,6 +44,33 @@ def test_builtin_loss_and_optimizer_resolve_with_default_learning_rates():
     assert resolve_optimizer("adam", 3e-4).lr == 3e-4
 
 
+def test_a_keras_loss_is_refused_with_its_arguments_the_right_way_round():
+    """Keras's losses take (y_true, y_pred), the reverse of what ``check_training`` passes: a
+    ``BinaryCrossentropy`` recorded a silently wrong loss (1.26 instead of 0.93 on the same
+    data). Its classes' instances and its functions are refused with the swap to write;
+    torch's losses, which take (input, target), and the user's own are not."""
+    BinaryCrossentropy = type("BinaryCrossentropy", (), {"__call__": lambda self, a, b: 0.0})
+    BinaryCrossentropy.__module__ = "keras.src.losses.losses"
+
+    def binary_crossentropy(y_true, y_pred):
+        return 0.0
+
+    binary_crossentropy.__module__ = "keras.src.losses.losses"
+    binary_crossentropy.__qualname__ = "binary_crossentropy"  # as Keras's own
+    MSELoss = type("MSELoss", (), {"__call__": lambda self, a, b: 0.0})
+    MSELoss.__module__ = "torch.nn.modules.loss"
+    for loss, swap in (
+        (BinaryCrossentropy(), "keras.losses.BinaryCrossentropy(...)(target, output)"),
+        (binary_crossentropy, "keras.losses.binary_crossentropy(target, output)"),
+    ):
+        with pytest.raises(SpecError) as refused:
+            resolve_loss(loss)
+        assert "Keras's losses take (y_true, y_pred)" in str(refused.value)
+        assert f"loss=lambda output, target: {swap}" in str(refused.value)
+    assert resolve_loss(MSELoss()).name == "custom:MSELoss"
+    assert resolve_loss(lambda output, target: 0.0).kind == "custom"
+
+
 def test_custom_loss_and_optimizer_are_named_by_qualified_name_and_keep_lr():
     def my_loss(output, target):
         return output.sum()
