@@ -55,6 +55,14 @@ def numeric_globals() -> dict[str, tuple[Any, Callable[[], None]]]:
     }
     threads = torch.get_num_threads()
     found["torch thread count"] = (threads, lambda: torch.set_num_threads(threads))
+    # this thread's (a builder's torch.set_grad_enabled(False) turned autograd off for every
+    # later test, which failed with "element 0 of tensors does not require grad")
+    grad = torch.is_grad_enabled()
+
+    def put_grad_back() -> None:
+        torch.set_grad_enabled(grad)
+
+    found["torch grad mode"] = (grad, put_grad_back)
     if hasattr(torch, "get_default_device"):  # torch 2.3+
         device = torch.get_default_device()
         found["torch default device"] = (device, lambda: torch.set_default_device(device))

@@ -650,6 +650,23 @@ def test_numeric_globals_a_variant_changes_are_put_back_and_named():
     ]
 
 
+def test_grad_mode_a_builder_turns_off_is_put_back_and_named():
+    """A builder's ``torch.set_grad_enabled(False)`` left autograd off for every later test (a
+    plain training test then failed with "does not require grad")."""
+    torch = pytest.importorskip("torch")
+
+    def build(width):
+        torch.set_grad_enabled(False)
+        return torch.nn.Linear(8, width)
+
+    observer = Observer(parse_marker((), {"width": [4, 2]}), build, (3, 8))
+    observer.observe()
+    assert torch.is_grad_enabled()
+    assert observer.changed_globals == [
+        f"variant width={w} set the torch grad mode: True -> False" for w in (4, 2)
+    ]
+
+
 def test_a_default_the_session_chose_is_kept():
     torch = pytest.importorskip("torch")
     previous = torch.get_default_dtype()
