@@ -35,7 +35,8 @@ class Finding:
     variant: str  # a variant's name, or "every variant"
     output: str
     kind: str  # "all NaN/Inf", "all zero", "constant", "below float noise", "identical",
-    # and for training checks "diverged" (output "loss") and "noise gradient"
+    # and for training checks "diverged" (output "loss"), "noise gradient" and "no update"
+    # (output "updates")
     text: str
 
 
@@ -69,6 +70,8 @@ def output_finding(variant: str, output: str, info: Mapping[str, Any]) -> Findin
             "every element is zero: the golden cannot detect a change of the weights that "
             "keeps it zero (dead ReLUs, a zero-initialised layer, an input that is masked out)",
         )
+    if count == 1:  # one value (a 0-d output: a sum, a loss) has no spread to lack
+        return None
     if low is not None and low == high:
         return Finding(
             variant,
@@ -112,6 +115,30 @@ def _noise_gradients(variants: Mapping[str, Any]) -> list[Finding]:
     ]
 
 
+def _unmoved(variants: Mapping[str, Any]) -> list[Finding]:
+    """Training variants whose steps changed no weight although step 0 had a gradient: the
+    optimizer holds other parameters (a cached optimizer, one built over another model)."""
+    out = []
+    for name, data in variants.items():
+        training = data.get("training") or {}
+        updates = [_number(u.get("norm")) for u in (training.get("updates") or {}).values()]
+        grads = [_number(g.get("norm")) for g in (training.get("gradients") or {}).values()]
+        if updates and all(u == 0 for u in updates) and any(g for g in grads):
+            out.append(
+                Finding(
+                    name,
+                    "updates",
+                    "no update",
+                    f"{training.get('steps')} training steps changed no weight although step 0 "
+                    "had a gradient: the optimizer does not hold this variant's parameters (a "
+                    "cached optimizer, or one built over another model), so the golden pins a "
+                    "training that did nothing; build the optimizer from the parameters "
+                    "check_training passes to the factory",
+                )
+            )
+    return out
+
+
 def _diverged(variants: Mapping[str, Any]) -> list[Finding]:
     """Training variants whose loss became NaN or Inf (recorded as null)."""
     out = []
@@ -144,7 +171,7 @@ def findings(document: Mapping[str, Any]) -> list[Finding]:
         for output, info in data.get("outputs", {}).items()
         if (finding := output_finding(name, output, info)) is not None
     ]
-    out += _diverged(variants) + _noise_gradients(variants)
+    out += _diverged(variants) + _noise_gradients(variants) + _unmoved(variants)
     flagged = {f.output for f in out}
     if len(variants) > 1:
         outputs = dict.fromkeys(o for data in variants.values() for o in data.get("outputs", {}))

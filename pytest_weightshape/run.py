@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import traceback
+import weakref
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -142,6 +143,11 @@ class Observer:
         self._base_shapes: dict[str, tuple[int, ...]] = {}
         #: The generators ``observe`` saved (see ``_seeded``); ``None`` outside it.
         self._generators: Generators | None = None
+        #: Variants whose builder returned a model an earlier check was given (see
+        #: ``_handed_out``), for a warning.
+        self.reused_models: list[str] = []
+        #: The models this check's builders returned, handed out once ``observe`` is done.
+        self._models: list[Any] = []
 
     def observe(self) -> dict[str, Any]:
         """Build, run and measure every variant; the base's outputs are kept for divergence.
@@ -153,6 +159,9 @@ class Observer:
                 return self._observe()
             finally:
                 self._generators = None
+                for model in self._models:
+                    _HANDED_OUT.add(model)
+                self._models = []
 
     @contextmanager
     def _seeded(self) -> Iterator[None]:
@@ -265,6 +274,7 @@ class Observer:
             adapter = adapter_for(model)
         except ModelError as exc:
             raise ModelError(f"variant {variant.name}: {exc}") from None
+        self._handed_out(variant, adapter, model)
         try:
             return adapter, adapter.prepare(model, self.device)
         except Exception as exc:
@@ -272,6 +282,20 @@ class Observer:
                 f"variant {variant.name}: preparing the model for device {self.device!r} "
                 f"failed: {exception_line(exc)}"
             ) from None
+
+    def _handed_out(self, variant: Variant, adapter: Adapter, model: Any) -> None:
+        """A torch or Keras model an earlier check in this process was given (a cached
+        builder, a module-level model) carries what that check and its test did to it (a
+        training step, changed weights): named in ``reused_models`` for a warning. Kept
+        weakly, so no model outlives its test for this."""
+        if adapter.name not in ("torch", "keras"):  # a NumPy callable may be a shared function
+            return
+        try:
+            if model in _HANDED_OUT:
+                self.reused_models.append(variant.name)
+            self._models.append(model)
+        except TypeError:  # not weakly referable
+            pass
 
     def _forward(
         self,
@@ -523,6 +547,10 @@ def _observing(
         return raw
 
     return observed
+
+
+#: Every torch and Keras model a check's builder returned in this process (weakly).
+_HANDED_OUT: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
 class _Base:

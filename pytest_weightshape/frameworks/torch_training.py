@@ -176,6 +176,11 @@ def train(
     """Train ``model`` in place for ``steps`` steps (see the module's docstring). ``names``
     maps ``named_parameters`` names to the adapter's parameter names, ``outputs`` flattens a
     raw output as the adapter does."""
+    if torch.is_inference_mode_enabled():  # no tensor made in it can take a gradient
+        raise ModelError(
+            "check_training runs under torch.inference_mode(), where nothing can be trained: "
+            "call it outside that block (torch.no_grad() is fine: training turns grad on)"
+        )
     named = list(model.named_parameters())
     trainable = [p for _, p in named if p.requires_grad]
     if not trainable:

@@ -250,6 +250,14 @@ class ShapeVariant:
             for change in observer.changed_globals
         ]
         self._warnings += [
+            f"{self._request.node.nodeid} [{plan.check}]: variant {reused}: the builder returned "
+            "a model that an earlier check in this process was given (a cached builder, a "
+            "module-level model): what that check or its test did to it (a training step, "
+            "changed weights) is in this golden, which then depends on which tests ran before; "
+            "build a new model in each call"
+            for reused in observer.reused_models
+        ]
+        self._warnings += [
             f"{self._request.node.nodeid} [{plan.check}]: sensitivity not measured: the forward "
             f"run again with every weight scaled (then nudged), {why}\nThe golden is recorded "
             "without it (its sensitivity reads 'not stated'); a model whose forward runs only "

@@ -60,6 +60,14 @@ def test_an_ordinary_output_is_not_degenerate():
     assert findings(observe(Dense)) == []
 
 
+def test_a_single_value_output_is_not_called_constant():
+    """A 0-d output (a sum, a loss) has one value and no spread to lack: it pins the model
+    (was warned "constant"); a single zero is still all zero."""
+    assert findings(observe(outputs(lambda x, u: np.float32(np.tanh(x[:, :u]).sum())))) == []
+    zero = findings(observe(outputs(lambda x, u: np.float32(0.0))))
+    assert {f.kind for f in zero} == {"all zero"}
+
+
 def test_a_training_whose_loss_diverged_is_found_with_the_step_and_the_fix():
     """lr=1e30 makes step 1's loss NaN (recorded as null): recording warns, naming the variant,
     the step and the fix; a variant whose losses stay finite is not flagged."""
@@ -73,3 +81,25 @@ def test_a_training_whose_loss_diverged_is_found_with_the_step_and_the_fix():
     (found,) = findings(doc)
     assert (found.variant, found.output, found.kind) == ("h=4", "loss", "diverged")
     assert "NaN or Inf at step 1 of 3" in found.text and "lower lr=" in found.text
+
+
+def test_a_training_whose_optimizer_moved_no_weight_is_found():
+    """An optimizer over other parameters (a cached one, one built over another model) trains
+    nothing, silently: every update norm 0 although step 0 had a gradient."""
+    torch = pytest.importorskip("torch")
+    from pytest_weightshape.training_run import Trainer
+
+    def train(optimizer):
+        spec = parse_marker((), {"hidden": [5, 7]})
+        nn = torch.nn
+        build = lambda hidden: nn.Sequential(nn.Linear(6, hidden), nn.Linear(hidden, 2))  # noqa: E731
+        return Trainer(spec, build, (4, 6), (4, 2), loss="mse", optimizer=optimizer).observe()
+
+    def foreign(params):
+        return torch.optim.SGD([torch.nn.Parameter(torch.zeros(3))], lr=0.1)
+
+    found = findings(train(foreign))
+    kinds = {(f.variant, f.kind) for f in found}
+    assert kinds == {(v, "no update") for v in ("hidden=5", "hidden=7")}
+    assert "the optimizer does not hold this variant's parameters" in found[0].text
+    assert [f for f in findings(train("sgd")) if f.kind == "no update"] == []

@@ -667,6 +667,30 @@ def test_grad_mode_a_builder_turns_off_is_put_back_and_named():
     ]
 
 
+def test_a_model_an_earlier_check_was_given_is_named_for_a_warning():
+    """A cached builder hands the next check the model an earlier check trained or changed:
+    its golden then depends on which tests ran before. Such variants are named; a builder
+    that builds anew is not, nor is one model a check's own variants share."""
+    import functools
+
+    torch = pytest.importorskip("torch")
+    spec = parse_marker((), {"width": [4, 2]})
+    cached = functools.cache(lambda width: torch.nn.Linear(8, width))
+    first = Observer(spec, cached, (3, 8))
+    first.observe()
+    assert first.reused_models == []
+    again = Observer(spec, cached, (3, 8))
+    again.observe()
+    assert again.reused_models == ["width=4", "width=2"]
+    fresh = Observer(spec, lambda width: torch.nn.Linear(8, width), (3, 8))
+    fresh.observe()
+    assert fresh.reused_models == []
+    shared = torch.nn.Linear(8, 4)
+    one = Observer(parse_marker((), {"width": [4, 5]}), lambda width: shared, (3, 8))
+    one.observe()
+    assert one.reused_models == []
+
+
 def test_a_default_the_session_chose_is_kept():
     torch = pytest.importorskip("torch")
     previous = torch.get_default_dtype()

@@ -323,6 +323,17 @@ def test_bad_training_setups_raise_model_errors_naming_the_variant(kwargs, messa
     assert message in str(info.value)
 
 
+def test_training_under_inference_mode_is_refused_with_the_fix():
+    """Under ``torch.inference_mode()`` nothing can take a gradient: it failed with a raw
+    "does not require grad"; ``torch.no_grad()`` is fine (training turns grad on)."""
+    with torch.inference_mode(), pytest.raises(ModelError) as info:
+        train(lambda hidden: nn.Linear(6, 2), targets=(4, 2))
+    assert "under torch.inference_mode()" in str(info.value)
+    assert "call it outside that block" in str(info.value)
+    with torch.no_grad():
+        train(lambda hidden: nn.Linear(6, 2), targets=(4, 2))
+
+
 def test_models_without_trainable_parameters_are_refused():
     with pytest.raises(ModelError, match="has no parameters, so there is nothing to train"):
         train(lambda hidden: nn.ReLU())
