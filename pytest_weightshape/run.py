@@ -143,7 +143,7 @@ class Observer:
         self._base_shapes: dict[str, tuple[int, ...]] = {}
         #: The generators ``observe`` saved (see ``_seeded``); ``None`` outside it.
         self._generators: Generators | None = None
-        #: Variants whose builder returned a model an earlier check was given (see
+        #: Variants whose builder returned a model an earlier ``check_training`` trained (see
         #: ``_handed_out``), for a warning.
         self.reused_models: list[str] = []
         #: The models this check's builders returned, handed out once ``observe`` is done.
@@ -160,7 +160,7 @@ class Observer:
             finally:
                 self._generators = None
                 for model in self._models:
-                    _HANDED_OUT.add(model)
+                    _TRAINED.add(model)
                 self._models = []
 
     @contextmanager
@@ -283,17 +283,23 @@ class Observer:
                 f"failed: {exception_line(exc)}"
             ) from None
 
+    #: Whether this check changes the models it is given (``check_training`` trains them in
+    #: place): a builder that hands one of them to a later check is named (``_handed_out``).
+    trains = False
+
     def _handed_out(self, variant: Variant, adapter: Adapter, model: Any) -> None:
-        """A torch or Keras model an earlier check in this process was given (a cached
-        builder, a module-level model) carries what that check and its test did to it (a
-        training step, changed weights): named in ``reused_models`` for a warning. Kept
-        weakly, so no model outlives its test for this."""
+        """A torch or Keras model an earlier ``check_training`` trained in place (a cached
+        builder, a module-level model) carries that training into this check: named in
+        ``reused_models`` for a warning. Kept weakly, so no model outlives its test for this;
+        a model an earlier forward-only check was given is as it was (a test may check one
+        model under two names)."""
         if adapter.name not in ("torch", "keras"):  # a NumPy callable may be a shared function
             return
         try:
-            if model in _HANDED_OUT:
+            if model in _TRAINED:
                 self.reused_models.append(variant.name)
-            self._models.append(model)
+            if self.trains:
+                self._models.append(model)
         except TypeError:  # not weakly referable
             pass
 
@@ -549,8 +555,8 @@ def _observing(
     return observed
 
 
-#: Every torch and Keras model a check's builder returned in this process (weakly).
-_HANDED_OUT: weakref.WeakSet[Any] = weakref.WeakSet()
+#: Every torch and Keras model a ``check_training`` trained in this process (weakly).
+_TRAINED: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
 class _Base:

@@ -115,6 +115,8 @@ def _kept(arrays: list[Array]) -> list[Array]:
 class Trainer(Observer):
     """Runs a spec's variants through ``steps`` training steps and assembles the document."""
 
+    trains = True
+
     def __init__(
         self,
         spec: VariantSpec,

@@ -251,10 +251,9 @@ class ShapeVariant:
         ]
         self._warnings += [
             f"{self._request.node.nodeid} [{plan.check}]: variant {reused}: the builder returned "
-            "a model that an earlier check in this process was given (a cached builder, a "
-            "module-level model): what that check or its test did to it (a training step, "
-            "changed weights) is in this golden, which then depends on which tests ran before; "
-            "build a new model in each call"
+            "a model that an earlier check_training in this process trained in place (a cached "
+            "builder, a module-level model): its training is in this golden, which then "
+            "depends on which tests ran before; build a new model in each call"
             for reused in observer.reused_models
         ]
         self._warnings += [

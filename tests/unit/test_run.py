@@ -667,28 +667,32 @@ def test_grad_mode_a_builder_turns_off_is_put_back_and_named():
     ]
 
 
-def test_a_model_an_earlier_check_was_given_is_named_for_a_warning():
-    """A cached builder hands the next check the model an earlier check trained or changed:
-    its golden then depends on which tests ran before. Such variants are named; a builder
-    that builds anew is not, nor is one model a check's own variants share."""
+def test_a_model_an_earlier_check_training_trained_is_named_for_a_warning():
+    """``check_training`` trains the model it is given in place: a cached builder then hands
+    the next check trained weights, and its golden depends on which tests ran before. Such
+    variants are named; a model an earlier forward-only check was given is as it was (a test
+    may check one model under two names), and a builder that builds anew is never named."""
     import functools
+
+    from pytest_weightshape.training_run import Trainer
 
     torch = pytest.importorskip("torch")
     spec = parse_marker((), {"width": [4, 2]})
-    cached = functools.cache(lambda width: torch.nn.Linear(8, width))
-    first = Observer(spec, cached, (3, 8))
-    first.observe()
-    assert first.reused_models == []
-    again = Observer(spec, cached, (3, 8))
-    again.observe()
-    assert again.reused_models == ["width=4", "width=2"]
+    nn = torch.nn
+    cached = functools.cache(lambda width: nn.Sequential(nn.Linear(8, width), nn.Linear(width, 2)))
+    for _ in range(2):
+        looked = Observer(spec, cached, (3, 8))
+        looked.observe()
+        assert looked.reused_models == []
+    trained = Trainer(spec, cached, (3, 8), (3, 2), loss="mse", optimizer="sgd")
+    trained.observe()
+    assert trained.reused_models == []
+    after = Observer(spec, cached, (3, 8))
+    after.observe()
+    assert after.reused_models == ["width=4", "width=2"]
     fresh = Observer(spec, lambda width: torch.nn.Linear(8, width), (3, 8))
     fresh.observe()
     assert fresh.reused_models == []
-    shared = torch.nn.Linear(8, 4)
-    one = Observer(parse_marker((), {"width": [4, 5]}), lambda width: shared, (3, 8))
-    one.observe()
-    assert one.reused_models == []
 
 
 def test_a_default_the_session_chose_is_kept():
