@@ -3,6 +3,7 @@ import os
 import random
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -789,7 +790,10 @@ def test_a_torch_model_may_return_numpy_and_odd_outputs_say_what_to_return():
         (lambda y: y.to(torch.complex32), "return it as complex64"),
         (lambda y: torch.nested.nested_tensor([y[0], y[1, :1]]), "return its parts"),
     ]:
-        with pytest.raises(ModelError, match=fix):
+        # torch warns once per process that ComplexHalf is experimental: an error under this
+        # project's filterwarnings where no earlier test made one (the model "rejects" it)
+        with warnings.catch_warnings(), pytest.raises(ModelError, match=fix):
+            warnings.filterwarnings("ignore", "ComplexHalf support is experimental")
             observe(returning(make), (3, 8), width=[4, 2])
 
 
