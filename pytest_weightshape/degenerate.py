@@ -131,9 +131,10 @@ def _unmoved(variants: Mapping[str, Any]) -> list[Finding]:
                     "no update",
                     f"{training.get('steps')} training steps changed no weight although step 0 "
                     "had a gradient: the optimizer does not hold this variant's parameters (a "
-                    "cached optimizer, or one built over another model), so the golden pins a "
-                    "training that did nothing; build the optimizer from the parameters "
-                    "check_training passes to the factory",
+                    "cached optimizer, or one built over another model; build it from the "
+                    "parameters check_training passes to the factory), or every step is below "
+                    "the weights' rounding (a learning rate too small for their dtype, such as "
+                    "bfloat16), so the golden pins a training that did nothing",
                 )
             )
     return out

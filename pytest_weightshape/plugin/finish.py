@@ -52,7 +52,11 @@ def publish(session: pytest.Session, state: Session) -> None:
 
 def _not_written(session: pytest.Session, state: Session) -> None:
     """Goldens syrupy could not write fail the run, and their checks say ``not written``
-    (the summary, the reports and ``diff`` would otherwise call them recorded or updated)."""
+    (the summary, the reports and ``diff`` would otherwise call them recorded or updated);
+    so do checks whose goldens never reached the flush (``state.unwritten``: their xdist
+    worker crashed, which a rerun of the crashed test would otherwise leave green)."""
+    if state.unwritten and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
     if not state.not_written:
         return
     failed = {record_path(session.config, path): why for path, why in state.not_written}
