@@ -86,6 +86,10 @@ class FlopsError(ModelError):
 class Observer:
     """Runs a spec's variants and assembles the check document."""
 
+    #: Whether this check changes the models it is given (``check_training`` trains them in
+    #: place): a builder that hands one of them to a later check is named (``_handed_out``).
+    trains = False
+
     def __init__(
         self,
         spec: VariantSpec,
@@ -282,10 +286,6 @@ class Observer:
                 f"variant {variant.name}: preparing the model for device {self.device!r} "
                 f"failed: {exception_line(exc)}"
             ) from None
-
-    #: Whether this check changes the models it is given (``check_training`` trains them in
-    #: place): a builder that hands one of them to a later check is named (``_handed_out``).
-    trains = False
 
     def _handed_out(self, variant: Variant, adapter: Adapter, model: Any) -> None:
         """A torch or Keras model an earlier ``check_training`` trained in place (a cached

@@ -98,7 +98,8 @@ class Session:
         #: Goldens that syrupy's flush could not write: (path, why); the run fails.
         self.not_written: list[tuple[str, str]] = []
         #: Tests whose checks' goldens were never handed to syrupy's flush, with why (the test
-        #: failed after its check; its xdist worker crashed first): for the summary.
+        #: failed after its check; its xdist worker crashed first): named in the summary, and
+        #: the run fails for them (``finish._not_written``).
         self.unwritten: dict[str, str] = {}
         #: On an xdist controller: the worker (gateway id) that reported each test.
         self.worker_of: dict[str, str] = {}
