@@ -105,14 +105,25 @@ def _noise_gradients(variants: Mapping[str, Any]) -> list[Finding]:
             "noise gradient",
             "its step-0 gradient is float rounding noise (mathematically zero, e.g. a bias "
             "before a normalisation layer): its gradient is judged against the model's "
-            "gradient scale and its update is not compared; an adaptive optimizer (Adam) "
-            "sizes that update by the noise, and through BatchNorm's running mean it can move "
-            "the outputs after training under another thread count (build that layer with "
-            "bias=False)",
+            f"gradient scale and its update is not compared; {_noise_effect(data)} (build that "
+            "layer with bias=False)",
         )
         for name, data in variants.items()
         for parameter in noise_gradients(data)
     ]
+
+
+def _noise_effect(variant: Mapping[str, Any]) -> str:
+    """What a noise gradient does to the training, under the variant's optimizer."""
+    optimizer = str((variant.get("training") or {}).get("optimizer") or "")
+    if optimizer == "sgd":
+        return "SGD moves that weight by the learning rate times the noise, which stays noise"
+    adaptive = "Adam" if optimizer == "adam" else "an adaptive optimizer (Adam, RMSprop ...)"
+    return (
+        f"{adaptive} sizes that update by the noise's own scale, not by the model's, and "
+        "through BatchNorm's running mean it can move the outputs after training under "
+        "another thread count"
+    )
 
 
 def _unmoved(variants: Mapping[str, Any]) -> list[Finding]:

@@ -158,19 +158,36 @@ def safe_stem(name: str) -> str:
     return stem
 
 
-def golden_dir(rootdir: Path, golden_root: Path, test_file: Path, module: str) -> Path:
+#: The folder, under the golden root, of the goldens of test files outside rootdir.
+OUTSIDE_ROOTDIR = "_outside_rootdir"
+
+
+def golden_dir(rootdir: Path, golden_root: Path, test_file: Path) -> Path:
     """``golden/<test file's path relative to rootdir, without .py>``.
 
-    A test file outside rootdir goes to ``golden/_outside_rootdir/<module name>``: named from
-    its import name, so the folder does not depend on where the checkout lives.
+    A test file outside rootdir goes to ``golden/_outside_rootdir/<module name>``: named by
+    ``module_name``, so the folder does not depend on where the checkout lives.
     """
     try:
         rel = Path(os.path.relpath(test_file.resolve(), rootdir.resolve()))
     except ValueError:  # another drive on Windows
         rel = Path("..")
     if rel.parts and rel.parts[0] == "..":
-        return golden_root / "_outside_rootdir" / safe_stem(module or test_file.stem)
+        return golden_root / OUTSIDE_ROOTDIR / safe_stem(module_name(test_file))
     return golden_root / rel.parent / rel.stem
+
+
+def module_name(test_file: Path) -> str:
+    """The dotted name pytest's default import mode gives a test file: its stem behind the
+    folders above it that hold an ``__init__.py``. The same on every machine, which the name
+    pytest imports it under is not: ``--import-mode=importlib`` names a file outside rootdir
+    from its absolute path."""
+    parts = [test_file.stem]
+    folder = test_file.resolve().parent
+    while (folder / "__init__.py").is_file() and folder.parent != folder:
+        parts.insert(0, folder.name)
+        folder = folder.parent
+    return ".".join(parts)
 
 
 # -- writing --------------------------------------------------------------------------------
@@ -244,6 +261,8 @@ def read_checks(path: Path) -> tuple[str | None, dict[str, dict[str, Any]]]:
     try:
         stat_result = path.stat()
     except FileNotFoundError:
+        if path.is_symlink():  # a link whose target is gone is no absent golden
+            raise _dangling(path) from None
         return None, {}
     except OSError as exc:
         raise _unreadable(path, exc) from None
@@ -266,6 +285,19 @@ def read_checks(path: Path) -> tuple[str | None, dict[str, dict[str, Any]]]:
     while len(_PARSED) > PARSED_KEPT:
         _PARSED.popitem(last=False)
     return test, dict(checks)
+
+
+def _dangling(path: Path) -> GoldenError:
+    """A golden that is a symbolic link to nothing (its target moved or was deleted)."""
+    try:
+        target = os.readlink(path)
+    except OSError:
+        target = "a path"
+    return GoldenError(
+        f"golden {path} is a symbolic link to {target}, which does not exist. Restore the file "
+        "it points to, or remove the link and record the golden with `pytest --snapshot-update` "
+        "(recording over the link replaces it with a regular file)."
+    )
 
 
 def _unreadable(path: Path, exc: BaseException | None) -> GoldenError:
@@ -342,8 +374,6 @@ def delete_checks(path: Path, names: set[str]) -> None:
 
 # -- goldens of deleted test files ----------------------------------------------------------
 
-OUTSIDE_ROOTDIR = "_outside_rootdir"
-
 
 def test_file_of(rootdir: Path, golden_root: Path, golden_file: Path) -> Path | None:
     """The test file whose goldens live in ``golden_file``'s folder (the inverse of
@@ -390,7 +420,7 @@ def unused_tests(
     folder that none of them names is unused. Unreadable files are never called unused."""
     found = []
     for module, names in modules.items():
-        folder = golden_dir(rootdir, golden_root, module, "")
+        folder = golden_dir(rootdir, golden_root, module)
         if folder.relative_to(golden_root).parts[:1] == (OUTSIDE_ROOTDIR,) or not folder.is_dir():
             continue  # goldens of files outside rootdir are named by module: not ours to judge
         names = set(names)

@@ -180,9 +180,11 @@ def resolve_optimizer(optimizer: Any, lr: Any) -> Optimizer:
     if isinstance(optimizer, str):
         if optimizer not in DEFAULT_LR:
             raise SpecError(
-                f"check_training(optimizer={optimizer!r}): unknown optimizer; use 'sgd' or "
-                "'adam' (with lr=), or a factory such as "
-                "lambda params: torch.optim.SGD(params, lr=0.01, momentum=0.9)"
+                f"check_training(optimizer={optimizer!r}): unknown optimizer name; use "
+                "'sgd' or 'adam' (with lr=), or the framework's own optimizer: for torch a "
+                "factory such as lambda params: torch.optim.SGD(params, lr=0.01, "
+                "momentum=0.9), for Keras an optimizer such as "
+                "keras.optimizers.RMSprop(learning_rate=0.001)"
             )
         return Optimizer(optimizer, optimizer, rate if rate is not None else DEFAULT_LR[optimizer])
     if optimizer is None or isinstance(optimizer, (bool, int, float, bytes, list, tuple, dict)):

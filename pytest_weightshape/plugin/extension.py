@@ -143,14 +143,7 @@ class WeightShapeExtension(AbstractSyrupyExtension):
 
     @classmethod
     def dirname(cls, *, test_location: PyTestLocation) -> str:
-        return str(
-            golden.golden_dir(
-                cls.rootdir,
-                cls.golden_root,
-                Path(test_location.filepath),
-                test_location.modulename,
-            )
-        )
+        return str(golden.golden_dir(cls.rootdir, cls.golden_root, Path(test_location.filepath)))
 
     @classmethod
     def matches_test_location(

@@ -36,6 +36,11 @@ UNREADABLE = {
     "deeply-nested": (lambda p: p.write_text("[" * 100_000 + "]" * 100_000), "nested too deeply"),
     "folder": (lambda p: (p.unlink(), p.mkdir()), "a folder stands at its path"),
     "symlink-loop": (lambda p: (p.unlink(), p.symlink_to(p)), "Too many levels of symbolic"),
+    # a link whose target moved was read as "no golden"
+    "dangling-link": (
+        lambda p: (p.unlink(), p.symlink_to("moved.json")),
+        "is a symbolic link to moved.json, which does not exist",
+    ),
     "pipe": (lambda p: (p.unlink(), os.mkfifo(p)), "it is not a regular file"),
 }
 
@@ -63,7 +68,7 @@ def test_an_unreadable_golden_fails_its_test_only_and_is_left_untouched(pytester
     assert message in shown.stderr
 
 
-@pytest.mark.parametrize("case", ["not-utf8", "deeply-nested"])
+@pytest.mark.parametrize("case", ["not-utf8", "deeply-nested", "dangling-link"])
 def test_an_update_records_a_golden_it_cannot_read_again(pytester, case):
     spoil, _ = UNREADABLE[case]
     pytester.makepyfile(test_dense=TEST + OTHER)
@@ -73,6 +78,7 @@ def test_an_update_records_a_golden_it_cannot_read_again(pytester, case):
     result.assert_outcomes(passed=2)
     assert "Traceback" not in result.stdout.str()
     assert json.loads(golden_of(pytester).read_text())["checks"]["default"]
+    assert not golden_of(pytester).is_symlink()  # a dangling link is replaced by the golden
     run_inline(pytester).assert_outcomes(passed=2)
 
 

@@ -3,11 +3,21 @@ concurrent and partial updates, failing tests during an update, byte-identical r
 NaN / Inf values."""
 
 import json
+import shutil
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
-from .helpers import DENSE, TEST, assert_clean_failure, golden_of, load_for_inline, run_inline
+from .helpers import (
+    DENSE,
+    INNER_INI,
+    TEST,
+    assert_clean_failure,
+    golden_of,
+    load_for_inline,
+    run_inline,
+)
 
 load_for_inline()  # the NumPy sessions here run in this process
 
@@ -248,3 +258,22 @@ def test_goldens_are_byte_identical_across_records_and_independent_of_order_and_
     a = json.loads(first["test_a_noisy_neighbour.json"])["checks"]["default"]["variants"]
     b = json.loads(first["test_b.json"])["checks"]["default"]["variants"]
     assert a == b
+
+
+def test_a_test_file_outside_rootdir_has_one_golden_folder_in_every_import_mode(pytester):
+    """golden/_outside_rootdir/<module>, named as the default import mode names the module:
+    under ``--import-mode=importlib`` the module's import name is built from the file's
+    absolute path, and its goldens went to a folder named after where the checkout lives."""
+    project = pytester.mkdir("project")
+    (project / "pytest.ini").write_text(INNER_INI)
+    far = pytester.mkdir("elsewhere") / "test_far.py"
+    far.write_text(TEST)
+    ini = ["-c", str(project / "pytest.ini"), f"--rootdir={project}"]
+    expected = [Path("golden/_outside_rootdir/test_far/test_dense.json")]
+    run_inline(pytester, *ini, "--snapshot-update", far).assert_outcomes(passed=1)
+    assert [p.relative_to(project) for p in (project / "golden").rglob("*.json")] == expected
+    importlib = [*ini, "--import-mode=importlib", far]
+    run_inline(pytester, *importlib).assert_outcomes(passed=1)  # the same golden is read
+    shutil.rmtree(project / "golden")
+    run_inline(pytester, *importlib, "--snapshot-update").assert_outcomes(passed=1)
+    assert [p.relative_to(project) for p in (project / "golden").rglob("*.json")] == expected

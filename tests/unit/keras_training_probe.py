@@ -370,6 +370,18 @@ def errors():
                 optimizer=Optimizer("custom", "custom:text", None, lambda: "sgd"),
             )
         ),
+        "schedule_with_lr": error_of(
+            lambda: train(
+                small(),
+                np.zeros((8, 3), np.float32),
+                optimizer=Optimizer(
+                    "custom",
+                    "custom:SGD",
+                    0.1,
+                    keras.optimizers.SGD(keras.optimizers.schedules.ExponentialDecay(0.1, 10, 0.9)),
+                ),
+            )
+        ),
     }
 
 

@@ -122,14 +122,18 @@ def test_safe_stem_keeps_plain_names_and_never_collides():
 def test_golden_dir_mirrors_the_test_path(tmp_path):
     root = tmp_path
     test_file = root / "tests" / "m" / "test_x.py"
-    assert golden.golden_dir(root, root / "golden", test_file, "tests.m.test_x") == (
+    assert golden.golden_dir(root, root / "golden", test_file) == (
         root / "golden" / "tests" / "m" / "test_x"
     )
-    outside = golden.golden_dir(
-        root / "a", root / "a" / "golden", root / "b" / "test_y.py", "b.test_y"
-    )
-    # named from the module, not the absolute path: the same on every checkout
-    assert outside == root / "a" / "golden" / "_outside_rootdir" / "b.test_y"
+    outside = golden.golden_dir(root / "a", root / "a" / "golden", root / "b" / "test_y.py")
+    # named as the default import mode names the module (b holds no __init__.py), not from
+    # the absolute path (--import-mode=importlib's name): the same on every checkout
+    assert outside == root / "a" / "golden" / "_outside_rootdir" / "test_y"
+    (root / "b" / "c").mkdir(parents=True)
+    for package in (root / "b", root / "b" / "c"):
+        (package / "__init__.py").write_text("")
+    packaged = golden.golden_dir(root / "a", root / "a" / "golden", root / "b" / "c" / "test_y.py")
+    assert packaged == root / "a" / "golden" / "_outside_rootdir" / "b.c.test_y"
 
 
 def test_merge_write_keeps_other_checks_and_delete_removes_file(tmp_path, check_doc):

@@ -88,7 +88,8 @@ def test_custom_loss_and_optimizer_are_named_by_qualified_name_and_keep_lr():
     [
         (lambda: resolve_loss("hinge"), "unknown loss; use one of 'mse', 'cross_entropy'"),
         (lambda: resolve_loss(3), "got int; give 'mse', 'cross_entropy'"),
-        (lambda: resolve_optimizer("rmsprop", None), "unknown optimizer; use 'sgd' or 'adam'"),
+        (lambda: resolve_optimizer("rmsprop", None), "unknown optimizer name; use 'sgd' or 'adam'"),
+        (lambda: resolve_optimizer("rmsprop", None), "for Keras an optimizer such as keras."),
         (lambda: resolve_optimizer(None, None), "got NoneType; give 'sgd' or 'adam'"),
         (lambda: resolve_optimizer("sgd", 0), "lr=0): the learning rate must be a finite"),
         (lambda: resolve_optimizer("sgd", float("nan")), "the learning rate must be a finite"),
@@ -473,7 +474,7 @@ def test_a_training_golden_does_not_claim_to_be_an_older_golden(golden):
     assert sensitivity.not_stated(golden) == sensitivity.TRAINING
 
 
-def _bn_cnn(bias):
+def _bn_cnn(bias, optimizer="adam"):
     def build(channels):
         return nn.Sequential(
             nn.Conv2d(3, channels, 3, padding=1, bias=bias),
@@ -485,7 +486,7 @@ def _bn_cnn(bias):
 
     spec = parse_marker((), {"channels": [4, 6]})
     return Trainer(
-        spec, build, (2, 3, 4, 4), integers((2,), high=2), loss="cross_entropy", optimizer="adam"
+        spec, build, (2, 3, 4, 4), integers((2,), high=2), loss="cross_entropy", optimizer=optimizer
     ).observe()
 
 
@@ -502,6 +503,10 @@ def test_a_noise_gradient_is_found_judged_by_the_model_scale_and_its_update_not_
         ("channels=4", "gradient of 0.bias"),
         ("channels=6", "gradient of 0.bias"),
     ]
+    assert "Adam sizes that update by the noise's own scale" in found[0].text
+    under_sgd = [f for f in findings(_bn_cnn(True, "sgd")) if f.kind == "noise gradient"]
+    assert len(under_sgd) == 2 and "SGD moves that weight by the learning rate" in under_sgd[0].text
+    assert "Adam" not in under_sgd[0].text  # the user's optimizer, not another
     # another thread count reorders the noise: Adam's update of it changes a lot
     current = copy.deepcopy(doc)
     for name in ("channels=4", "channels=6"):

@@ -177,6 +177,11 @@ ERRORS = {
     ),
     "not_optimizer": ("gave object, not a Keras optimizer", "a callable returning one"),
     "factory_not_optimizer": ("gave str, not a Keras optimizer", "keras.optimizers.Optimizer"),
+    "schedule_with_lr": (
+        "check_training(lr=0.1) cannot set the learning rate of SGD",
+        "LearningRateSchedule",
+        "Drop lr=",
+    ),
 }
 
 
