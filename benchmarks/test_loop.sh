@@ -6,9 +6,16 @@
 # and CI do; the test command's install then adds only what the tests need beyond it.
 set -uo pipefail
 after_examples=0
-if [ "${1:-}" = "--after-examples" ]; then after_examples=1; shift; fi
+dir=
+for arg in "$@"; do
+    case $arg in
+        --after-examples) after_examples=1 ;;
+        -*) echo "unknown option $arg (usage: test_loop.sh [--after-examples] [NEW_FOLDER])"; exit 2 ;;
+        *) dir=$arg ;;
+    esac
+done
 repo=$(cd "$(dirname "$0")/.." && pwd)
-dir=${1:-$(mktemp -d)/clone}
+dir=${dir:-$(mktemp -d)/clone}
 git clone -q "$repo" "$dir" && cd "$dir" || exit 1
 if [ "$after_examples" = 1 ]; then
     examples=$(grep -m1 -e '-m pytest examples' README.md)

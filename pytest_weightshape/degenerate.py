@@ -106,23 +106,37 @@ def _noise_gradients(variants: Mapping[str, Any]) -> list[Finding]:
             "its step-0 gradient is float rounding noise (mathematically zero, e.g. a bias "
             "before a normalisation layer): its gradient is judged against the model's "
             f"gradient scale and its update is not compared; {_noise_effect(data)} (build that "
-            "layer with bias=False)",
+            "layer without a bias: bias=False in torch, use_bias=False in Keras)",
         )
         for name, data in variants.items()
         for parameter in noise_gradients(data)
     ]
 
 
+#: Optimizers that scale each weight's step by its own gradient history (their class names).
+_ADAPTIVE = frozenset(
+    {"adam", "adamw", "adamax", "nadam", "radam", "rmsprop", "adagrad", "adadelta", "adafactor"}
+)
+
+
 def _noise_effect(variant: Mapping[str, Any]) -> str:
-    """What a noise gradient does to the training, under the variant's optimizer."""
+    """What a noise gradient does to the training under the variant's optimizer: its name
+    (``sgd``, ``adam``, ``custom:<qualified name>``) says which, when it names a class."""
     optimizer = str((variant.get("training") or {}).get("optimizer") or "")
-    if optimizer == "sgd":
-        return "SGD moves that weight by the learning rate times the noise, which stays noise"
-    adaptive = "Adam" if optimizer == "adam" else "an adaptive optimizer (Adam, RMSprop ...)"
+    last = optimizer.rpartition(":")[2].rpartition(".")[2]
+    sgd = "SGD moves that weight by the learning rate times the noise, which stays noise"
+    adaptive = (
+        "sizes that update by the noise's own scale, not by the model's, and through "
+        "BatchNorm's running mean it can move the outputs after training under another thread "
+        "count"
+    )
+    if last.lower() == "sgd":
+        return sgd
+    if last.lower() in _ADAPTIVE:
+        return f"{'Adam' if optimizer == 'adam' else last} {adaptive}"
     return (
-        f"{adaptive} sizes that update by the noise's own scale, not by the model's, and "
-        "through BatchNorm's running mean it can move the outputs after training under "
-        "another thread count"
+        "under plain SGD that update stays noise; an adaptive optimizer (Adam, RMSprop ...) "
+        f"{adaptive}"
     )
 
 

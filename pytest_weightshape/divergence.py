@@ -79,14 +79,6 @@ def _evenly(count: int, limit: int) -> np.ndarray | slice:
     return np.linspace(0, count - 1, limit).round().astype(np.intp)
 
 
-def _columns(m: np.ndarray) -> np.ndarray:
-    """At most ``CKA_MAX_FEATURES`` evenly spaced columns of a (samples, features) matrix
-    (``np.take``: ~0.6x-0.7x the time of fancy indexing a 1000 x 10000 matrix, the same
-    values: 5.4 ms against 7.9 ms here)."""
-    picked = _evenly(m.shape[1], CKA_MAX_FEATURES)
-    return m if isinstance(picked, slice) else np.take(m, picked, axis=1)
-
-
 def _as_matrix(x: np.ndarray, axis: int) -> np.ndarray:
     """(samples, features) view of ``x``: features on ``axis``, samples all other axes."""
     return np.moveaxis(x, axis, -1).reshape(-1, x.shape[axis])
@@ -287,8 +279,9 @@ def _divergence(
         n = base_size // base_shape[axis]
         if n == variant_size // variant_shape[axis] and n >= CKA_MIN_SAMPLES:
             rows = _evenly(n, CKA_MAX_SAMPLES)
-            x = _columns(ops.sample_matrix(base, axis, rows))
-            y = _columns(ops.sample_matrix(variant, axis, rows))
+            x = ops.sample_matrix(base, axis, rows)[:, _evenly(base_shape[axis], CKA_MAX_FEATURES)]
+            y = ops.sample_matrix(variant, axis, rows)
+            y = y[:, _evenly(variant_shape[axis], CKA_MAX_FEATURES)]
             out["cka"] = linear_cka(x, y)
             out["cka_n"] = int(x.shape[0])
     return out

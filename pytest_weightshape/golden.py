@@ -162,32 +162,45 @@ def safe_stem(name: str) -> str:
 OUTSIDE_ROOTDIR = "_outside_rootdir"
 
 
-def golden_dir(rootdir: Path, golden_root: Path, test_file: Path) -> Path:
+def golden_dir(rootdir: Path, golden_root: Path, test_file: Path, module: str) -> Path:
     """``golden/<test file's path relative to rootdir, without .py>``.
 
-    A test file outside rootdir goes to ``golden/_outside_rootdir/<module name>``: named by
-    ``module_name``, so the folder does not depend on where the checkout lives.
+    A test file outside rootdir goes to ``golden/_outside_rootdir/<name>`` (see
+    :func:`outside_name`), so the folder does not depend on where the checkout lives.
     """
     try:
         rel = Path(os.path.relpath(test_file.resolve(), rootdir.resolve()))
     except ValueError:  # another drive on Windows
         rel = Path("..")
     if rel.parts and rel.parts[0] == "..":
-        return golden_root / OUTSIDE_ROOTDIR / safe_stem(module_name(test_file))
+        return golden_root / OUTSIDE_ROOTDIR / safe_stem(outside_name(rootdir, test_file, module))
     return golden_root / rel.parent / rel.stem
 
 
-def module_name(test_file: Path) -> str:
-    """The dotted name pytest's default import mode gives a test file: its stem behind the
-    folders above it that hold an ``__init__.py``. The same on every machine, which the name
-    pytest imports it under is not: ``--import-mode=importlib`` names a file outside rootdir
-    from its absolute path."""
-    parts = [test_file.stem]
-    folder = test_file.resolve().parent
-    while (folder / "__init__.py").is_file() and folder.parent != folder:
-        parts.insert(0, folder.name)
-        folder = folder.parent
-    return ".".join(parts)
+def outside_name(rootdir: Path, test_file: Path, module: str) -> str:
+    """The name of a test file outside rootdir: ``module``, pytest's import name, which the
+    default import mode (and ``--pyargs``, and ``--import-mode=importlib`` for a file in a
+    package) takes from the packages the file sits in. ``--import-mode=importlib`` names a file
+    in no package from its absolute path, which differs per machine: such a file is named by its
+    path relative to rootdir instead, ``..`` as ``_up`` (two such files with one stem get two
+    folders)."""
+    if module and module not in _absolute_names(test_file):
+        return module
+    try:
+        rel = Path(os.path.relpath(test_file.resolve(), rootdir.resolve())).with_suffix("")
+    except ValueError:  # another drive on Windows: no relative path
+        return test_file.stem
+    return ".".join("_up" if part == ".." else part.replace(".", "_") for part in rel.parts)
+
+
+def _absolute_names(test_file: Path) -> set[str]:
+    """The names ``--import-mode=importlib`` builds from a file's absolute path (its parts
+    after the root, dots as underscores), for the path as given and resolved."""
+    names = set()
+    for path in {Path(os.path.abspath(test_file)), test_file.resolve()}:
+        parts = path.with_suffix("").parts[1:]
+        names.add(".".join(part.replace(".", "_") for part in parts))
+    return names
 
 
 # -- writing --------------------------------------------------------------------------------
@@ -201,7 +214,13 @@ def locked(path: Path) -> Iterator[None]:
     beside the goldens. Where ``fcntl`` is missing (Windows) writes stay atomic but
     concurrent merges into one file are not serialised.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        link = _dangling_link(path)
+        if link is not None:  # a folder on the way is a link to nothing
+            raise _dangling(path, link) from None
+        raise
     try:
         import fcntl
     except ImportError:
@@ -219,15 +238,24 @@ def locked(path: Path) -> Iterator[None]:
 def _file_mode(path: Path) -> int:
     """The mode a new file gets from the umask; an existing file keeps its own."""
     try:
-        return stat.S_IMODE(path.stat().st_mode)
+        found = path.stat()
+        if stat.S_ISREG(found.st_mode):  # not a folder's mode, through a link to one
+            return stat.S_IMODE(found.st_mode)
     except OSError:
-        umask = os.umask(0)
-        os.umask(umask)
-        return 0o666 & ~umask
+        pass
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so readers see the old file or the new one, never a part."""
+    """Write ``text`` to ``path`` so readers see the old file or the new one, never a part.
+
+    A golden that is a symbolic link to a regular file is written where it points: the link
+    stays (goldens shared between projects by links keep being shared). A link to anything
+    else (a missing file, a folder) is replaced by the file."""
+    if path.is_symlink() and path.is_file():
+        path = path.resolve()
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
     try:
@@ -261,8 +289,9 @@ def read_checks(path: Path) -> tuple[str | None, dict[str, dict[str, Any]]]:
     try:
         stat_result = path.stat()
     except FileNotFoundError:
-        if path.is_symlink():  # a link whose target is gone is no absent golden
-            raise _dangling(path) from None
+        link = _dangling_link(path)
+        if link is not None:  # a link whose target is gone is no absent golden
+            raise _dangling(path, link) from None
         return None, {}
     except OSError as exc:
         raise _unreadable(path, exc) from None
@@ -287,21 +316,47 @@ def read_checks(path: Path) -> tuple[str | None, dict[str, dict[str, Any]]]:
     return test, dict(checks)
 
 
-def _dangling(path: Path) -> GoldenError:
-    """A golden that is a symbolic link to nothing (its target moved or was deleted)."""
+def _dangling_link(path: Path) -> Path | None:
+    """The symbolic link, ``path`` or a folder above it, whose target is gone and that keeps
+    ``path`` from existing; ``None`` when nothing is there (no golden yet)."""
+    for at in (path, *path.parents):
+        if os.path.lexists(at):
+            return at if at.is_symlink() and not at.exists() else None
+    return None
+
+
+def broken_link(path: Path) -> GoldenError | None:
+    """The error for a golden behind a symbolic link to nothing (``path`` or a folder above
+    it); ``None`` when no such link stands in the way."""
+    link = _dangling_link(path)
+    return None if link is None else _dangling(path, link)
+
+
+def _dangling(path: Path, link: Path) -> GoldenError:
+    """A golden behind a symbolic link to nothing (its target moved or was deleted)."""
     try:
-        target = os.readlink(path)
+        target = os.readlink(link)
     except OSError:
         target = "a path"
+    final = os.path.realpath(link)
+    if os.path.normpath(os.path.join(os.path.realpath(link.parent), target)) != final:
+        target = f"{target} (which leads to {os.path.relpath(final, link.parent)})"  # a chain
+    where = "is a symbolic link" if link == path else f"is under {link.name}/, a symbolic link"
     return GoldenError(
-        f"golden {path} is a symbolic link to {target}, which does not exist. Restore the file "
-        "it points to, or remove the link and record the golden with `pytest --snapshot-update` "
-        "(recording over the link replaces it with a regular file)."
+        f"golden {path} {where} to {target}, which does not exist. Restore what it points to, "
+        "or remove the link and record the golden with `pytest --snapshot-update` (recording "
+        "over a link to a missing file replaces the link with a regular file)."
     )
 
 
 def _unreadable(path: Path, exc: BaseException | None) -> GoldenError:
     """``exc`` None: the path holds no regular file (a folder, a pipe ...)."""
+    if (isinstance(exc, IsADirectoryError) or path.is_dir()) and path.is_symlink():
+        return GoldenError(
+            f"golden {path} cannot be read (it is a symbolic link to the folder "
+            f"{os.readlink(path)}). Remove the link (not the folder it points to), then record "
+            "the golden with `pytest --snapshot-update`."
+        )
     if isinstance(exc, IsADirectoryError) or path.is_dir():
         return GoldenError(
             f"golden {path} cannot be read (a folder stands at its path). Move or remove the "
@@ -420,7 +475,7 @@ def unused_tests(
     folder that none of them names is unused. Unreadable files are never called unused."""
     found = []
     for module, names in modules.items():
-        folder = golden_dir(rootdir, golden_root, module)
+        folder = golden_dir(rootdir, golden_root, module, "")
         if folder.relative_to(golden_root).parts[:1] == (OUTSIDE_ROOTDIR,) or not folder.is_dir():
             continue  # goldens of files outside rootdir are named by module: not ours to judge
         names = set(names)

@@ -4,17 +4,18 @@ from pathlib import Path
 
 import pytest
 
+from .sessions.helpers import INNER_ADDOPTS, INNER_INI, INNER_UNSET, quick_xla_flags
+
 # This suite writes bytecode even where PYTHONDONTWRITEBYTECODE is set (many container images
-# set it, and this project's CI machine does). The test command installs the frameworks without
-# compiling them (`pip install --no-compile`, a minute saved), so each module is compiled on its
-# first import; with the variable set, no process wrote what it compiled, and every worker,
-# subprocess and inner session compiled again what it imported (`import tensorflow` 23 s of
-# CPU from source against 8 s from bytecode, torch 9 s against 4 s). Popped here, in the
-# process that starts the xdist workers, before any of them and before any test process starts.
+# set it; the project's development machines do). The test command installs the frameworks
+# without compiling them (`pip install --no-compile`, a minute saved), so each module is compiled
+# on its first import; with the variable set, the xdist workers and every subprocess started
+# with their environment wrote nothing they compiled, and compiled it again in each process
+# (`import tensorflow` 23 s of CPU from source against 8 s from bytecode, torch 9 s against 4 s;
+# inner sessions already dropped the variable). Dropped here, in the process that starts the
+# workers, before any of them and before any test starts a process.
 os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 sys.dont_write_bytecode = False
-
-from .sessions.helpers import INNER_ADDOPTS, INNER_INI, INNER_UNSET, quick_xla_flags
 
 pytest_plugins = ["pytester"]
 

@@ -355,17 +355,18 @@ def _optimizer(spec: Optimizer) -> Any:
 
 
 def _with_lr(optimizer: Any, lr: float | None) -> Any:
-    """``lr=`` given beside a custom optimizer sets its learning rate (one that follows a
-    ``LearningRateSchedule`` has none to set: Keras refuses with a TypeError)."""
+    """``lr=`` given beside a custom optimizer sets its learning rate. One whose rate is a
+    ``LearningRateSchedule`` has none to set (Keras raises a TypeError), nor one whose rate is
+    a callable (an AttributeError)."""
     if lr is None:
         return optimizer
     try:
         optimizer.learning_rate = lr
-    except TypeError as exc:  # Keras: "... created with a LearningRateSchedule ... not settable"
+    except (TypeError, AttributeError) as exc:
         raise ModelError(
             f"check_training(lr={lr!r}) cannot set the learning rate of "
-            f"{type(optimizer).__name__} ({exception_line(exc)}): an optimizer that follows a "
-            "LearningRateSchedule takes its rate from the schedule at every step. Drop lr= "
+            f"{type(optimizer).__name__} ({exception_line(exc)}): its learning rate is a "
+            "LearningRateSchedule or a callable, which sets the rate of every step. Drop lr= "
             "(the schedule decides), or give the optimizer a fixed learning_rate"
         ) from exc
     return optimizer

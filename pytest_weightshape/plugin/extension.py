@@ -143,7 +143,14 @@ class WeightShapeExtension(AbstractSyrupyExtension):
 
     @classmethod
     def dirname(cls, *, test_location: PyTestLocation) -> str:
-        return str(golden.golden_dir(cls.rootdir, cls.golden_root, Path(test_location.filepath)))
+        return str(
+            golden.golden_dir(
+                cls.rootdir,
+                cls.golden_root,
+                Path(test_location.filepath),
+                test_location.modulename,
+            )
+        )
 
     @classmethod
     def matches_test_location(
@@ -166,7 +173,8 @@ class WeightShapeExtension(AbstractSyrupyExtension):
         if folder.is_dir():
             for path in sorted(folder.iterdir()):
                 ours = path.suffix == f".{self.file_extension}" and not path.name.startswith(".")
-                if ours and path.is_file():
+                # a link to nothing is claimed too: an unused one is named, never deleted
+                if ours and (path.is_file() or (path.is_symlink() and not path.exists())):
                     location = str(path)
                     discovered.add(self.read_snapshot_collection(snapshot_location=location))
         return discovered
@@ -241,6 +249,8 @@ class WeightShapeExtension(AbstractSyrupyExtension):
                 snapshot_location=snapshot_location, snapshots=snapshots, name_order=name_order
             )
         except (OSError, GoldenError, UnicodeError) as exc:
+            if isinstance(exc, FileExistsError):  # syrupy's mkdir met a link to nothing?
+                exc = golden.broken_link(Path(snapshot_location)) or exc
             NOT_WRITTEN.append((snapshot_location, _reason(exc)))
 
     def delete_snapshots(self, *, snapshot_location: str, snapshot_names: set[str]) -> None:

@@ -419,15 +419,18 @@ class ShapeVariant:
         from .extension import Candidate
 
         known: Mapping[str, Any] = {}
-        if os.path.lexists(plan.path):
+        unreadable: GoldenError | None = None
+        if os.path.lexists(plan.path) or not os.path.exists(Path(plan.path).parent):
             try:  # a corrupt golden fails here, untouched (an update rewrites it)
                 _, known = golden.read_checks(Path(plan.path))
             except GoldenError as exc:
+                # named as every other message names a golden: from where pytest started
+                shown = os.path.relpath(plan.path, self._request.config.invocation_params.dir)
+                unreadable = type(exc)(str(exc).replace(str(Path(plan.path)), shown))
                 if isinstance(exc, NewerGoldenError) or not syrupy_bridge.may_update(
                     plan.assertion
-                ):  # named as every other message names a golden: from where pytest started
-                    shown = os.path.relpath(plan.path, self._request.config.invocation_params.dir)
-                    raise type(exc)(str(exc).replace(str(Path(plan.path)), shown)) from None
+                ):
+                    raise unreadable from None
         config = self._request.config
         settings = settings_of(config)
         nodeid = self._request.node.nodeid
@@ -444,6 +447,8 @@ class ShapeVariant:
         )
         # modes that never record a new golden do not ask syrupy to
         refuse_new = (settings.strict or settings.update_failing) and plan.check not in known
+        if refuse_new and unreadable is not None:  # not "no golden": it cannot be read
+            raise unreadable from None
         outcome = syrupy_bridge.assert_match(
             plan.assertion, plan.check, candidate, may_record=not refuse_new
         )

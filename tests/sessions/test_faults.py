@@ -42,6 +42,14 @@ UNREADABLE = {
         "is a symbolic link to moved.json, which does not exist",
     ),
     "pipe": (lambda p: (p.unlink(), os.mkfifo(p)), "it is not a regular file"),
+    "link-chain": (
+        lambda p: (p.unlink(), p.with_name("l2").symlink_to("gone.json"), p.symlink_to("l2")),
+        "is a symbolic link to l2 (which leads to gone.json), which does not exist",
+    ),
+    "link-to-folder": (
+        lambda p: (p.unlink(), p.with_name("shared").mkdir(), p.symlink_to("shared")),
+        "it is a symbolic link to the folder shared). Remove the link (not the folder",
+    ),
 }
 
 
@@ -80,6 +88,54 @@ def test_an_update_records_a_golden_it_cannot_read_again(pytester, case):
     assert json.loads(golden_of(pytester).read_text())["checks"]["default"]
     assert not golden_of(pytester).is_symlink()  # a dangling link is replaced by the golden
     run_inline(pytester).assert_outcomes(passed=2)
+
+
+def test_goldens_behind_symbolic_links(pytester, monkeypatch):
+    """A link to a golden is written through (the link stays); a link to a folder is replaced
+    by a file with a file's mode; a folder that is a link to nothing is named in plain, strict
+    and update runs; an unused link to nothing is named, never deleted."""
+    pytester.makepyfile(test_dense=TEST + OTHER)
+    run_inline(pytester, "--snapshot-update").assert_outcomes(passed=2)
+    path, store = golden_of(pytester), pytester.mkdir("store")
+    path.rename(store / "shared.json")
+    path.symlink_to(os.path.relpath(store / "shared.json", path.parent))
+    pytester.makepyfile(test_dense=(TEST + OTHER).replace("units=[10, 5]", "units=[10, 4]"))
+    run_inline(pytester, "--snapshot-update").assert_outcomes(passed=2)
+    assert path.is_symlink() and "units=4" in (store / "shared.json").read_text()
+    run_inline(pytester).assert_outcomes(passed=2)
+
+    path.unlink()
+    path.with_name("a_folder").mkdir(mode=0o755)
+    path.symlink_to("a_folder")
+    run_inline(pytester, "--snapshot-update").assert_outcomes(passed=2)
+    assert not path.is_symlink() and path.stat().st_mode & 0o111 == 0  # no folder's x bits
+
+    folder = path.parent
+    os.rename(folder, pytester.path / "moved_goldens")
+    folder.symlink_to("gone")  # golden/test_dense -> golden/gone
+    for args, env in (([], {}), (["--snapshot-update"], {"CI": "1"})):
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        result = run_inline(pytester, *args)
+        result.assert_outcomes(failed=2)
+        out = assert_clean_failure(result)
+        assert "is under test_dense/, a symbolic link to gone, which does not exist" in out
+        assert "no golden" not in out
+    monkeypatch.delenv("CI")
+    result = run_inline(pytester, "--snapshot-update")
+    assert "not written" in result.stdout.str() and "a symbolic link to gone" in result.stdout.str()
+    assert folder.is_symlink() and not folder.exists()
+
+    folder.unlink()
+    os.rename(pytester.path / "moved_goldens", folder)
+    (folder / "test_removed.json").symlink_to("nowhere.json")  # of no test: unused
+    result = run_inline(pytester)
+    result.assert_outcomes(passed=2)
+    assert result.ret == 1 and "1 snapshot unused" in result.stdout.str()
+    out = run_inline(pytester, "--snapshot-update").stdout.str()
+    assert "golden/test_dense/test_removed.json: not removed although unused" in out
+    assert "a symbolic link to nowhere.json, which does not exist" in out
+    assert (folder / "test_removed.json").is_symlink()  # named, never deleted
 
 
 def test_a_golden_with_a_byte_order_mark_is_read(pytester):

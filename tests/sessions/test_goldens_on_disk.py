@@ -7,7 +7,6 @@ import shutil
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 from .helpers import (
     DENSE,
@@ -260,20 +259,31 @@ def test_goldens_are_byte_identical_across_records_and_independent_of_order_and_
     assert a == b
 
 
-def test_a_test_file_outside_rootdir_has_one_golden_folder_in_every_import_mode(pytester):
-    """golden/_outside_rootdir/<module>, named as the default import mode names the module:
-    under ``--import-mode=importlib`` the module's import name is built from the file's
-    absolute path, and its goldens went to a folder named after where the checkout lives."""
+def test_test_files_outside_rootdir_get_folders_that_no_machine_or_stem_clash_changes(pytester):
+    """golden/_outside_rootdir/<module>, the module as pytest's default import mode names it.
+    Under ``--import-mode=importlib`` a test file in no package is imported under a name built
+    from its absolute path: its goldens went to a folder named after where the checkout lives.
+    It is now named by its path from rootdir, so two such files with one stem (allowed under
+    importlib) keep two folders and both pass."""
     project = pytester.mkdir("project")
     (project / "pytest.ini").write_text(INNER_INI)
     far = pytester.mkdir("elsewhere") / "test_far.py"
     far.write_text(TEST)
     ini = ["-c", str(project / "pytest.ini"), f"--rootdir={project}"]
-    expected = [Path("golden/_outside_rootdir/test_far/test_dense.json")]
+
+    def recorded():
+        return sorted(str(p.relative_to(project)) for p in (project / "golden").rglob("*.json"))
+
     run_inline(pytester, *ini, "--snapshot-update", far).assert_outcomes(passed=1)
-    assert [p.relative_to(project) for p in (project / "golden").rglob("*.json")] == expected
-    importlib = [*ini, "--import-mode=importlib", far]
-    run_inline(pytester, *importlib).assert_outcomes(passed=1)  # the same golden is read
+    assert recorded() == ["golden/_outside_rootdir/test_far/test_dense.json"]
     shutil.rmtree(project / "golden")
-    run_inline(pytester, *importlib, "--snapshot-update").assert_outcomes(passed=1)
-    assert [p.relative_to(project) for p in (project / "golden").rglob("*.json")] == expected
+    other = pytester.mkdir("other") / "test_far.py"
+    other.write_text(TEST.replace("units=[10, 5]", "units=[10, 3]"))
+    importlib = [*ini, "--import-mode=importlib", far, other]
+    run_inline(pytester, *importlib, "--snapshot-update").assert_outcomes(passed=2)
+    assert recorded() == [
+        "golden/_outside_rootdir/_up.elsewhere.test_far/test_dense.json",
+        "golden/_outside_rootdir/_up.other.test_far/test_dense.json",
+    ]
+    assert str(pytester.path).strip("/").split("/")[0] not in " ".join(recorded())
+    run_inline(pytester, *importlib).assert_outcomes(passed=2)

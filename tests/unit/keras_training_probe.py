@@ -382,6 +382,18 @@ def errors():
                 ),
             )
         ),
+        "callable_rate_with_lr": error_of(
+            lambda: train(
+                small(),
+                np.zeros((8, 3), np.float32),
+                optimizer=Optimizer(
+                    "custom",
+                    "custom:factory",
+                    0.05,
+                    lambda: keras.optimizers.SGD(learning_rate=lambda: 0.01),
+                ),
+            )
+        ),
     }
 
 

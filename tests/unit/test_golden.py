@@ -122,18 +122,32 @@ def test_safe_stem_keeps_plain_names_and_never_collides():
 def test_golden_dir_mirrors_the_test_path(tmp_path):
     root = tmp_path
     test_file = root / "tests" / "m" / "test_x.py"
-    assert golden.golden_dir(root, root / "golden", test_file) == (
+    assert golden.golden_dir(root, root / "golden", test_file, "tests.m.test_x") == (
         root / "golden" / "tests" / "m" / "test_x"
     )
-    outside = golden.golden_dir(root / "a", root / "a" / "golden", root / "b" / "test_y.py")
-    # named as the default import mode names the module (b holds no __init__.py), not from
-    # the absolute path (--import-mode=importlib's name): the same on every checkout
-    assert outside == root / "a" / "golden" / "_outside_rootdir" / "test_y"
-    (root / "b" / "c").mkdir(parents=True)
-    for package in (root / "b", root / "b" / "c"):
-        (package / "__init__.py").write_text("")
-    packaged = golden.golden_dir(root / "a", root / "a" / "golden", root / "b" / "c" / "test_y.py")
-    assert packaged == root / "a" / "golden" / "_outside_rootdir" / "b.c.test_y"
+    outside = golden.golden_dir(
+        root / "a", root / "a" / "golden", root / "b" / "test_y.py", "b.test_y"
+    )
+    # named from the module, not the absolute path: the same on every checkout
+    assert outside == root / "a" / "golden" / "_outside_rootdir" / "b.test_y"
+
+
+def test_a_file_outside_rootdir_named_from_its_absolute_path_is_named_by_its_relative_path(
+    tmp_path,
+):
+    """--import-mode=importlib names a test file in no package from its absolute path (dots
+    as underscores): that name differs per machine, so the folder takes the path from rootdir
+    instead, and two such files with one stem get two folders."""
+    root = tmp_path / "project"
+    names = {}
+    for folder in ("unit", "integration.v2"):
+        test_file = tmp_path / folder / "test_model.py"
+        absolute = ".".join(p.replace(".", "_") for p in test_file.with_suffix("").parts[1:])
+        names[folder] = golden.golden_dir(root, root / "golden", test_file, absolute)
+    assert names == {
+        "unit": root / "golden" / "_outside_rootdir" / "_up.unit.test_model",
+        "integration.v2": root / "golden" / "_outside_rootdir" / "_up.integration_v2.test_model",
+    }
 
 
 def test_merge_write_keeps_other_checks_and_delete_removes_file(tmp_path, check_doc):

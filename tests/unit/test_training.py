@@ -507,6 +507,10 @@ def test_a_noise_gradient_is_found_judged_by_the_model_scale_and_its_update_not_
     under_sgd = [f for f in findings(_bn_cnn(True, "sgd")) if f.kind == "noise gradient"]
     assert len(under_sgd) == 2 and "SGD moves that weight by the learning rate" in under_sgd[0].text
     assert "Adam" not in under_sgd[0].text  # the user's optimizer, not another
+    factory = lambda params: torch.optim.SGD(params, lr=0.01)  # noqa: E731
+    unnamed = [f for f in findings(_bn_cnn(True, factory)) if f.kind == "noise gradient"]
+    assert "under plain SGD that update stays noise; an adaptive" in unnamed[0].text
+    assert "use_bias=False in Keras" in unnamed[0].text
     # another thread count reorders the noise: Adam's update of it changes a lot
     current = copy.deepcopy(doc)
     for name in ("channels=4", "channels=6"):

@@ -182,6 +182,10 @@ ERRORS = {
         "LearningRateSchedule",
         "Drop lr=",
     ),
+    "callable_rate_with_lr": (
+        "check_training(lr=0.05) cannot set the learning rate of SGD",
+        "a LearningRateSchedule or a callable",
+    ),
 }
 
 
