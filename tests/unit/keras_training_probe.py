@@ -319,6 +319,11 @@ def errors():
     def small():
         return built(lambda: sequential(keras.layers.Dense(3)))
 
+    def optimizer_error(given, lr=None, name="custom:object"):
+        """What training a small model with the custom optimizer ``given`` raised."""
+        optimizer = Optimizer("custom", name, lr, given)
+        return error_of(lambda: train(small(), np.zeros((8, 3), np.float32), optimizer=optimizer))
+
     frozen = small()
     frozen.trainable = False
     not_scalar = Loss("custom", "custom:square", lambda out, t: keras.ops.square(out - t))
@@ -356,43 +361,13 @@ def errors():
         "not_scalar": error_of(lambda: train(small(), np.zeros((8, 3), np.float32), not_scalar)),
         "number": error_of(lambda: train(small(), np.zeros((8, 3), np.float32), number)),
         "raising": error_of(lambda: train(small(), np.zeros((8, 3), np.float32), raising)),
-        "not_optimizer": error_of(
-            lambda: train(
-                small(),
-                np.zeros((8, 3), np.float32),
-                optimizer=Optimizer("custom", "custom:object", None, object()),
-            )
+        "not_optimizer": optimizer_error(object()),
+        "factory_not_optimizer": optimizer_error(lambda: "sgd", name="custom:text"),
+        "schedule_with_lr": optimizer_error(
+            keras.optimizers.SGD(keras.optimizers.schedules.ExponentialDecay(0.1, 10, 0.9)), 0.1
         ),
-        "factory_not_optimizer": error_of(
-            lambda: train(
-                small(),
-                np.zeros((8, 3), np.float32),
-                optimizer=Optimizer("custom", "custom:text", None, lambda: "sgd"),
-            )
-        ),
-        "schedule_with_lr": error_of(
-            lambda: train(
-                small(),
-                np.zeros((8, 3), np.float32),
-                optimizer=Optimizer(
-                    "custom",
-                    "custom:SGD",
-                    0.1,
-                    keras.optimizers.SGD(keras.optimizers.schedules.ExponentialDecay(0.1, 10, 0.9)),
-                ),
-            )
-        ),
-        "callable_rate_with_lr": error_of(
-            lambda: train(
-                small(),
-                np.zeros((8, 3), np.float32),
-                optimizer=Optimizer(
-                    "custom",
-                    "custom:factory",
-                    0.05,
-                    lambda: keras.optimizers.SGD(learning_rate=lambda: 0.01),
-                ),
-            )
+        "callable_rate_with_lr": optimizer_error(
+            lambda: keras.optimizers.SGD(learning_rate=lambda: 0.01), 0.05
         ),
     }
 
