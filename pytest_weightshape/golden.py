@@ -217,9 +217,9 @@ def locked(path: Path) -> Iterator[None]:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except FileExistsError:
-        link = _dangling_link(path)
-        if link is not None:  # a folder on the way is a link to nothing
-            raise _dangling(path, link) from None
+        error = broken_link(path)  # a folder on the way is a link to nothing?
+        if error is not None:
+            raise error from None
         raise
     try:
         import fcntl
