@@ -113,7 +113,9 @@ def test_goldens_behind_symbolic_links(pytester, monkeypatch):
     folder = path.parent
     os.rename(folder, pytester.path / "moved_goldens")
     folder.symlink_to("gone")  # golden/test_dense -> golden/gone
-    for args, env in (([], {}), (["--snapshot-update"], {"CI": "1"})):
+    runs = ([], {}), (["--snapshot-update"], {"CI": "1"}), (["--weightshape-update-failing"], {})
+    for args, env in runs:
+        monkeypatch.delenv("CI", raising=False)
         for name, value in env.items():
             monkeypatch.setenv(name, value)
         result = run_inline(pytester, *args)
@@ -121,7 +123,7 @@ def test_goldens_behind_symbolic_links(pytester, monkeypatch):
         out = assert_clean_failure(result)
         assert "is under test_dense/, a symbolic link to gone, which does not exist" in out
         assert "no golden" not in out
-    monkeypatch.delenv("CI")
+    monkeypatch.delenv("CI", raising=False)
     result = run_inline(pytester, "--snapshot-update")
     assert "not written" in result.stdout.str() and "a symbolic link to gone" in result.stdout.str()
     assert folder.is_symlink() and not folder.exists()
