@@ -214,13 +214,7 @@ def locked(path: Path) -> Iterator[None]:
     beside the goldens. Where ``fcntl`` is missing (Windows) writes stay atomic but
     concurrent merges into one file are not serialised.
     """
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        error = broken_link(path)  # a folder on the way is a link to nothing?
-        if error is not None:
-            raise error from None
-        raise
+    path.parent.mkdir(parents=True, exist_ok=True)
     try:
         import fcntl
     except ImportError:
@@ -289,9 +283,9 @@ def read_checks(path: Path) -> tuple[str | None, dict[str, dict[str, Any]]]:
     try:
         stat_result = path.stat()
     except FileNotFoundError:
-        link = _dangling_link(path)
-        if link is not None:  # a link whose target is gone is no absent golden
-            raise _dangling(path, link) from None
+        error = broken_link(path)  # a link whose target is gone is no absent golden
+        if error is not None:
+            raise error from None
         return None, {}
     except OSError as exc:
         raise _unreadable(path, exc) from None

@@ -249,7 +249,8 @@ class WeightShapeExtension(AbstractSyrupyExtension):
                 snapshot_location=snapshot_location, snapshots=snapshots, name_order=name_order
             )
         except (OSError, GoldenError, UnicodeError) as exc:
-            if isinstance(exc, FileExistsError):  # syrupy's mkdir met a link to nothing?
+            # making the golden's folder (syrupy's mkdir, then ours) met a link to nothing?
+            if isinstance(exc, FileExistsError):
                 exc = golden.broken_link(Path(snapshot_location)) or exc
             NOT_WRITTEN.append((snapshot_location, _reason(exc)))
 

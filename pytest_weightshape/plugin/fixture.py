@@ -420,17 +420,14 @@ class ShapeVariant:
 
         known: Mapping[str, Any] = {}
         unreadable: GoldenError | None = None
-        if os.path.lexists(plan.path) or not os.path.exists(Path(plan.path).parent):
-            try:  # a corrupt golden fails here, untouched (an update rewrites it)
-                _, known = golden.read_checks(Path(plan.path))
-            except GoldenError as exc:
-                # named as every other message names a golden: from where pytest started
-                shown = os.path.relpath(plan.path, self._request.config.invocation_params.dir)
-                unreadable = type(exc)(str(exc).replace(str(Path(plan.path)), shown))
-                if isinstance(exc, NewerGoldenError) or not syrupy_bridge.may_update(
-                    plan.assertion
-                ):
-                    raise unreadable from None
+        try:  # a corrupt golden fails here, untouched (an update rewrites it); none: {}
+            _, known = golden.read_checks(Path(plan.path))
+        except GoldenError as exc:
+            # named as every other message names a golden: from where pytest started
+            shown = os.path.relpath(plan.path, self._request.config.invocation_params.dir)
+            unreadable = type(exc)(str(exc).replace(str(Path(plan.path)), shown))
+            if isinstance(exc, NewerGoldenError) or not syrupy_bridge.may_update(plan.assertion):
+                raise unreadable from None
         config = self._request.config
         settings = settings_of(config)
         nodeid = self._request.node.nodeid
